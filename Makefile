@@ -1,0 +1,26 @@
+# One-command set-up: `make demo` and `make test` create .venv with Python 3.10 when it is missing.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?= -m "not slow"
+
+.PHONY: demo test test-all bench-quick clean venv
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@bash .ci/make_venv.sh $(VENV)
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/snnc demo
+
+test: $(STAMP)
+	OMP_NUM_THREADS=2 $(PY) -m pytest -q $(PYTEST_ARGS)
+
+test-all: $(STAMP)
+	OMP_NUM_THREADS=2 $(PY) -m pytest -q
+
+clean:
+	rm -rf $(VENV) build *.egg-info

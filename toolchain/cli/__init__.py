@@ -1,0 +1,1 @@
+"""The ``snnc`` command line: a thin layer over the Python API."""

@@ -1,0 +1,67 @@
+"""``snnc``: entry point. Each subcommand lives in its own module and registers itself on :data:`cli`.
+
+Errors on bad input (:class:`~toolchain.errors.ToolchainError`, missing files) end in one line on stderr and a
+non-zero exit status; ``snnc --debug ...`` shows the traceback instead.
+"""
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import List, Optional
+
+import click
+
+from ..errors import ToolchainError
+
+# Modules that define subcommands; each calls ``@cli.command()`` on import.
+_COMMAND_MODULES: List[str] = [
+]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True, help="Show full tracebacks on errors.")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
+    """snnc — compile spiking neural networks (NIR) for Loihi-style targets, simulate and verify them."""
+    ctx.ensure_object(dict)
+    ctx.obj["debug"] = debug
+
+
+def _load_commands() -> None:
+    for mod in _COMMAND_MODULES:
+        importlib.import_module(mod)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """Run the CLI; returns the exit status (0 success, 1 bad input, 2 usage error)."""
+    _load_commands()
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args
+    try:
+        cli.main(args=args, prog_name="snnc", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        return int(exc.exit_code or 0)
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        return 1
+    except (ToolchainError, FileNotFoundError, IsADirectoryError, PermissionError) as exc:
+        if debug:
+            raise
+        msg = str(exc) if isinstance(exc, ToolchainError) else f"{exc.strerror}: '{exc.filename}'"
+        click.echo(f"error: {msg}", err=True)
+        return 1
+    except SystemExit as exc:  # commands that exit with a status (e.g. verify on a mismatch)
+        return int(exc.code or 0) if not isinstance(exc.code, str) else 1
+    return 0
+
+
+def entry() -> None:
+    """Console-script entry point."""
+    sys.exit(main())
+
+
+if __name__ == "__main__":  # pragma: no cover
+    entry()

@@ -1,0 +1,217 @@
+"""``Program``: the compiled artefact — integer parameters, sparse connectivity, placement, resource report.
+
+A Program is a graph of :class:`NeuronGroup` (populations of Loihi CUBA-LIF compartments, one Lava ``LIF``
+process each, possibly split over cores) joined by :class:`SynapseGroup` (one Lava ``Dense``/``Sparse``/
+``DelayDense`` process each) and fed by :class:`InputPort` (one Lava ``RingBuffer`` each). Every integer field
+names its dtype and bit width; the arithmetic that consumes them is written down in :mod:`toolchain.fixedpoint`.
+
+Timing: a spike emitted by a group (or an input port) at step t reaches the ``u`` of the groups it projects to at
+step ``t + 1 + delay`` — one step per synapse layer, as Lava's Dense buffers its output by one step.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Tuple
+
+import numpy as np
+
+from .errors import GraphError
+from .ir.storage import WeightStorage
+
+__all__ = ["NeuronGroup", "SynapseGroup", "InputPort", "Program", "SIGN_MODES"]
+
+SIGN_MODES = ("mixed", "excitatory", "inhibitory")
+
+
+def _int_field(value: Any, n: int, dtype: Any, lo: int, hi: int, group: str, fname: str) -> np.ndarray:
+    arr = np.asarray(value)
+    if arr.size == 1:
+        arr = np.full(n, arr.reshape(()))
+    if arr.shape != (n,):
+        raise GraphError(f"has shape {arr.shape}, expected ({n},)", node=group, field=fname)
+    if not np.issubdtype(arr.dtype, np.integer):
+        if not np.all(np.equal(np.mod(arr, 1), 0)):
+            raise GraphError("must hold integers", node=group, field=fname)
+    arr = arr.astype(np.int64)
+    if arr.size and (arr.min() < lo or arr.max() > hi):
+        raise GraphError(f"values [{arr.min()}, {arr.max()}] outside [{lo}, {hi}]", node=group, field=fname)
+    out = arr.astype(dtype)
+    out.setflags(write=False)
+    return out
+
+
+@dataclass(frozen=True, eq=False)
+class NeuronGroup:
+    """A population of CUBA-LIF compartments with Loihi integer parameters (one value per neuron).
+
+    Fields (per neuron, length n = prod(shape)):
+      du        uint16, 12-bit unsigned [0, 4095]: current decay; Lava uses du + 1 (``ds_offset``).
+      dv        uint16, 12-bit unsigned [0, 4095]: voltage decay.
+      vth       int32, 17-bit unsigned [0, 131071]: threshold mantissa; spike when v > vth << 6.
+      bias_mant int16, 13-bit signed [-4096, 4095]: bias mantissa.
+      bias_exp  int16, 3-bit unsigned [0, 7]: effective bias = bias_mant << bias_exp (not shifted by 6).
+    ``reset_mode``: "zero" (v = 0 after a spike, Lava's LIF) or "subtract" (v -= vth << 6).
+    ``spiking``: False for a readout (NIR LI/CubaLI/Integrator) that must never spike; the compiler then sets
+    ``vth`` to its maximum and reports the headroom of ``v`` below it.
+    ``source``: the IR node this group was compiled from; ``shape``: that node's per-sample shape.
+    """
+
+    name: str
+    shape: Tuple[int, ...]
+    du: np.ndarray
+    dv: np.ndarray
+    vth: np.ndarray
+    bias_mant: np.ndarray
+    bias_exp: np.ndarray
+    reset_mode: str = "zero"
+    spiking: bool = True
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        shape = tuple(int(s) for s in np.atleast_1d(self.shape))
+        object.__setattr__(self, "shape", shape)
+        n = int(np.prod(shape))
+        object.__setattr__(self, "du", _int_field(self.du, n, np.uint16, 0, 4095, self.name, "du"))
+        object.__setattr__(self, "dv", _int_field(self.dv, n, np.uint16, 0, 4095, self.name, "dv"))
+        object.__setattr__(self, "vth", _int_field(self.vth, n, np.int32, 0, 2 ** 17 - 1, self.name, "vth"))
+        object.__setattr__(self, "bias_mant", _int_field(self.bias_mant, n, np.int16, -4096, 4095, self.name,
+                                                         "bias_mant"))
+        object.__setattr__(self, "bias_exp", _int_field(self.bias_exp, n, np.int16, 0, 7, self.name, "bias_exp"))
+        if self.reset_mode not in ("zero", "subtract"):
+            raise GraphError(f"must be 'zero' or 'subtract', got {self.reset_mode!r}", node=self.name,
+                             field="reset_mode")
+        if not self.source:
+            object.__setattr__(self, "source", self.name)
+
+    @property
+    def size(self) -> int:
+        """Number of neurons (compartments)."""
+        return int(np.prod(self.shape))
+
+
+@dataclass(frozen=True, eq=False)
+class SynapseGroup:
+    """Synapses from ``src`` (a NeuronGroup or InputPort name) to ``dst`` (a NeuronGroup name).
+
+    ``weight``: storage of shape (n_dst, n_src) holding integer weights exactly as handed to Lava's Dense
+    (int16 container, 8-bit signed range [-256, 255] before Lava's clip and truncation, see
+    :mod:`toolchain.fixedpoint`). ``weight_exp``: int, the *summed* activation is shifted left by it (right if
+    negative). ``num_weight_bits``: 1..8, Lava truncates weights to this precision. ``sign_mode``: "mixed",
+    "excitatory" or "inhibitory" (Lava's SignMode, given explicitly). ``delay``: extra steps (0..62) beyond the
+    inherent one-step synaptic delay (DelayDense on Lava). ``recurrent``: True when the edge closes a cycle.
+    """
+
+    name: str
+    src: str
+    dst: str
+    weight: WeightStorage
+    weight_exp: int = 0
+    num_weight_bits: int = 8
+    sign_mode: str = "mixed"
+    delay: int = 0
+    recurrent: bool = False
+
+    def __post_init__(self) -> None:
+        w = self.weight
+        if not isinstance(w, WeightStorage):
+            raise GraphError("must be a WeightStorage (Dense, Csr or Structured)", node=self.name, field="weight")
+        vals = w.to_dense()
+        if not np.all(np.equal(np.mod(vals, 1), 0)):
+            raise GraphError("must hold integers", node=self.name, field="weight")
+        if vals.size and (vals.min() < -256 or vals.max() > 255):
+            raise GraphError(f"values [{vals.min()}, {vals.max()}] outside the 9-bit range [-256, 255]",
+                             node=self.name, field="weight")
+        if not 1 <= int(self.num_weight_bits) <= 8:
+            raise GraphError(f"must be in [1, 8], got {self.num_weight_bits}", node=self.name,
+                             field="num_weight_bits")
+        if self.sign_mode not in SIGN_MODES:
+            raise GraphError(f"must be one of {SIGN_MODES}, got {self.sign_mode!r}", node=self.name,
+                             field="sign_mode")
+        if not 0 <= int(self.delay) <= 62:
+            raise GraphError(f"must be in [0, 62], got {self.delay}", node=self.name, field="delay")
+        object.__setattr__(self, "weight_exp", int(self.weight_exp))
+        object.__setattr__(self, "num_weight_bits", int(self.num_weight_bits))
+        object.__setattr__(self, "delay", int(self.delay))
+        object.__setattr__(self, "recurrent", bool(self.recurrent))
+
+
+@dataclass(frozen=True, eq=False)
+class InputPort:
+    """Where input spikes enter: ``shape`` per sample and step; ``num_message_bits`` 0 for binary spikes,
+    otherwise graded spikes of that many bits (unsigned integer payloads)."""
+
+    name: str
+    shape: Tuple[int, ...]
+    num_message_bits: int = 0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "shape", tuple(int(s) for s in np.atleast_1d(self.shape)))
+        if not 0 <= int(self.num_message_bits) <= 24:
+            raise GraphError(f"must be in [0, 24], got {self.num_message_bits}", node=self.name,
+                             field="num_message_bits")
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape))
+
+
+@dataclass(eq=False)
+class Program:
+    """The compiled network for one target.
+
+    ``groups``: neuron groups in execution order; ``synapses``: synapse groups; ``inputs``: input ports;
+    ``output``: the neuron group whose spikes (or ``v`` when it does not spike) are the network's output;
+    ``target``: the target's name; ``dt``: seconds per step; ``placement`` and ``report``: filled by the
+    partition pass (core assignment and resource report); ``quant_report``: per-layer quantisation error and
+    headroom; ``metadata``: provenance (source file, presets, pass list, ...).
+    """
+
+    groups: Dict[str, NeuronGroup]
+    synapses: List[SynapseGroup]
+    inputs: List[InputPort]
+    output: str
+    target: str = "loihi2"
+    dt: float = 1e-3
+    placement: Optional[Any] = None
+    report: Dict[str, Any] = field(default_factory=dict)
+    quant_report: Dict[str, Any] = field(default_factory=dict)
+    metadata: Dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.groups, (list, tuple)):
+            self.groups = {g.name: g for g in self.groups}
+        names = set(self.groups) | {p.name for p in self.inputs}
+        if len(names) != len(self.groups) + len(self.inputs):
+            raise GraphError("neuron groups and input ports must have distinct names", field="groups")
+        for s in self.synapses:
+            if s.src not in names:
+                raise GraphError(f"source '{s.src}' is neither a neuron group nor an input port", node=s.name,
+                                 field="src")
+            if s.dst not in self.groups:
+                raise GraphError(f"target '{s.dst}' is not a neuron group", node=s.name, field="dst")
+            n_src = self.groups[s.src].size if s.src in self.groups else self.input_port(s.src).size
+            if s.weight.shape != (self.groups[s.dst].size, n_src):
+                raise GraphError(f"weight shape {s.weight.shape} does not match ({self.groups[s.dst].size}, "
+                                 f"{n_src}) for {s.src} -> {s.dst}", node=s.name, field="weight")
+        if self.output not in self.groups:
+            raise GraphError(f"output '{self.output}' is not a neuron group", field="output")
+
+    def input_port(self, name: str) -> InputPort:
+        for p in self.inputs:
+            if p.name == name:
+                return p
+        raise GraphError("no such input port", node=name)
+
+    def synapses_into(self, group: str) -> List[SynapseGroup]:
+        return [s for s in self.synapses if s.dst == group]
+
+    def synapses_from(self, src: str) -> List[SynapseGroup]:
+        return [s for s in self.synapses if s.src == src]
+
+    @property
+    def neuron_count(self) -> int:
+        return sum(g.size for g in self.groups.values())
+
+    @property
+    def synapse_count(self) -> int:
+        return sum(s.weight.nnz for s in self.synapses)
