@@ -15,6 +15,8 @@ from ..errors import ToolchainError
 
 # Modules that define subcommands; each calls ``@cli.command()`` on import.
 _COMMAND_MODULES: List[str] = [
+    "toolchain.cli.inspect",
+    "toolchain.cli.compile",
 ]
 
 

@@ -328,6 +328,8 @@ class Conv1d(Node):
         if w is None or w.ndim != 3:
             raise GraphError(f"expected a 3-D kernel (C_out, C_in/groups, k), got "
                              f"{None if w is None else w.shape}", node=self.name, field="weight")
+        if not np.all(np.isfinite(w)):
+            raise GraphError("contains NaN or infinite values", node=self.name, field="weight")
         w = w.copy()
         w.setflags(write=False)
         object.__setattr__(self, "weight", w)

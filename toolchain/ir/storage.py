@@ -167,9 +167,15 @@ class Csr(WeightStorage):
     @classmethod
     def from_coo(cls, shape: Tuple[int, int], rows: np.ndarray, cols: np.ndarray, data: np.ndarray) -> "Csr":
         """Build from coordinate lists; duplicate (row, col) pairs are summed."""
-        rows = np.asarray(rows, dtype=np.int64)
-        cols = np.asarray(cols, dtype=np.int64)
-        data = np.asarray(data)
+        rows = np.asarray(rows, dtype=np.int64).reshape(-1)
+        cols = np.asarray(cols, dtype=np.int64).reshape(-1)
+        data = np.asarray(data).reshape(-1)
+        if not (rows.size == cols.size == data.size):
+            raise GraphError(f"rows, cols and data have {rows.size}, {cols.size} and {data.size} entries",
+                             field="weight.indices")
+        if rows.size and (rows.min() < 0 or rows.max() >= int(shape[0]) or cols.min() < 0
+                          or cols.max() >= int(shape[1])):
+            raise GraphError(f"coordinate out of range for shape {tuple(shape)}", field="weight.indices")
         key = rows * int(shape[1]) + cols
         uniq, inv = np.unique(key, return_inverse=True)
         summed = np.zeros(uniq.size, dtype=np.result_type(data.dtype, np.int64)

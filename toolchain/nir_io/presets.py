@@ -1,0 +1,142 @@
+"""Per-framework conventions of NIR files: what a framework's exporter really writes, and how to read it back.
+
+NIR 1.0 stores continuous-time parameters (tau in seconds) but neither the time step ``dt`` nor the reset mode, and
+the exporters of the frameworks do not agree on what they write. A *preset* names one framework's conventions;
+:func:`toolchain.nir_io.load` applies it (``load(path, preset="snntorch")``). Explicit ``dt=`` / ``reset=``
+arguments always win over a preset's defaults.
+
+Each row was checked against the exporter's source: snnTorch 1.0 (``snntorch/export_nir.py``) and Norse 1.1.0
+(``norse/torch/utils/export_nir.py``) are installed here and the tests export small models with them and compare
+spikes with our float executor; Sinabs and Rockpool are not installed, their rows come from reading their public
+``sinabs/nir.py`` and ``rockpool/nn/modules/torch/nir.py``; Lava has no NIR exporter, its row is the convention
+of the NIR paper's Lava importer (``paper/nir_to_lava.py``, ``dt = 1e-4``) and of Loihi.
+
+======== ======= ========= ============================ ================================================================
+preset   dt (s)  reset     tau in the file              executor conventions / notes
+======== ======= ========= ============================ ================================================================
+snntorch 1e-4    subtract  seconds: tau = dt/(1-beta)   ``Leaky``→LIF, ``Synaptic``→CubaLIF with r = tau_mem/dt and
+                                                        w_in = tau_syn/dt, so one Euler step is v = beta·v + I exactly.
+                                                        ``dt = 1e-4`` is hard-coded in the exporter. snnTorch's default
+                                                        reset mechanism is "subtract" (the Braille "zero" models need
+                                                        ``reset="zero"``). Reset timing ``"snntorch"``: snnTorch applies
+                                                        the reset of a spike at step t-1 at step t *after* that step's
+                                                        update (``reset_delay=True``): subtract → v_t = f(v_{t-1}) − θ
+                                                        (the subtraction is not decayed); zero → v_t = 0 for
+                                                        ``Synaptic``/``RSynaptic``/``RLeaky`` (CubaLIF, and LIF in a
+                                                        recurrent loop), while ``Leaky`` zeroes before the update, which
+                                                        is the immediate reset.
+norse    1e-3    zero      seconds × dt (Norse 1.1.0    ``LIFBoxCell``→LIF, ``LIFCell``→CubaLIF, ``IAFCell``→IF,
+                           writes ``dt / tau_inv``):    ``LIBoxCell``→LI, all with r = 1 and w_in = 1. ``dt`` is
+                           tau = tau_file / dt          ``to_nir``'s default (pass the cells' dt if it differs).
+                                                        Norse's ``LIFCell`` adds the input to the current undecayed,
+                                                        updates v with that current, then decays the current: that is
+                                                        the IR's current-first Euler step with w_in ← w_in·tau_syn/dt
+                                                        (Norse's stored current is the IR's i times 1 − dt/tau_syn).
+                                                        Files from Norse before 1.1 (e.g. the NIR paper's
+                                                        ``lif_norse.nir``) hold tau in seconds: load those without
+                                                        this preset.
+sinabs   1.0     subtract  time steps: tau = tau_file·dt ``IAF``→IF (r = 1), ``LIF``→LIF, ``ExpLeak``→LI (r = 1,
+                                                        v_leak = 0). Sinabs has no physical time step (dt = 1 "step");
+                                                        pass ``dt=`` to get seconds. Sinabs spikes when v ≥ θ (NIR: v > θ),
+                                                        may emit several spikes per step (``MultiSpike``) and decays with
+                                                        exp(−1/τ) — not reproduced by the float executor.
+rockpool 1e-3    subtract  seconds                      ``LIFTorch``→CubaLIF with r = tau_mem·exp(−dt/tau_mem)/dt,
+                                                        ``ExpSynTorch``→LI. Rockpool integrates exactly (exp decay), so
+                                                        Euler results differ at O(dt/tau).
+lava     1e-4    zero      seconds                      The IR's own semantics (Loihi): current first, then voltage with
+                                                        the new current; immediate reset to zero.
+======== ======= ========= ============================ ================================================================
+
+``preset=None`` reads tau in seconds, resets to zero (unless the file's own metadata, written by
+:func:`toolchain.nir_io.export`, says otherwise) and leaves ``dt`` unset unless given or stored in the file.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Dict, Optional, Tuple
+
+import numpy as np
+
+from ..errors import NirImportError
+
+__all__ = ["Preset", "PRESETS", "get_preset", "RESET_TIMINGS"]
+
+#: Reset timings the float executor knows: "immediate" (NIR/Loihi), "deferred" (reset of step t-1 applied after
+#: the update of step t), "snntorch" (per node, as snnTorch's modules do it; see the table above).
+RESET_TIMINGS = ("immediate", "deferred", "snntorch")
+
+
+@dataclass(frozen=True)
+class Preset:
+    """One framework's NIR conventions (see the module docstring's table).
+
+    ``tau_unit``: ``"s"`` (seconds), ``"s*dt"`` (seconds times dt: divide by dt) or ``"steps"`` (multiply by dt).
+    ``w_in_rule``: ``"as_is"`` or ``"jump"`` (the framework adds the input to the synaptic current undecayed:
+    w_in ← w_in · tau_syn/dt, so that one Euler step adds exactly I).
+    """
+
+    name: str
+    dt: float
+    reset: str
+    tau_unit: str = "s"
+    w_in_rule: str = "as_is"
+    reset_timing: str = "immediate"
+    summary: str = ""
+
+    def convert_tau(self, tau: np.ndarray, dt: Optional[float]) -> np.ndarray:
+        """Time constant in seconds from the value the framework wrote."""
+        tau = np.asarray(tau, dtype=np.float64)
+        if self.tau_unit == "s":
+            return tau
+        if dt is None:  # pragma: no cover - presets always have a dt
+            raise NirImportError(f"preset '{self.name}' needs dt to convert tau", field="dt")
+        return tau / dt if self.tau_unit == "s*dt" else tau * dt
+
+    def convert_w_in(self, w_in: np.ndarray, tau_syn_s: np.ndarray, dt: Optional[float]) -> np.ndarray:
+        """CubaLIF/CubaLI input weight for the IR's equation, from the written one (``tau_syn_s`` in seconds)."""
+        w_in = np.asarray(w_in, dtype=np.float64)
+        if self.w_in_rule == "as_is" or dt is None:
+            return w_in
+        return w_in * np.asarray(tau_syn_s, dtype=np.float64) / dt
+
+    def scaling(self) -> Dict[str, str]:
+        """The conversions this preset applies, as readable strings (recorded in the graph's metadata)."""
+        tau = {"s": "tau as written (s)", "s*dt": "tau = tau_file / dt", "steps": "tau = tau_file * dt"}
+        w = {"as_is": "w_in as written", "jump": "w_in = w_in_file * tau_syn / dt"}
+        return {"tau": tau[self.tau_unit], "w_in": w[self.w_in_rule]}
+
+
+PRESETS: Dict[str, Preset] = {
+    "snntorch": Preset("snntorch", dt=1e-4, reset="subtract", reset_timing="snntorch",
+                       summary="snnTorch 1.0: dt=1e-4, tau=dt/(1-beta), r=tau/dt, reset subtract applied one "
+                               "step late"),
+    "norse": Preset("norse", dt=1e-3, reset="zero", tau_unit="s*dt", w_in_rule="jump",
+                    summary="Norse 1.1.0: dt=1e-3, file tau = tau*dt, LIFCell current jumps by the input"),
+    "sinabs": Preset("sinabs", dt=1.0, reset="subtract", tau_unit="steps",
+                     summary="Sinabs: tau in time steps (dt = 1 step), reset subtract"),
+    "rockpool": Preset("rockpool", dt=1e-3, reset="subtract",
+                       summary="Rockpool: dt=1e-3, tau in s, reset subtract, exact exponential decay"),
+    "lava": Preset("lava", dt=1e-4, reset="zero",
+                   summary="Lava/Loihi: dt=1e-4 (NIR paper), tau in s, reset zero, current first"),
+}
+
+
+def get_preset(name: Optional[str]) -> Optional[Preset]:
+    """The preset called ``name`` (case-insensitive), None for None; unknown names raise NirImportError."""
+    if name is None:
+        return None
+    key = str(name).lower()
+    if key not in PRESETS:
+        raise NirImportError(f"unknown preset {name!r}; presets are {', '.join(PRESETS)}", field="preset")
+    return PRESETS[key]
+
+
+def resolve(preset: Optional[str], dt: Optional[float], reset: Optional[str]) -> Tuple[Optional[Preset],
+                                                                                       Optional[float],
+                                                                                       Optional[str]]:
+    """Apply a preset's defaults to the ``dt``/``reset`` the user did not give (None stays None without one)."""
+    p = get_preset(preset)
+    if p is not None:
+        dt = p.dt if dt is None else dt
+        reset = p.reset if reset is None else reset
+    return p, dt, reset
