@@ -1,0 +1,1 @@
+"""Simulators: the float executor of the IR and the reference integer simulator of a Program."""
