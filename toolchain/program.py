@@ -10,7 +10,9 @@ step ``t + 1 + delay`` — one step per synapse layer, as Lava's Dense buffers i
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
@@ -18,7 +20,8 @@ import numpy as np
 from .errors import GraphError
 from .ir.storage import WeightStorage
 
-__all__ = ["NeuronGroup", "SynapseGroup", "InputPort", "Program", "SIGN_MODES"]
+__all__ = ["NeuronGroup", "SynapseGroup", "InputPort", "Program", "SIGN_MODES", "CoreUsage", "Placement",
+           "programs_equal"]
 
 SIGN_MODES = ("mixed", "excitatory", "inhibitory")
 
@@ -215,3 +218,62 @@ class Program:
     @property
     def synapse_count(self) -> int:
         return sum(s.weight.nnz for s in self.synapses)
+
+    # -------------------------------------------------------------------------------- save / load
+    def save(self, path: "str | os.PathLike") -> Path:
+        """Write the Program to the directory ``path`` (``program.json`` + ``arrays.npz``), atomically.
+
+        Everything is written into a temporary sibling directory first and renamed into place only when complete,
+        so a failure never leaves a half-written build. An existing build at ``path`` is replaced; any other
+        non-empty directory (or a file) at ``path`` is refused with a :class:`ToolchainError`.
+        """
+        from ._program_io import save_program
+        return save_program(self, path)
+
+    @classmethod
+    def load(cls, path: "str | os.PathLike") -> "Program":
+        """Read a Program written by :meth:`save` (exact round trip); errors name the file."""
+        from ._program_io import load_program
+        return load_program(path)
+
+
+@dataclass(frozen=True)
+class CoreUsage:
+    """Resources used on one core: ``neurons`` placed, ``synapse_bits`` of synapse memory (with the encoding
+    actually chosen), ``state_bits`` (neuron state charged to the same memory on targets with shared memory),
+    ``input_axons``/``output_axons`` and distinct neuron ``profiles``; ``groups``: the neuron groups with neurons
+    here."""
+
+    core: int
+    chip: int
+    neurons: int
+    synapse_bits: int
+    state_bits: int
+    input_axons: int
+    output_axons: int
+    profiles: int
+    groups: Tuple[str, ...]
+
+
+@dataclass(eq=False)
+class Placement:
+    """Where every neuron lives. ``core_of[group]``: int32 array (one entry per neuron) with the core index, or -1
+    for a neuron that is not placed because it can never spike (no stored input synapse from a live source, no
+    bias: structurally pruned). ``cores``: the usage of every core used, by index."""
+
+    core_of: Dict[str, np.ndarray]
+    cores: List[CoreUsage]
+
+    @property
+    def cores_used(self) -> int:
+        return len(self.cores)
+
+    @property
+    def chips_used(self) -> int:
+        return len({c.chip for c in self.cores})
+
+
+def programs_equal(a: Program, b: Program) -> bool:
+    """True when two Programs hold the same groups, synapses, ports, placement, reports and metadata (exactly)."""
+    from ._program_io import program_state
+    return program_state(a) == program_state(b)

@@ -1,0 +1,165 @@
+"""Partition: every per-core limit respected (checked by an independent recount), lower bound, errors."""
+from __future__ import annotations
+
+import copy
+import warnings
+
+import numpy as np
+import pytest
+import tomli
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from toolchain.compile import compile_graph, format_report
+from toolchain.errors import ResourceError
+from toolchain.ir import LIF, Csr, Dense, Graph, Input, Linear, Output, Structured
+from toolchain.passes import check_partitioned
+from toolchain.targets import TARGET_DIR, load_target, parse_target
+from toolchain.testing import random_lif_graph
+
+with open(TARGET_DIR / "loihi1.toml", "rb") as _fh:
+    _BASE = tomli.load(_fh)
+
+
+def tiny(**core):
+    """A small target (Loihi 1 encoding) with some per-core limits overridden."""
+    d = copy.deepcopy(_BASE)
+    d["target"]["name"] = "tiny"
+    d["core"].update({"neurons_per_core": 32, "synapse_memory_bits": 16384, "input_axons_per_core": 64,
+                      "output_axons_per_core": 256, "max_fan_in": 64, "max_fan_out_cores": 256})
+    chip = core.pop("chip", {})
+    d["chip"].update(chip)
+    d["core"].update(core)
+    return parse_target(d, "tiny.toml")
+
+
+def _compile(g, target, **kw):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return compile_graph(g, target, **kw)
+
+
+def _placed_ok(p, target):
+    check_partitioned(p, target)  # independent recount of every core against the limits
+    rep = p.report
+    assert rep["cores_used"] == len(p.placement.cores) >= rep["lower_bound"] >= min(1, rep["neurons_placed"])
+    for g, grp in p.groups.items():
+        co = p.placement.core_of[g]
+        assert co.shape == (grp.size,) and co.max() < rep["cores_used"]
+        assert int((co >= 0).sum()) == rep["layers"][g]["placed"]
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(sizes=st.lists(st.integers(1, 120), min_size=2, max_size=4), storage=st.sampled_from(["dense", "csr",
+       "structured"]), density=st.floats(0.05, 1.0), seed=st.integers(0, 1000), recurrent=st.booleans())
+def test_partition_respects_every_limit(sizes, storage, density, seed, recurrent):
+    target = tiny()
+    g = random_lif_graph(sizes, density=density, seed=seed, storage=storage, recurrent=recurrent)
+    fan_in = max(int(n.weight.row_fan_in().max()) for n in g.nodes.values() if isinstance(n, Linear))
+    rec_fan = sizes[1] if recurrent else 0
+    try:
+        p = _compile(g, target)
+    except ResourceError as e:  # only a neuron with more live inputs than a core has axons may fail
+        assert e.field in ("fan_in", "input_axons") and e.limit == 64 and 64 < e.need <= fan_in + rec_fan
+        return
+    _placed_ok(p, target)
+    if fan_in + rec_fan <= target.max_fan_in:
+        assert p.report["cores_used"] >= 1 or p.report["neurons_placed"] == 0
+
+
+def test_lower_bound_is_met_closely_for_dense_and_sparse_layers():
+    for storage, dens in (("dense", 1.0), ("csr", 0.3)):
+        p = _compile(random_lif_graph([1024, 1024, 1024, 1024], density=dens, storage=storage, seed=1), "loihi1")
+        rep = p.report
+        assert rep["lower_bound_resource"] == "synapse_memory"
+        assert rep["lower_bound"] <= rep["cores_used"] <= 1.15 * rep["lower_bound"]
+        _placed_ok(p, load_target("loihi1"))
+
+
+def test_structured_pruning_saves_neurons_axons_and_cores():
+    rng = np.random.default_rng(0)
+    w1, w2 = rng.normal(0, 2, (600, 500)), rng.normal(0, 2, (400, 600))
+    rows = rng.random(600) < 0.5  # pruned hidden neurons: no synapses in, so they can never spike
+
+    def net(s1, s2):
+        return Graph([Input("in", shape=(500,)), Linear("w1", weight=s1), LIF("h", shape=(600,), tau=0.02,
+                      v_threshold=1.0), Linear("w2", weight=s2), LIF("o", shape=(400,), tau=0.02, v_threshold=1.0),
+                      Output("out", shape=(400,))], [("in", "w1"), ("w1", "h"), ("h", "w2"), ("w2", "o"),
+                                                     ("o", "out")], dt=1e-3)
+    dense = _compile(net(Dense(w1), Dense(w2)), "loihi1")
+    pruned = _compile(net(Structured(w1, row_mask=rows), Structured(w2, col_mask=rows)), "loihi1")
+    d, q = dense.report, pruned.report
+    assert q["layers"]["h"]["pruned"] == int((~rows).sum()) and d["layers"]["h"]["pruned"] == 0
+    assert np.all(pruned.placement.core_of["h"][~rows] == -1)
+    assert q["layers"]["o"]["input_axons"] < d["layers"]["o"]["input_axons"]
+    assert q["synapses_placed"] < d["synapses_placed"]
+    assert q["cores_used"] < d["cores_used"]
+    _placed_ok(pruned, load_target("loihi1"))
+
+
+def test_sparse_encoding_is_chosen_when_cheaper():
+    # one input axon with 3 synapses into a 10-neuron layer: sparse 3*(8+10)+10 = 64 bits, dense 10*8+10 -> 128
+    w = Csr((10, 1), np.array([0, 1, 1, 2, 2, 2, 3, 3, 3, 3, 3]), np.array([0, 0, 0]), np.array([1.0, 2.0, 3.0]))
+    g = Graph([Input("in", shape=(1,)), Linear("w", weight=w), LIF("l", shape=(10,), tau=0.01, v_threshold=1.0,
+               v_leak=0.5), Output("out", shape=(10,))], [("in", "w"), ("w", "l"), ("l", "out")], dt=1e-3)
+    p = _compile(g, "loihi1")
+    assert p.placement.cores[0].synapse_bits == 64 and p.placement.cores[0].input_axons == 1
+    gd = Graph([Input("in", shape=(1,)), Linear("w", weight=Dense(np.ones((10, 1)))), LIF("l", shape=(10,),
+                tau=0.01, v_threshold=1.0), Output("out", shape=(10,))], [("in", "w"), ("w", "l"), ("l", "out")],
+               dt=1e-3)
+    assert _compile(gd, "loihi1").placement.cores[0].synapse_bits == 128
+
+
+def test_output_axons_and_profiles_force_finer_splits():
+    # each neuron of layer 0 reaches every chunk of layer 1; few output axons per core split layer 0 finely
+    target = tiny(output_axons_per_core=40, neurons_per_core=64, input_axons_per_core=128, max_fan_in=128,
+                  synapse_memory_bits=2 ** 20)
+    p = _compile(random_lif_graph([30, 60, 200], seed=2), target)
+    _placed_ok(p, target)
+    assert p.report["layers"]["lif0"]["cores"] >= 2
+    assert max(c.output_axons for c in p.placement.cores) <= 40
+    # two time constants in one layer, one profile per core
+    target = tiny(neuron_profiles_per_core=1)
+    g = Graph([Input("in", shape=(4,)), Linear("w", weight=np.ones((8, 4))),
+               LIF("l", shape=(8,), tau=[0.01] * 4 + [0.05] * 4, v_threshold=1.0), Output("out", shape=(8,))],
+              [("in", "w"), ("w", "l"), ("l", "out")], dt=1e-3)
+    p = _compile(g, target)
+    _placed_ok(p, target)
+    assert p.report["cores_used"] == 2 and all(c.profiles == 1 for c in p.placement.cores)
+
+
+def test_resource_errors_name_layer_resource_need_and_limit():
+    target = tiny()
+    g = random_lif_graph([100, 10], seed=0)  # fan-in 100 > 64
+    with pytest.raises(ResourceError, match="suggestion") as ei:
+        _compile(g, target)
+    e = ei.value
+    assert e.node == "lif0" and e.field == "fan_in" and (e.need, e.limit) == (100, 64)
+    assert "100" in str(e) and "64" in str(e)
+    small = tiny(chip={"chips": 1, "cores_per_chip": 2})
+    with pytest.raises(ResourceError, match="needs .* cores") as ei:
+        _compile(random_lif_graph([40, 40, 40, 40], seed=0), small)
+    assert ei.value.field == "cores" and ei.value.limit == 2 and ei.value.need > 2
+    mem = tiny(synapse_memory_bits=500, max_fan_in=64)
+    with pytest.raises(ResourceError, match="synapse_memory") as ei:
+        _compile(random_lif_graph([60, 5], seed=0), mem)
+    assert ei.value.node == "lif0" and ei.value.limit == 500
+
+
+def test_format_report_prints_the_table_and_the_bound():
+    p = _compile(random_lif_graph([64, 60, 10], seed=0), tiny())
+    text = format_report(p)
+    assert f"cores used {p.report['cores_used']} (lower bound {p.report['lower_bound']})" in text
+    assert "in axons" in text and "lif0" in text
+    assert len([ln for ln in text.splitlines() if ln[:1].isdigit()]) == p.report["cores_used"]
+
+
+def test_the_independent_recount_catches_a_bad_placement():
+    target = tiny()
+    p = _compile(random_lif_graph([30, 60, 20], seed=4), target)
+    assert p.report["layers"]["lif0"]["cores"] >= 2
+    from toolchain.program import Placement
+    crowded = {g: np.where(co >= 0, 0, -1).astype(np.int32) for g, co in p.placement.core_of.items()}
+    p.placement = Placement(crowded, p.placement.cores)
+    with pytest.raises(ResourceError):
+        check_partitioned(p, target)

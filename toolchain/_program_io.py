@@ -1,0 +1,194 @@
+"""Program save/load: a build directory with ``program.json`` (structure, reports; versioned) and ``arrays.npz``
+(every integer array, with its dtype). Written atomically: a temporary sibling directory renamed into place."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Dict
+
+import numpy as np
+
+from .errors import ToolchainError
+from .ir.storage import Csr, Dense, Structured, WeightStorage
+from .program import CoreUsage, InputPort, NeuronGroup, Placement, Program, SynapseGroup
+
+FORMAT_NAME = "snn-toolchain-program"
+FORMAT_VERSION = 1
+JSON_FILE = "program.json"
+ARRAYS_FILE = "arrays.npz"
+
+
+def jsonable(x: Any) -> Any:
+    """Plain JSON data: numpy scalars/arrays to Python, tuples to lists, non-finite floats to None."""
+    if isinstance(x, dict):
+        return {str(k): jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [jsonable(v) for v in x]
+    if isinstance(x, np.ndarray):
+        return jsonable(x.tolist())
+    if isinstance(x, (np.bool_, bool)):
+        return bool(x)
+    if isinstance(x, np.integer):
+        return int(x)
+    if isinstance(x, (np.floating, float)):
+        f = float(x)
+        return f if math.isfinite(f) else None
+    if x is None or isinstance(x, (str, int)):
+        return x
+    raise TypeError(f"cannot store {type(x).__name__} in program.json")
+
+
+def _storage_arrays(w: WeightStorage, key: str, arrays: Dict[str, np.ndarray]) -> Dict[str, Any]:
+    if isinstance(w, Dense):
+        arrays[f"{key}/values"] = w.values
+        return {"storage": "dense", "shape": list(w.shape)}
+    if isinstance(w, Csr):
+        arrays[f"{key}/indptr"] = w.indptr
+        arrays[f"{key}/indices"] = w.indices
+        arrays[f"{key}/data"] = w.data
+        return {"storage": "csr", "shape": list(w.shape)}
+    if isinstance(w, Structured):
+        arrays[f"{key}/values"] = w.values
+        arrays[f"{key}/row_mask"] = w.row_mask
+        arrays[f"{key}/col_mask"] = w.col_mask
+        arrays[f"{key}/block_mask"] = w.block_mask
+        return {"storage": "structured", "shape": list(w.shape), "block_shape": list(w.block_shape)}
+    raise TypeError(f"unknown storage {type(w).__name__}")
+
+
+def _storage_from(desc: Dict[str, Any], key: str, arrays: Any) -> WeightStorage:
+    kind = desc["storage"]
+    if kind == "dense":
+        return Dense(arrays[f"{key}/values"])
+    if kind == "csr":
+        return Csr(tuple(desc["shape"]), arrays[f"{key}/indptr"], arrays[f"{key}/indices"], arrays[f"{key}/data"])
+    if kind == "structured":
+        return Structured(arrays[f"{key}/values"], arrays[f"{key}/row_mask"], arrays[f"{key}/col_mask"],
+                          tuple(desc["block_shape"]), arrays[f"{key}/block_mask"])
+    raise ValueError(f"unknown storage kind {kind!r}")
+
+
+def _encode(p: Program) -> tuple:
+    arrays: Dict[str, np.ndarray] = {}
+    groups = []
+    for i, g in enumerate(p.groups.values()):
+        for f in ("du", "dv", "vth", "bias_mant", "bias_exp"):
+            arrays[f"g/{i}/{f}"] = getattr(g, f)
+        groups.append({"name": g.name, "shape": list(g.shape), "reset_mode": g.reset_mode, "spiking": g.spiking,
+                       "source": g.source})
+    syns = []
+    for i, s in enumerate(p.synapses):
+        d = _storage_arrays(s.weight, f"s/{i}", arrays)
+        d.update({"name": s.name, "src": s.src, "dst": s.dst, "weight_exp": s.weight_exp,
+                  "num_weight_bits": s.num_weight_bits, "sign_mode": s.sign_mode, "delay": s.delay,
+                  "recurrent": s.recurrent})
+        syns.append(d)
+    placement = None
+    if p.placement is not None:
+        pl: Placement = p.placement
+        names = list(pl.core_of)
+        for i, n in enumerate(names):
+            arrays[f"p/{i}"] = pl.core_of[n]
+        placement = {"groups": names, "cores": [
+            {"core": c.core, "chip": c.chip, "neurons": c.neurons, "synapse_bits": c.synapse_bits,
+             "state_bits": c.state_bits, "input_axons": c.input_axons, "output_axons": c.output_axons,
+             "profiles": c.profiles, "groups": list(c.groups)} for c in pl.cores]}
+    doc = {"format": FORMAT_NAME, "version": FORMAT_VERSION, "target": p.target, "dt": p.dt, "output": p.output,
+           "groups": groups, "synapses": syns,
+           "inputs": [{"name": q.name, "shape": list(q.shape), "num_message_bits": q.num_message_bits}
+                      for q in p.inputs],
+           "placement": placement, "report": jsonable(p.report), "quant_report": jsonable(p.quant_report),
+           "metadata": jsonable(p.metadata)}
+    return doc, arrays
+
+
+def save_program(p: Program, path: "str | os.PathLike") -> Path:
+    out = Path(path)
+    if out.exists() and not out.is_dir():
+        raise ToolchainError("exists and is not a directory; refusing to overwrite it", file=str(out))
+    if out.is_dir() and any(out.iterdir()) and not (out / JSON_FILE).is_file():
+        raise ToolchainError("exists, is not empty and holds no program build; refusing to overwrite it",
+                             file=str(out))
+    doc, arrays = _encode(p)  # may raise before anything touches the disk
+    text = json.dumps(doc, indent=1, allow_nan=False)
+    parent = out.parent if str(out.parent) else Path(".")
+    parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=parent))
+    try:
+        with open(tmp / ARRAYS_FILE, "wb") as fh:
+            np.savez(fh, **arrays)
+        with open(tmp / JSON_FILE, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        if out.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=parent))
+            os.rmdir(old)
+            os.rename(out, old)
+            try:
+                os.rename(tmp, out)
+            except BaseException:
+                os.rename(old, out)
+                raise
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def load_program(path: "str | os.PathLike") -> Program:
+    root = Path(path)
+    jf, af = root / JSON_FILE, root / ARRAYS_FILE
+    if not jf.is_file():
+        raise ToolchainError(f"not a program build (no {JSON_FILE})", file=str(root))
+    try:
+        doc = json.loads(jf.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ToolchainError(f"cannot read: {exc}", file=str(jf)) from None
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT_NAME:
+        raise ToolchainError(f"not a {FORMAT_NAME} file", file=str(jf), field="format")
+    if doc.get("version") != FORMAT_VERSION:
+        raise ToolchainError(f"format version {doc.get('version')!r} is not supported (this toolchain reads "
+                             f"version {FORMAT_VERSION})", file=str(jf), field="version")
+    if not af.is_file():
+        raise ToolchainError("missing", file=str(af))
+    try:
+        with np.load(af, allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+    except (OSError, ValueError) as exc:
+        raise ToolchainError(f"cannot read: {exc}", file=str(af)) from None
+    try:
+        groups = [NeuronGroup(g["name"], tuple(g["shape"]), *(arrays[f"g/{i}/{f}"] for f in
+                                                             ("du", "dv", "vth", "bias_mant", "bias_exp")),
+                              reset_mode=g["reset_mode"], spiking=g["spiking"], source=g["source"])
+                  for i, g in enumerate(doc["groups"])]
+        syns = [SynapseGroup(s["name"], s["src"], s["dst"], _storage_from(s, f"s/{i}", arrays),
+                             weight_exp=s["weight_exp"], num_weight_bits=s["num_weight_bits"],
+                             sign_mode=s["sign_mode"], delay=s["delay"], recurrent=s["recurrent"])
+                for i, s in enumerate(doc["synapses"])]
+        ports = [InputPort(q["name"], tuple(q["shape"]), q["num_message_bits"]) for q in doc["inputs"]]
+        placement = None
+        if doc.get("placement") is not None:
+            pl = doc["placement"]
+            placement = Placement({n: arrays[f"p/{i}"] for i, n in enumerate(pl["groups"])},
+                                  [CoreUsage(c["core"], c["chip"], c["neurons"], c["synapse_bits"], c["state_bits"],
+                                             c["input_axons"], c["output_axons"], c["profiles"], tuple(c["groups"]))
+                                   for c in pl["cores"]])
+        return Program(groups, syns, ports, doc["output"], target=doc["target"], dt=doc["dt"], placement=placement,
+                       report=doc["report"], quant_report=doc["quant_report"], metadata=doc["metadata"])
+    except KeyError as exc:
+        raise ToolchainError(f"incomplete build: missing {exc}", file=str(root)) from None
+    except ToolchainError as exc:
+        raise ToolchainError(exc.message, file=str(root), node=exc.node, field=exc.field) from None
+
+
+def program_state(p: Program) -> tuple:
+    """A comparable snapshot (JSON document + arrays with dtypes) of a Program."""
+    doc, arrays = _encode(p)
+    return (json.dumps(doc, sort_keys=True),
+            tuple(sorted((k, str(v.dtype), v.shape, v.tobytes()) for k, v in arrays.items())))

@@ -1,0 +1,69 @@
+"""``snnc compile FILE.nir --target loihi2 --dt 1e-3 [--reset zero|subtract] [--preset P] -o BUILD/``.
+
+Loads the NIR file (:func:`toolchain.nir_io.load`), compiles it (:func:`toolchain.compile.compile_graph`), writes
+the Program to ``BUILD/`` (atomically: nothing is written when anything fails) and prints the resource report
+and the quantisation summary. Warnings go to stderr as ``warning: ...`` lines.
+"""
+from __future__ import annotations
+
+import warnings
+from typing import Optional
+
+import click
+
+from .main import cli
+
+__all__ = ["quant_summary"]
+
+
+def quant_summary(program) -> str:
+    """Per-layer quantisation errors and headroom as a small table."""
+    q = program.quant_report
+    rows = [("layer", "kind", "vth", "dv", "du", "w err max", "bias err", "headroom u/v bits", "latency")]
+    for g, d in q.get("groups", {}).items():
+        w_err = max([s["weight_rel_error_max"] for s in q.get("synapses", {}).values() if s["dst"] == g] or [0.0])
+        hu, hv = d.get("headroom_u_bits"), d.get("headroom_v_bits")
+        head = f"{'-' if hu is None else f'{hu:.1f}'}/{'inf' if hv is None else f'{hv:.1f}'}"
+        rows.append((g, d["kind"], str(d["vth"]), str(d["dv"]), str(d["du"]), f"{w_err:.2%}",
+                     f"{d['bias_rel_error']:.2%}", head, str(d["latency_steps"])))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+@cli.command("compile")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--target", "-t", default="loihi2", show_default=True,
+              help="Target name (hw_targets/NAME.toml) or path of a target .toml file.")
+@click.option("--dt", type=float, default=None, help="Time step in seconds (default: the preset's or the file's).")
+@click.option("--reset", type=click.Choice(["zero", "subtract"]), default=None,
+              help="Reset mode of every spiking neuron (NIR does not store it).")
+@click.option("--preset", default=None, help="Framework conventions of the file: snntorch, norse, sinabs, ...")
+@click.option("--output", "-o", required=True, type=click.Path(file_okay=False),
+              help="Build directory to write the Program to.")
+@click.option("--vth-max", type=int, default=None, help="Largest threshold mantissa of a spiking layer.")
+@click.option("--no-partition", is_flag=True, help="Stop after quantisation (no core placement).")
+def compile_cmd(file: str, target: str, dt: Optional[float], reset: Optional[str], preset: Optional[str],
+                output: str, vth_max: Optional[int], no_partition: bool) -> None:
+    """Compile a NIR file for a Loihi-style target and write the Program to OUTPUT."""
+    from ..compile import compile_file, format_report
+    opts = {}
+    if vth_max is not None:
+        opts["vth_max"] = vth_max
+    if no_partition:
+        opts["partition"] = False
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        prog = compile_file(file, target=target, dt=dt, reset=reset, preset=preset, **opts)
+        path = prog.save(output)
+    seen = set()
+    for w in caught:
+        msg = str(w.message)
+        if msg not in seen:
+            seen.add(msg)
+            click.echo(f"warning: {msg}", err=True)
+    click.echo(format_report(prog))
+    click.echo("")
+    click.echo(quant_summary(prog))
+    click.echo(f"\nwrote {path}")

@@ -1,0 +1,86 @@
+"""``compile_graph``: IR graph -> partitioned, verified :class:`~toolchain.program.Program` for a target.
+
+    >>> from toolchain.compile import compile_graph, format_report
+    >>> prog = compile_graph(graph, target="loihi2", dt=1e-3)
+    >>> print(format_report(prog))
+    >>> prog.save("build/")
+
+The passes are listed in :mod:`toolchain.passes.pipeline`; the integer mapping is documented in
+:mod:`toolchain.passes.quantise`, the core placement in :mod:`toolchain.passes.partition`.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any, Optional, Union
+
+from .errors import GraphError, QuantisationError
+from .ir.graph import Graph
+from .ir.nodes import RESET_MODES
+from .passes.partition import format_report
+from .passes.pipeline import CompileContext, pipeline_for, run_pipeline
+from .passes.quantise import QuantOptions
+from .program import Program
+from .targets import TargetSpec, load_target
+
+__all__ = ["compile_graph", "compile_file", "format_report", "OPTIONS"]
+
+#: compile options (keyword arguments of :func:`compile_graph`) and their meaning
+OPTIONS = {
+    "vth_max": "largest threshold mantissa of a spiking group (default 2**14: 3 bits of headroom above threshold)",
+    "equalise_latency": "add synaptic delays so that paths of different depth stay aligned (default True)",
+    "readout_horizon": "steps a non-leaky readout must stay unsaturated at full input (default 1024)",
+    "search_vth": "search the threshold mantissa for the best weight representation in small layers (default True)",
+    "partition": "place the network on cores (default True); False stops after quantisation",
+    "verify": "run the stage-boundary checks (default True)",
+}
+
+
+def compile_graph(graph: Graph, target: Union[str, os.PathLike, TargetSpec] = "loihi2", dt: Optional[float] = None,
+                  reset: Optional[str] = None, **options: Any) -> Program:
+    """Compile an IR graph for ``target`` (name, path of a target TOML file, or TargetSpec).
+
+    ``dt`` (seconds) overrides ``graph.dt``; ``reset`` ("zero"/"subtract") overrides every spiking node's reset
+    mode; ``options``: see :data:`OPTIONS`. Returns the Program with ``report`` (resources), ``quant_report``
+    (per-layer quantisation errors and headroom) and ``metadata["latency_steps"]`` (per group: the compiled
+    network's output at step t equals the float network's at step t - latency).
+    Raises :class:`~toolchain.errors.ToolchainError` subclasses naming the pass, node, field and limit.
+    """
+    unknown = sorted(set(options) - set(OPTIONS))
+    if unknown:
+        raise GraphError(f"unknown compile option(s) {unknown}; options are {sorted(OPTIONS)}", field="options")
+    if not isinstance(graph, Graph):
+        raise GraphError(f"expected a toolchain.ir.Graph, got {type(graph).__name__}", field="graph")
+    spec = load_target(target)
+    if reset is not None and reset not in RESET_MODES:
+        raise QuantisationError(f"reset must be one of {RESET_MODES}, got {reset!r}", field="reset")
+    if dt is not None:
+        try:
+            dt = float(dt)
+        except (TypeError, ValueError):
+            raise QuantisationError(f"dt must be a number of seconds, got {dt!r}", field="dt") from None
+        graph = graph.replace(dt=dt)
+    if graph.dt is None:
+        raise QuantisationError("no time step: the graph has no dt; pass dt= (seconds)", field="dt")
+    q = QuantOptions(vth_max=int(options.get("vth_max", QuantOptions.vth_max)),
+                     equalise_latency=bool(options.get("equalise_latency", True)),
+                     readout_horizon=int(options.get("readout_horizon", QuantOptions.readout_horizon)),
+                     reset=reset, search_vth=bool(options.get("search_vth", True)))
+    ctx = CompileContext(spec, q, verify=bool(options.get("verify", True)))
+    passes = pipeline_for(spec, partition=bool(options.get("partition", True)))
+    prog: Program = run_pipeline(graph, passes, ctx)
+    prog.metadata["pipeline"] = [p.name for p in passes]
+    prog.metadata["pass_seconds"] = {k: round(v, 6) for k, v in ctx.timings.items()}
+    prog.metadata["target_file"] = spec.source
+    prog.metadata["compile_options"] = {"dt": float(graph.dt), "reset": reset, **{k: options[k] for k in options}}
+    return prog
+
+
+def compile_file(path: Union[str, os.PathLike], target: Union[str, os.PathLike, TargetSpec] = "loihi2",
+                 dt: Optional[float] = None, reset: Optional[str] = None, preset: Optional[str] = None,
+                 **options: Any) -> Program:
+    """Load a ``.nir`` file with :func:`toolchain.nir_io.load` and compile it (see :func:`compile_graph`)."""
+    from .nir_io import load
+    graph = load(path, dt=dt, reset=reset, preset=preset)
+    prog = compile_graph(graph, target, dt=None if graph.dt is not None else dt, reset=reset, **options)
+    prog.metadata.setdefault("file", os.fspath(path))
+    return prog

@@ -1,0 +1,178 @@
+"""Stage-boundary checks: the normalised graph form, the integer contract of a quantised Program, and the
+resource limits of a partitioned one (recomputed independently from the placement, not taken from the report).
+
+``check_normalised`` is registered with :func:`toolchain.ir.register_check` for the ``"normalised"`` level, so
+``verify(graph, "normalised")`` runs it; the Program levels run through :func:`verify_program`.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import GraphError, QuantisationError, ResourceError
+from ..ir.graph import Graph
+from ..ir.nodes import Affine, Delay, Input, Linear, Output, _Population
+from ..ir.storage import Csr, Dense
+from ..ir.verify import register_check, verify
+from ..program import Program
+from ..targets import TargetSpec
+from . import storage_ops as so
+
+__all__ = ["check_normalised", "check_quantised", "check_partitioned", "verify_program"]
+
+
+def check_normalised(graph: Graph) -> None:
+    """Every node is an Input, Output, population, Linear/Affine or Delay; every synapse node has one input and
+    one output edge; populations are fed only by synapse nodes or Delays; each Output by one population."""
+    for name, node in graph.nodes.items():
+        if not isinstance(node, (Input, Output, _Population, Linear, Affine, Delay)):
+            raise GraphError(f"{node.kind} node is not allowed after normalisation", node=name, field="kind")
+        if isinstance(node, (Linear, Affine)):
+            if len(graph.in_edges(name)) != 1 or len(graph.out_edges(name)) != 1:
+                raise GraphError(f"synapse node has {len(graph.in_edges(name))} input and "
+                                 f"{len(graph.out_edges(name))} output edges, expected one each", node=name,
+                                 field="edges")
+        if isinstance(node, _Population):
+            for src in graph.predecessors(name):
+                if not isinstance(graph[src], (Linear, Affine, Delay)):
+                    raise GraphError(f"population is fed directly by {graph[src].kind} '{src}' (expected a synapse "
+                                     f"node)", node=name, field="edges")
+        if isinstance(node, Output):
+            preds = graph.predecessors(name)
+            if len(preds) != 1 or not isinstance(graph[preds[0]], _Population):
+                raise GraphError("an Output must be fed by exactly one population (a Loihi program's output is a "
+                                 "population: end the network with LIF, IF or an LI readout)", node=name,
+                                 field="edges")
+
+
+register_check("normalised", check_normalised)
+
+
+def check_quantised(p: Program, target: TargetSpec) -> None:
+    """The integer contract: every field in the target's bit widths, weights unchanged by Lava's clip and
+    truncation, exponents and delays in range, reset modes supported, readouts at the maximum threshold."""
+    from ..fixedpoint import lava_weights
+    for g in p.groups.values():
+        if g.spiking and not target.supports_reset(g.reset_mode):
+            raise QuantisationError(f"reset mode '{g.reset_mode}' not supported by target '{target.name}'",
+                                    node=g.name, field="reset_mode")
+        for f, hi in (("du", target.decay_max), ("dv", target.decay_max), ("vth", target.vth_max),
+                      ("bias_exp", target.bias_exp_max)):
+            a = getattr(g, f)
+            if a.size and (a.min() < 0 or a.max() > hi):
+                raise QuantisationError(f"values outside [0, {hi}]", node=g.name, field=f)
+        if g.bias_mant.size and (g.bias_mant.min() < target.bias_mant_min or g.bias_mant.max() > target.bias_mant_max):
+            raise QuantisationError(f"values outside [{target.bias_mant_min}, {target.bias_mant_max}]", node=g.name,
+                                    field="bias_mant")
+        if not g.spiking and g.vth.size and np.any(g.vth != target.vth_max):
+            raise QuantisationError(f"a readout must have vth = {target.vth_max}", node=g.name, field="vth")
+    for s in p.synapses:
+        if not target.weight_exp_min <= s.weight_exp <= target.weight_exp_max:
+            raise QuantisationError(f"weight_exp {s.weight_exp} outside [{target.weight_exp_min}, "
+                                    f"{target.weight_exp_max}]", node=s.name, field="weight_exp")
+        if s.num_weight_bits > target.weight_bits:
+            raise QuantisationError(f"num_weight_bits {s.num_weight_bits} > {target.weight_bits}", node=s.name,
+                                    field="num_weight_bits")
+        if s.delay > target.max_delay:
+            raise QuantisationError(f"delay {s.delay} > {target.max_delay}", node=s.name, field="delay")
+        w = s.weight
+        vals = np.asarray(w.data if isinstance(w, Csr) else w.values if isinstance(w, Dense) else
+                          np.asarray(w.values)[w.stored_mask()]).astype(np.int64)
+        got = np.asarray(lava_weights(vals, num_weight_bits=s.num_weight_bits, sign_mode=s.sign_mode))
+        if not np.array_equal(got.astype(np.int64), vals):
+            raise QuantisationError("weights change under Lava's clip/truncation", node=s.name, field="weight")
+        if s.sign_mode == "excitatory" and vals.size and vals.min() < 0:
+            raise QuantisationError("negative weight in an excitatory synapse group", node=s.name, field="sign_mode")
+    for q in p.inputs:
+        if q.num_message_bits > target.graded_spike_bits:
+            raise QuantisationError(f"graded spikes of {q.num_message_bits} bits; target '{target.name}' carries "
+                                    f"{target.graded_spike_bits}", node=q.name, field="num_message_bits")
+
+
+def check_partitioned(p: Program, target: TargetSpec) -> None:
+    """Recompute every core's neurons, synapse memory and axons from the placement alone and check them against
+    the target's limits (and against the recorded usage); only neurons that can never spike may stay unplaced."""
+    from .partition import _live_masks
+    pl = p.placement
+    if pl is None:
+        raise ResourceError("the Program has no placement", field="placement")
+    n_cores = len(pl.cores)
+    if n_cores > target.total_cores:
+        raise ResourceError(f"{n_cores} cores used, target has {target.total_cores}", field="cores")
+    live = _live_masks(p)
+    ports = {q.name: q for q in p.inputs}
+    neurons = np.zeros(n_cores, np.int64)
+    for g, grp in p.groups.items():
+        co = pl.core_of.get(g)
+        if co is None or co.shape != (grp.size,):
+            raise ResourceError("placement does not cover the group", node=g, field="placement")
+        if np.any((co < 0) & live[g]):
+            raise ResourceError("a neuron that can spike (or is read out) is not placed", node=g, field="placement")
+        if co.size and co.max() >= n_cores:
+            raise ResourceError("placement names a core that is not in the core list", node=g, field="placement")
+        neurons += np.bincount(co[co >= 0], minlength=n_cores)
+    mem = np.zeros(n_cores, np.int64)
+    in_ax = np.zeros(n_cores, np.int64)
+    out_ax = np.zeros(n_cores, np.int64)
+    for s in p.synapses:
+        co_dst = pl.core_of[s.dst]
+        per_core_rows = np.bincount(co_dst[co_dst >= 0], minlength=n_cores)
+        src_live = np.ones(s.weight.shape[1], bool) if s.src in ports else live[s.src]
+        co_src = None if s.src in ports else pl.core_of[s.src]
+        if isinstance(s.weight, Dense):
+            cores_here = np.flatnonzero(per_core_rows)
+            n_src = int(src_live.sum())
+            bits = target.synapse_bits(per_core_rows[cores_here], sparse=False, delay=s.delay > 0)
+            mem[cores_here] += n_src * bits
+            in_ax[cores_here] += n_src
+            if co_src is not None:
+                out_ax += np.bincount(co_src[src_live], minlength=n_cores) * cores_here.size
+            continue
+        w = s.weight if isinstance(s.weight, Csr) else s.weight.to_csr()
+        rows, cols = so.row_indices(w), np.asarray(w.indices)
+        keep = (co_dst[rows] >= 0) & src_live[cols]
+        core, cols = co_dst[rows[keep]].astype(np.int64), cols[keep]
+        if core.size == 0:
+            continue
+        key, cnt = np.unique(core * w.shape[1] + cols, return_counts=True)
+        kc = key // w.shape[1]
+        sparse = np.bincount(kc, weights=target.synapse_bits(cnt, sparse=True, delay=s.delay > 0),
+                             minlength=n_cores).astype(np.int64)
+        axons = np.bincount(kc, minlength=n_cores)
+        dense = axons * target.synapse_bits(per_core_rows, sparse=False, delay=s.delay > 0)
+        mem += np.minimum(sparse, dense)
+        in_ax += axons
+        if co_src is not None:
+            out_ax += np.bincount(co_src[key % w.shape[1]], minlength=n_cores)
+    for cu in pl.cores:
+        c = cu.core
+        got = {"neurons": int(neurons[c]), "synapse_bits": int(mem[c]), "input_axons": int(in_ax[c]),
+               "output_axons": int(out_ax[c])}
+        rec = {"neurons": cu.neurons, "synapse_bits": cu.synapse_bits, "input_axons": cu.input_axons,
+               "output_axons": cu.output_axons}
+        if got != rec:
+            raise ResourceError(f"core {c}: recorded usage {rec} differs from the placement's {got}", field="placement")
+        state = target.neuron_state_bits * got["neurons"] if target.shared_memory else 0
+        for r, v, lim in (("neurons", got["neurons"], target.neurons_per_core),
+                          ("synapse_memory", got["synapse_bits"] + state, target.synapse_memory_bits),
+                          ("input_axons", got["input_axons"], target.input_axons_per_core),
+                          ("output_axons", got["output_axons"], target.output_axons_per_core)):
+            if v > lim:
+                raise ResourceError(f"core {c} uses {r} = {v} > limit {lim}", field=r)
+        if target.neuron_profiles_per_core and cu.profiles > target.neuron_profiles_per_core:
+            raise ResourceError(f"core {c} holds {cu.profiles} neuron profiles > {target.neuron_profiles_per_core}",
+                                field="profiles")
+
+
+def verify_program(p: Program, level: str, target: TargetSpec) -> Program:
+    """Run the checks of ``level`` ("quantised" or "partitioned", which includes "quantised") on a Program."""
+    if level not in ("quantised", "partitioned"):
+        raise ValueError(f"unknown Program verify level {level!r}")
+    check_quantised(p, target)
+    if level == "partitioned":
+        check_partitioned(p, target)
+    return p
+
+
+def verify_normalised(graph: Graph) -> Graph:
+    """``verify(graph, "normalised")`` (structure plus :func:`check_normalised`)."""
+    return verify(graph, "normalised")

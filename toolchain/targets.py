@@ -1,0 +1,310 @@
+"""Hardware targets as data: ``hw_targets/*.toml`` read into a frozen :class:`TargetSpec`.
+
+A target file has the sections ``[target]`` (name, description), ``[chip]``, ``[core]``, ``[synapse]``,
+``[neuron]`` and an optional ``[energy]``; every key is listed in :data:`SCHEMA` with its type and meaning, and the
+shipped files (``loihi1.toml``, ``loihi2.toml``) give the source of each figure in a comment. A user adds a target
+by writing such a file and passing its path (or putting it in ``hw_targets/``). Errors name the file and the key.
+
+Synapse memory model (used by the partitioner, see :meth:`TargetSpec.synapse_bits`): the synapses of one input
+axon on one core are stored in groups of at most ``block_max_synapses``; a group costs ``block_header_bits`` plus,
+per synapse, ``weight_bits + delay_bits`` (when the group uses delays) ``+ sparse_index_bits`` (sparse encoding
+only) and is rounded up to whole ``word_bits`` words.
+"""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple, Union
+
+import numpy as np
+
+from .errors import ToolchainError
+
+try:  # Python 3.11+
+    import tomllib as _toml  # type: ignore[import-not-found]
+except ModuleNotFoundError:  # pragma: no cover - Python 3.10
+    import tomli as _toml  # type: ignore[no-redef]
+
+__all__ = ["TargetSpec", "TargetError", "load_target", "list_targets", "TARGET_DIR", "SCHEMA"]
+
+TARGET_DIR = Path(__file__).resolve().parent.parent / "hw_targets"
+
+
+class TargetError(ToolchainError):
+    """A target file that cannot be read: names the file and the key."""
+
+
+# section -> key -> (python type, required, check, meaning)
+_POS = "positive"
+_NONNEG = "nonneg"
+_ANY = ""
+SCHEMA: Dict[str, Dict[str, Tuple[type, bool, str, str]]] = {
+    "target": {
+        "name": (str, True, _ANY, "target name"),
+        "description": (str, False, _ANY, "one-line description"),
+    },
+    "chip": {
+        "cores_per_chip": (int, True, _POS, "neuro cores per chip"),
+        "chips": (int, True, _POS, "chips in the system the compiler may use"),
+    },
+    "core": {
+        "neurons_per_core": (int, True, _POS, "neurons (compartments) per core"),
+        "synapse_memory_bits": (int, True, _POS, "synapse memory per core in bits"),
+        "shared_memory": (bool, False, _ANY, "neuron state is charged to the synapse memory"),
+        "neuron_state_bits": (int, False, _NONNEG, "bits of shared memory per neuron"),
+        "input_axons_per_core": (int, True, _POS, "input (fan-in) axons per core"),
+        "output_axons_per_core": (int, True, _POS, "output (fan-out) axons per core"),
+        "max_fan_in": (int, True, _POS, "stored synapses into one neuron"),
+        "max_fan_out_cores": (int, True, _POS, "destination cores of one neuron"),
+        "neuron_profiles_per_core": (int, False, _NONNEG, "distinct neuron parameter sets per core (0 = no limit)"),
+        "threshold_profiles_per_core": (int, False, _NONNEG, "distinct thresholds per core (0 = no limit)"),
+    },
+    "synapse": {
+        "word_bits": (int, True, _POS, "synapse memory word"),
+        "block_max_synapses": (int, True, _POS, "synapses per group of one axon"),
+        "block_header_bits": (int, True, _NONNEG, "header bits per group"),
+        "sparse_index_bits": (int, True, _NONNEG, "index bits per synapse in sparse encoding"),
+        "weight_bits": (int, True, _POS, "weight mantissa bits (incl. sign)"),
+        "weight_exp_min": (int, True, _ANY, "smallest weight exponent"),
+        "weight_exp_max": (int, True, _ANY, "largest weight exponent"),
+        "delay_bits": (int, True, _NONNEG, "per-synapse delay bits"),
+        "max_delay": (int, True, _NONNEG, "largest extra synaptic delay in steps"),
+        "graded_spike_bits": (int, True, _NONNEG, "graded spike payload bits (0 = binary spikes only)"),
+    },
+    "neuron": {
+        "u_bits": (int, True, _POS, "current state bits (signed)"),
+        "v_bits": (int, True, _POS, "voltage state bits (signed)"),
+        "vth_bits": (int, True, _POS, "threshold mantissa bits (unsigned)"),
+        "bias_mant_bits": (int, True, _POS, "bias mantissa bits (signed)"),
+        "bias_exp_bits": (int, True, _POS, "bias exponent bits (unsigned)"),
+        "decay_bits": (int, True, _POS, "decay constant bits (unsigned)"),
+        "reset_modes": (list, True, _ANY, "supported reset modes: zero, subtract"),
+    },
+    "energy": {
+        "synop_pj": (float, False, _NONNEG, "energy per synaptic operation (pJ)"),
+        "synop_ns": (float, False, _NONNEG, "time per synaptic operation (ns)"),
+        "neuron_update_pj": (float, False, _NONNEG, "energy per neuron update (pJ)"),
+        "neuron_update_ns": (float, False, _NONNEG, "time per neuron update (ns)"),
+        "spike_within_tile_pj": (float, False, _NONNEG, "energy per spike message within a tile (pJ)"),
+        "spike_hop_pj": (float, False, _NONNEG, "energy per spike message hop between tiles (pJ)"),
+    },
+}
+_REQUIRED_SECTIONS = ("target", "chip", "core", "synapse", "neuron")
+
+
+@dataclass(frozen=True)
+class TargetSpec:
+    """One hardware target: limits and bit widths (see :data:`SCHEMA` for the meaning of each field).
+
+    Derived integer ranges (``vth_max``, ``bias_mant_min``/``max``, ...) are properties so that the file stays the
+    single source of truth.
+    """
+
+    name: str
+    cores_per_chip: int
+    chips: int
+    neurons_per_core: int
+    synapse_memory_bits: int
+    input_axons_per_core: int
+    output_axons_per_core: int
+    max_fan_in: int
+    max_fan_out_cores: int
+    word_bits: int
+    block_max_synapses: int
+    block_header_bits: int
+    sparse_index_bits: int
+    weight_bits: int
+    weight_exp_min: int
+    weight_exp_max: int
+    delay_bits: int
+    max_delay: int
+    graded_spike_bits: int
+    u_bits: int
+    v_bits: int
+    vth_bits: int
+    bias_mant_bits: int
+    bias_exp_bits: int
+    decay_bits: int
+    reset_modes: Tuple[str, ...]
+    description: str = ""
+    shared_memory: bool = False
+    neuron_state_bits: int = 0
+    neuron_profiles_per_core: int = 0
+    threshold_profiles_per_core: int = 0
+    synop_pj: Optional[float] = None
+    synop_ns: Optional[float] = None
+    neuron_update_pj: Optional[float] = None
+    neuron_update_ns: Optional[float] = None
+    spike_within_tile_pj: Optional[float] = None
+    spike_hop_pj: Optional[float] = None
+    source: str = ""
+
+    # ------------------------------------------------------------------------------------------- ranges
+    @property
+    def total_cores(self) -> int:
+        """Cores in the whole system (chips x cores per chip)."""
+        return self.chips * self.cores_per_chip
+
+    @property
+    def vth_max(self) -> int:
+        """Largest threshold mantissa (unsigned ``vth_bits``)."""
+        return 2 ** self.vth_bits - 1
+
+    @property
+    def bias_mant_max(self) -> int:
+        return 2 ** (self.bias_mant_bits - 1) - 1
+
+    @property
+    def bias_mant_min(self) -> int:
+        return -(2 ** (self.bias_mant_bits - 1))
+
+    @property
+    def bias_exp_max(self) -> int:
+        return 2 ** self.bias_exp_bits - 1
+
+    @property
+    def decay_max(self) -> int:
+        """Largest decay constant (unsigned ``decay_bits``): 4095 for 12 bits."""
+        return 2 ** self.decay_bits - 1
+
+    @property
+    def decay_unity(self) -> int:
+        """The decay denominator, 2**decay_bits (4096)."""
+        return 2 ** self.decay_bits
+
+    @property
+    def v_max(self) -> int:
+        """Largest |v| before saturation: 2**(v_bits-1) - 1."""
+        return 2 ** (self.v_bits - 1) - 1
+
+    @property
+    def u_max(self) -> int:
+        """Largest |u| before wrap-around: 2**(u_bits-1) - 1."""
+        return 2 ** (self.u_bits - 1) - 1
+
+    def supports_reset(self, mode: str) -> bool:
+        return mode in self.reset_modes
+
+    # ------------------------------------------------------------------------------------ memory model
+    def synapse_bits(self, counts: np.ndarray, *, sparse: bool, delay: bool = False) -> np.ndarray:
+        """Memory bits for input axons that carry ``counts`` synapses each on one core (vectorised, int64).
+
+        Groups of at most ``block_max_synapses`` synapses, each ``block_header_bits`` plus the synapse bits,
+        rounded up to ``word_bits`` words; an axon with 0 synapses costs nothing.
+        """
+        counts = np.asarray(counts, dtype=np.int64)
+        per = self.weight_bits + (self.delay_bits if delay else 0) + (self.sparse_index_bits if sparse else 0)
+        bmax, w, h = self.block_max_synapses, self.word_bits, self.block_header_bits
+        full, rem = np.divmod(counts, bmax)
+        full_cost = -(-(bmax * per + h) // w) * w
+        rem_cost = np.where(rem > 0, -(-(rem * per + h) // w) * w, 0)
+        return full * full_cost + rem_cost
+
+    def summary(self) -> str:
+        """A few lines naming the main limits."""
+        return (f"{self.name}: {self.chips} chip(s) x {self.cores_per_chip} cores, {self.neurons_per_core} neurons, "
+                f"{self.synapse_memory_bits // 8192} KiB synapse memory, {self.input_axons_per_core} in / "
+                f"{self.output_axons_per_core} out axons per core; {self.weight_bits}-bit weights "
+                f"(exp {self.weight_exp_min}..{self.weight_exp_max}), resets {', '.join(self.reset_modes)}")
+
+
+def _check_value(path: str, section: str, key: str, value: Any) -> Any:
+    typ, _, check, _ = SCHEMA[section][key]
+    where = f"{section}.{key}"
+    if typ is bool:
+        if not isinstance(value, bool):
+            raise TargetError(f"must be true or false, got {value!r}", file=path, field=where)
+    elif typ is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TargetError(f"must be an integer, got {value!r}", file=path, field=where)
+    elif typ is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise TargetError(f"must be a number, got {value!r}", file=path, field=where)
+        value = float(value)
+    elif typ is str:
+        if not isinstance(value, str) or (key == "name" and not value.strip()):
+            raise TargetError(f"must be a non-empty string, got {value!r}", file=path, field=where)
+    elif typ is list:
+        if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+            raise TargetError(f"must be a non-empty list of strings, got {value!r}", file=path, field=where)
+        bad = [v for v in value if v not in ("zero", "subtract")]
+        if bad:
+            raise TargetError(f"unknown reset mode(s) {bad}; known: zero, subtract", file=path, field=where)
+        value = tuple(value)
+    if check == _POS and value <= 0:
+        raise TargetError(f"must be > 0, got {value}", file=path, field=where)
+    if check == _NONNEG and value < 0:
+        raise TargetError(f"must be >= 0, got {value}", file=path, field=where)
+    return value
+
+
+def parse_target(data: Dict[str, Any], path: str = "<dict>") -> TargetSpec:
+    """Build a :class:`TargetSpec` from the parsed TOML ``data``; errors name ``path`` and the key."""
+    if not isinstance(data, dict):
+        raise TargetError("a target file must be a TOML table", file=path)
+    for sec in data:
+        if sec not in SCHEMA:
+            raise TargetError(f"unknown section [{sec}]; sections are {sorted(SCHEMA)}", file=path, field=sec)
+    kw: Dict[str, Any] = {}
+    for sec, keys in SCHEMA.items():
+        table = data.get(sec)
+        if table is None:
+            if sec in _REQUIRED_SECTIONS:
+                raise TargetError(f"missing section [{sec}]", file=path, field=sec)
+            continue
+        if not isinstance(table, dict):
+            raise TargetError(f"[{sec}] must be a table", file=path, field=sec)
+        for key in table:
+            if key not in keys:
+                raise TargetError(f"unknown key; [{sec}] has {sorted(keys)}", file=path, field=f"{sec}.{key}")
+        for key, (_, required, _, _) in keys.items():
+            if key not in table:
+                if required:
+                    raise TargetError("missing required key", file=path, field=f"{sec}.{key}")
+                continue
+            kw[key] = _check_value(path, sec, key, table[key])
+    if kw["weight_exp_min"] > kw["weight_exp_max"]:
+        raise TargetError(f"weight_exp_min {kw['weight_exp_min']} > weight_exp_max {kw['weight_exp_max']}",
+                          file=path, field="synapse.weight_exp_min")
+    if kw["max_delay"] > 2 ** kw["delay_bits"] - 1:
+        raise TargetError(f"max_delay {kw['max_delay']} needs more than delay_bits={kw['delay_bits']} bits",
+                          file=path, field="synapse.max_delay")
+    if kw.get("shared_memory") and kw.get("neuron_state_bits", 0) * kw["neurons_per_core"] >= \
+            kw["synapse_memory_bits"]:
+        raise TargetError("neuron state of a full core would fill the whole shared memory", file=path,
+                          field="core.neuron_state_bits")
+    kw["source"] = path
+    return TargetSpec(**kw)
+
+
+def load_target(target: Union[str, os.PathLike, TargetSpec]) -> TargetSpec:
+    """Read a target by name (``"loihi2"``: ``hw_targets/loihi2.toml``) or by the path of a TOML file.
+
+    A :class:`TargetSpec` passes through unchanged. Raises :class:`TargetError` naming the file and key.
+    """
+    if isinstance(target, TargetSpec):
+        return target
+    text = os.fspath(target)
+    path = Path(text)
+    if not (text.endswith(".toml") or os.sep in text or path.exists()):
+        path = TARGET_DIR / f"{text}.toml"
+        if not path.exists():
+            raise TargetError(f"unknown target {text!r}; known targets: {', '.join(list_targets())} "
+                              f"(or give the path of a .toml file)", field="target")
+    if not path.is_file():
+        raise TargetError("no such target file", file=str(path))
+    try:
+        with open(path, "rb") as fh:
+            data = _toml.load(fh)
+    except _toml.TOMLDecodeError as exc:
+        raise TargetError(f"not valid TOML: {exc}", file=str(path)) from None
+    except OSError as exc:
+        raise TargetError(f"cannot read: {exc.strerror}", file=str(path)) from None
+    return parse_target(data, str(path))
+
+
+def list_targets() -> List[str]:
+    """Names of the targets shipped in ``hw_targets/``."""
+    return sorted(p.stem for p in TARGET_DIR.glob("*.toml"))
