@@ -1,0 +1,194 @@
+"""Bit-exactness: the reference simulator against Lava 0.10.0 (``Loihi2SimCfg(select_tag="fixed_pt")``).
+
+Every spike and every u, v of every group at every step are compared; a failure names the first mismatch
+(layer, neuron, step, field). Random Programs come from :func:`toolchain.testing.int_program` with parameters
+drawn by hypothesis over the documented ranges (saturation and wrap-around included). Each Lava run costs about
+a second (process start-up), so the default run draws few, small examples; ``-m slow`` draws many more.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+pytest.importorskip("lava.proc.lif.process")
+
+from toolchain.backends.lava import LavaStepper, run_lava  # noqa: E402
+from toolchain.ir.storage import Dense  # noqa: E402
+from toolchain.program import InputPort, NeuronGroup, Program, SynapseGroup  # noqa: E402
+from toolchain.sim.reference import simulate  # noqa: E402
+from toolchain.testing import int_inputs, int_program  # noqa: E402
+
+
+def assert_bit_exact(program: Program, x: np.ndarray, steps=None) -> None:
+    ref = simulate(program, x, steps=steps, record=True)
+    lav = run_lava(program, x, steps=steps, record=True)
+    mm = ref.first_mismatch(lav)
+    assert mm is None, f"reference vs Lava: first mismatch at {mm}"
+    for g in program.groups:  # the comparison really covered every group and field
+        for f in ("spikes", "u", "v"):
+            assert g in getattr(ref, f) and g in getattr(lav, f)
+
+
+_SIGN_SETS = [("mixed",), ("excitatory",), ("inhibitory",), ("mixed", "excitatory", "inhibitory")]
+
+
+@st.composite
+def programs(draw, max_n: int = 10, max_layers: int = 3):
+    """A random integer Program plus an input, steps drawn small."""
+    n_layers = draw(st.integers(1, max_layers))
+    sizes = [draw(st.integers(1, max_n + 2))] + [draw(st.integers(1, max_n)) for _ in range(n_layers)]
+    extreme = draw(st.booleans())
+    opts = dict(
+        storage=draw(st.sampled_from(["dense", "csr", "structured", "mixed"])),
+        density=draw(st.sampled_from([0.2, 0.5, 0.9])),
+        recurrent=draw(st.booleans()),
+        skip=draw(st.booleans()),
+        graded_bits=draw(st.sampled_from([0, 0, 1, 5, 16, 24])),
+        max_delay=draw(st.sampled_from([0, 0, 1, 3])),
+        reset_mode=draw(st.sampled_from(["zero", "subtract", "mixed"])),
+        per_neuron=draw(st.booleans()),
+        extreme=extreme,
+        readout=draw(st.booleans()),
+        sign_modes=draw(st.sampled_from(_SIGN_SETS)),
+        weight_bits=(draw(st.integers(1, 8)), 8),
+        weight_exp=(-8, 7) if extreme else (draw(st.integers(-3, 0)), draw(st.integers(0, 2))),
+    )
+    seed = draw(st.integers(0, 2 ** 16))
+    program = int_program(sizes, seed=seed, **opts)
+    steps = draw(st.integers(4, 14))
+    rate = draw(st.sampled_from([0.1, 0.4, 0.9]))
+    x = int_inputs(program, 1, steps, rate=rate, seed=seed)
+    return program, x
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+@given(programs())
+def test_random_programs_bit_exact(case) -> None:
+    program, x = case
+    assert_bit_exact(program, x)
+
+
+@pytest.mark.slow
+@settings(max_examples=120, deadline=None, suppress_health_check=list(HealthCheck))
+@given(programs(max_n=24, max_layers=4))
+def test_random_programs_bit_exact_slow(case) -> None:
+    program, x = case
+    assert_bit_exact(program, x)
+
+
+# --------------------------------------------------------------------------- named cases (always run)
+def test_feedforward_batch_of_two_dense_multilayer() -> None:
+    p = int_program((16, 12, 10, 6), seed=11)
+    assert_bit_exact(p, int_inputs(p, 2, 12, seed=1))
+
+
+def test_recurrent_sparse_delays_subtract_per_neuron() -> None:
+    p = int_program((10, 9, 7), seed=5, storage="mixed", recurrent=True, skip=True, max_delay=4,
+                    reset_mode="subtract", per_neuron=True, sign_modes=("mixed", "excitatory", "inhibitory"),
+                    weight_bits=(2, 5, 8))
+    assert_bit_exact(p, int_inputs(p, 1, 16, seed=2), steps=18)
+
+
+def test_extreme_parameters_wrap_and_saturate() -> None:
+    """Full-range parameters and large weight exponents: u wraps, v saturates, graded 24-bit payloads make the
+    int32 graded sums wrap; checks that some of that really happened."""
+    p = int_program((8, 6, 5), seed=3, extreme=True, graded_bits=24, weight_exp=(5, 7), storage="mixed")
+    x = int_inputs(p, 1, 10, rate=0.9, seed=4)
+    assert_bit_exact(p, x)
+    r = simulate(p, x, record=True)
+    states = np.concatenate([np.abs(r.u[g].astype(np.int64)).ravel() for g in p.groups])
+    assert states.max() > 2 ** 22
+
+
+def test_activation_beyond_int16_passes_lava_port() -> None:
+    """Lava declares ``a_in`` int16 but adds int32 channel data to an int16 zero vector: nothing is cut at
+    16 bits. 20 inputs x 254 << 3 = 40640 > 32767 reaches u exactly."""
+    g = NeuronGroup("a", (1,), du=4095, dv=4095, vth=2 ** 17 - 1, bias_mant=0, bias_exp=0)
+    p = Program([g], [SynapseGroup("s", "in", "a", Dense(np.full((1, 20), 254)), weight_exp=3)],
+                [InputPort("in", (20,))], output="a")
+    x = np.zeros((1, 3, 20), np.int32)
+    x[0, 0] = 1
+    assert_bit_exact(p, x)
+    assert simulate(p, x, record=True).u["a"][0, 1, 0] == 40640 * 64
+
+
+def test_lava_stepper_matches_reference() -> None:
+    p = int_program((8, 6, 4), seed=9, recurrent=True)
+    x = int_inputs(p, 1, 6, seed=0)
+    ref = simulate(p, x, record=True)
+    with LavaStepper(p, x) as run:
+        for t in range(6):
+            rec = run.step()
+            np.testing.assert_array_equal(rec["s"], ref.spikes[p.output][0, t])
+            np.testing.assert_array_equal(rec["v"], ref.v[p.output][0, t])
+            np.testing.assert_array_equal(rec["u"], ref.u[p.output][0, t])
+
+
+def test_run_lava_output_only_readout() -> None:
+    p = int_program((6, 5, 3), seed=2, readout=True)
+    x = int_inputs(p, 1, 8, seed=0)
+    lav = run_lava(p, x)
+    ref = simulate(p, x)
+    assert lav.output_kind == "v" and set(lav.v) == {p.output}
+    np.testing.assert_array_equal(lav.output, ref.output)
+
+
+# ------------------------------------------------------------------------------------------ snnc verify
+def test_cli_verify_bit_exact_and_mismatch(tmp_path, capsys, monkeypatch) -> None:
+    from toolchain.cli.main import main
+    p = int_program((8, 6, 4), seed=7, storage="csr", recurrent=True, reset_mode="subtract")
+    build = tmp_path / "build"
+    p.save(build)
+    assert main(["verify", str(build), "--random", "1", "--steps", "8", "--seed", "3"]) == 0
+    assert "bit-exact: yes" in capsys.readouterr().out
+
+    import toolchain.backends.lava as lava_backend
+    real = lava_backend.run_lava
+
+    def tampered(*args, **kwargs):
+        res = real(*args, **kwargs)
+        res.v["g0"][0, 5, 2] += 1
+        return res
+
+    monkeypatch.setattr(lava_backend, "run_lava", tampered)
+    assert main(["verify", str(build), "--random", "1", "--steps", "8", "--seed", "3"]) == 1
+    out = capsys.readouterr().out
+    assert "bit-exact: no" in out and "layer 'g0', neuron 2, step 5, field 'v'" in out
+
+
+def test_runtime_stopped_when_reading_fails(monkeypatch) -> None:
+    import toolchain.backends.lava as lava_backend
+    built = []
+    real_build = lava_backend.build_network
+
+    def build(*args, **kwargs):
+        built.append(real_build(*args, **kwargs))
+        return built[-1]
+
+    def broken(self, group):
+        raise RuntimeError("read failed")
+
+    monkeypatch.setattr(lava_backend, "build_network", build)
+    monkeypatch.setattr(lava_backend.LavaNetwork, "spikes", broken)
+    p = int_program((5, 4, 3), seed=1)
+    with pytest.raises(RuntimeError, match="read failed"):
+        run_lava(p, int_inputs(p, 1, 4))
+    runtime = built[0].roots[0].runtime
+    assert runtime is not None and not runtime._is_started  # Lava's flag: the runtime was stopped
+
+
+@pytest.mark.parametrize("delay,sparse", [(0, True), (2, False)])
+def test_graded_24bit_sums_beyond_int32_on_lava(delay: int, sparse: bool) -> None:
+    """Graded 24-bit payloads whose row sums (and, with a delay, single products) leave int32: Lava's
+    Sparse wraps the int32 dot product before the shift, DelayDense wraps each product and sums in int64."""
+    from toolchain.ir.storage import Csr
+    r = np.random.default_rng(delay)
+    w = r.integers(-254, 255, (3, 60))
+    g = NeuronGroup("a", (3,), du=4095, dv=4095, vth=2 ** 17 - 1, bias_mant=0, bias_exp=0)
+    p = Program([g], [SynapseGroup("s", "in", "a", Csr.from_dense(w) if sparse else Dense(w), weight_exp=-3,
+                                   delay=delay)],
+                [InputPort("in", (60,), num_message_bits=24)], output="a")
+    x = r.integers(2 ** 23, 2 ** 24, (1, 3, 60)).astype(np.int32)
+    assert_bit_exact(p, x, steps=4 + delay)

@@ -1,0 +1,1 @@
+"""Backends that run a compiled Program on other simulators or hardware toolchains (Lava)."""

@@ -1,0 +1,277 @@
+"""Lava 0.10.0 ``fixed_pt`` arithmetic, written down as pure numpy functions (the integer contract).
+
+Every function here mirrors a named piece of the installed Lava source (paths relative to
+``site-packages/lava/``; line numbers are those of lava-nc 0.10.0) and reproduces its numpy dtype flow, so that
+wrap-around happens exactly where Lava's does. The reference simulator (:mod:`toolchain.sim.reference`), the
+quantiser and the hardware-aware PyTorch modules all call (or re-state with tensors) these rules;
+``tests/test_fixedpoint.py`` runs Lava's own process models against them.
+
+Fields, as Lava's bit-accurate models hold and compute them
+-----------------------------------------------------------
+
+=====================  ===========  ===========  ==========================  ===================================
+field                  container    value bits   rounding                    overflow
+=====================  ===========  ===========  ==========================  ===================================
+weight (as given)      int16/int32  9 signed     —                           clipped to the sign mode's 8-bit
+                                                                             range (clip_weights)
+weight (used)          int32        num_weight_  truncated ``(w>>n)<<n``,    —
+                                    bits (+sign)  n = 8-num_weight_bits+mixed
+                                                  (floor; magnitude for
+                                                  inhibitory)
+weight_exp             python int   signed       right shift = floor         left shift wraps at 64 bits
+                                                  (arithmetic shift)          (binary) / 32 bits (graded)
+a_accum binary         int64        —            exact                       none in practice
+a_accum graded         int32        —            exact                       wraps modulo 2^32 (int32 dot)
+a_out / a_buff         int32        "16"         —                           wraps modulo 2^32 when written
+                                                                             into the int32 channel; the 16-bit
+                                                                             precision is *not* enforced
+a_in (LIF input)       int32        "16"         —                           sum of all incoming a_out, wraps
+                                                                             modulo 2^32; the int16 declared
+                                                                             type is *not* applied
+a_in << 6              int32        —            —                           wraps modulo 2^32
+du, dv                 uint16       12 unsigned  —                           —
+u (current)            int32        24 signed    decay toward zero (rtz)     the "odd 24-bit wrap": one
+                                                                             correction of ±2^24 if u > 2^23 or
+                                                                             u <= -2^23 (u may equal +2^23)
+v (voltage)            int32        24 signed    decay toward zero (rtz)     saturates to [-(2^23-1), 2^23-1];
+                                                                             the sum before the clip wraps at 32
+bias_mant              int16        13 signed    —                           —
+bias_exp               int16        3 unsigned   —                           —
+effective bias         int32        —            ``bias_mant << bias_exp``   — (not shifted by 6)
+vth                    int32        17 unsigned  —                           —
+effective threshold    int64        23           ``vth << 6``                — (read once, first step)
+s_out (spike)          int32 0/1    1            strict ``v > vth << 6``     —
+input (RingBuffer)     int32        0 or 1..24   —                           binary: any non-zero is a spike
+=====================  ===========  ===========  ==========================  ===================================
+
+Timing (``lava/proc/dense/models.py`` L93-96 and ``lava/proc/io/source.py`` L41-43): at every step a Dense first
+sends the activation it accumulated in the *previous* step, then receives this step's spikes; a RingBuffer sends
+column ``t`` of its data at (0-based) step ``t``. A spike emitted at step ``t`` therefore reaches the next LIF's
+``u`` at step ``t + 1`` (``t + 1 + d`` through a DelayDense with delay ``d``).
+"""
+from __future__ import annotations
+
+from typing import Tuple, Union
+
+import numpy as np
+
+__all__ = [
+    "U_V_BITS", "MAX_UV", "V_MIN", "V_MAX", "DECAY_SHIFT", "DECAY_UNITY", "ACT_SHIFT", "VTH_SHIFT",
+    "SIGN_MODES", "wrap_int32", "truncation_bits", "weight_range", "lava_weights", "representable_weights",
+    "is_representable", "shift_activation", "synaptic_input", "decay_rtz", "wrap_current", "effective_bias",
+    "effective_threshold", "lif_step",
+]
+
+#: u and v are 24-bit signed state variables (``lif/models.py`` L101-102).
+U_V_BITS = 24
+#: 2^23, Lava's ``max_uv_val``.
+MAX_UV = 2 ** (U_V_BITS - 1)
+#: Saturation limits of v (``lif/models.py`` L176-177, L186).
+V_MIN = -MAX_UV + 1
+V_MAX = MAX_UV - 1
+#: Decays are 12-bit fractions of 2^12 (``lif/models.py`` L104-105).
+DECAY_SHIFT = 12
+DECAY_UNITY = 2 ** DECAY_SHIFT
+#: Synaptic input and threshold are MSB-aligned by 6 bits (``lif/models.py`` L107-108).
+ACT_SHIFT = 6
+VTH_SHIFT = 6
+#: Lava's ``ds_offset`` (added to du) and ``dm_offset`` (added to dv) (``lif/models.py`` L94-95).
+DS_OFFSET = 1
+DM_OFFSET = 0
+
+SIGN_MODES = ("mixed", "excitatory", "inhibitory")
+
+ArrayLike = Union[np.ndarray, int]
+
+
+def wrap_int32(x: np.ndarray) -> np.ndarray:
+    """Two's-complement wrap of an integer array into int32 (what numpy does when an int64 array is written
+    into an int32 buffer, e.g. a Lava channel: ``compiler/channels/pypychannel.py`` L142)."""
+    return np.asarray(x).astype(np.int64).astype(np.int32)
+
+
+def _check_sign_mode(sign_mode: str) -> str:
+    mode = getattr(sign_mode, "name", sign_mode)
+    mode = str(mode).lower()
+    if mode not in SIGN_MODES:
+        raise ValueError(f"sign_mode must be one of {SIGN_MODES}, got {sign_mode!r}")
+    return mode
+
+
+def truncation_bits(num_weight_bits: int = 8, sign_mode: str = "mixed") -> int:
+    """Number of low bits Lava zeroes: ``n = 8 - num_weight_bits + (sign_mode == mixed)``
+    (``utils/weightutils.py`` L235-236)."""
+    mode = _check_sign_mode(sign_mode)
+    if not 1 <= int(num_weight_bits) <= 8:
+        raise ValueError(f"num_weight_bits must be in [1, 8], got {num_weight_bits}")
+    return 8 - int(num_weight_bits) + int(mode == "mixed")
+
+
+def weight_range(sign_mode: str = "mixed") -> Tuple[int, int]:
+    """The clip range Lava applies before truncation (``utils/weightutils.py`` L277-290 with ``num_bits=8``):
+    mixed [-256, 255], excitatory [0, 255], inhibitory [-255, 0]."""
+    mode = _check_sign_mode(sign_mode)
+    return {"mixed": (-256, 255), "excitatory": (0, 255), "inhibitory": (-255, 0)}[mode]
+
+
+def lava_weights(w: np.ndarray, num_weight_bits: int = 8, sign_mode: str = "mixed") -> np.ndarray:
+    """The int32 weights a bit-accurate Lava Dense/Sparse/DelayDense really uses.
+
+    Mirrors ``proc/dense/models.py`` L82-91 (same in ``proc/sparse/models.py`` L82-91 and the DelayDense model
+    L319-328): first ``clip_weights(w, sign_mode, num_bits=8)`` (``utils/weightutils.py`` L250-295: for the
+    inhibitory mode the weights are negated, clipped to [0, 255] and negated back), then
+    ``truncate_weights(w, sign_mode, num_weight_bits)`` (``utils/weightutils.py`` L204-247:
+    ``(w >> n) << n`` with ``n`` from :func:`truncation_bits`, an arithmetic shift, i.e. rounding toward minus
+    infinity for mixed-sign weights; on the negated values, i.e. toward zero, for inhibitory weights).
+    Example: mixed-sign 8-bit weights lose their lowest bit (``-3 -> -4``, ``3 -> 2``).
+    """
+    mode = _check_sign_mode(sign_mode)
+    n = truncation_bits(num_weight_bits, mode)
+    lo, hi = weight_range(mode)
+    w = np.asarray(w)
+    if not np.issubdtype(w.dtype, np.integer):
+        if not np.all(np.equal(np.mod(w, 1), 0)):
+            raise ValueError("weights must hold integers")
+    w = np.clip(w.astype(np.int64), lo, hi).astype(np.int32)
+    if mode == "inhibitory":
+        return -((-w >> n) << n)
+    return (w >> n) << n
+
+
+def representable_weights(num_weight_bits: int = 8, sign_mode: str = "mixed") -> np.ndarray:
+    """All integer weights that :func:`lava_weights` leaves unchanged, sorted (int32).
+
+    They are the multiples of ``2**n`` (:func:`truncation_bits`) inside :func:`weight_range`; e.g. mixed-sign
+    8-bit: the even numbers in [-256, 254]; excitatory 8-bit: [0, 255]; inhibitory 8-bit: [-255, 0].
+    """
+    lo, hi = weight_range(sign_mode)
+    cand = np.arange(lo, hi + 1, dtype=np.int64)
+    return cand[lava_weights(cand, num_weight_bits, sign_mode) == cand].astype(np.int32)
+
+
+def is_representable(w: np.ndarray, num_weight_bits: int = 8, sign_mode: str = "mixed") -> np.ndarray:
+    """Boolean mask: True where ``w`` passes Lava's clip and truncation unchanged."""
+    w = np.asarray(w)
+    lo, hi = weight_range(sign_mode)
+    step = 1 << truncation_bits(num_weight_bits, sign_mode)
+    wi = np.round(w).astype(np.int64) if not np.issubdtype(w.dtype, np.integer) else w.astype(np.int64)
+    return (wi == w) & (wi >= lo) & (wi <= hi) & (wi % step == 0)
+
+
+def shift_activation(a_accum: np.ndarray, weight_exp: int) -> np.ndarray:
+    """``a_accum << weight_exp`` if ``weight_exp > 0`` else ``a_accum >> -weight_exp`` (arithmetic right shift:
+    rounds toward minus infinity, ``-3 >> 1 == -2``), in the dtype of ``a_accum``
+    (``proc/dense/models.py`` L103-107)."""
+    a = np.asarray(a_accum)
+    e = int(weight_exp)
+    return np.left_shift(a, e) if e > 0 else np.right_shift(a, -e)
+
+
+def synaptic_input(weights: np.ndarray, spikes: np.ndarray, weight_exp: int = 0, graded: bool = False,
+                   process: str = "dense") -> np.ndarray:
+    """The int32 activation ``a_out`` one Lava synapse process emits for one step of input spikes.
+
+    ``weights``: (n_out, n_in) integers as Lava uses them (the output of :func:`lava_weights`).
+    ``spikes``: (..., n_in) — binary (``graded=False``: any non-zero entry is a spike, as Lava's
+    ``s_in.recv().astype(bool)``) or graded payloads (``graded=True``, i.e. ``num_message_bits > 0``).
+    Returns (..., n_out) int32.
+
+    Binary (``proc/dense/models.py`` L101-102, ``proc/sparse/models.py`` L101-102): the selected columns are
+    summed in int64 (numpy/scipy promote the int32 sum), shifted by ``weight_exp`` in int64
+    (:func:`shift_activation`), then wrapped into the int32 ``a_out`` channel.
+    Graded, ``process`` "dense" or "sparse" (``proc/dense/models.py`` L97-99, ``proc/sparse/models.py`` L97-99):
+    ``weights.dot(s_in)`` is an int32 product, so the sum wraps modulo 2^32 *before* the shift.
+    Graded, ``process`` "delay_dense" (``proc/dense/models.py`` L202-218): each product ``w * s`` is an int32
+    (wraps), the sum is int64.
+    Lava does not apply the declared 16-bit precision of ``a_out`` nor the int16 type of the LIF's ``a_in``
+    (``magma/core/model/py/ports.py`` L346-351 adds int32 data to an int16 zero vector, giving int32).
+    """
+    w = np.asarray(weights).astype(np.int64)
+    s = np.asarray(spikes)
+    if not graded:
+        acc = (s != 0).astype(np.int64) @ w.T
+        return wrap_int32(shift_activation(acc, weight_exp))
+    s64 = s.astype(np.int64)
+    if process in ("dense", "sparse"):
+        acc = wrap_int32(s64 @ w.T)
+        return wrap_int32(shift_activation(acc, weight_exp))
+    if process == "delay_dense":
+        prod = wrap_int32(s64[..., None, :] * w).astype(np.int64)
+        return wrap_int32(shift_activation(prod.sum(axis=-1), weight_exp))
+    raise ValueError(f"process must be 'dense', 'sparse' or 'delay_dense', got {process!r}")
+
+
+def decay_rtz(x: np.ndarray, decay: ArrayLike) -> np.ndarray:
+    """``int32(sign(p) * (|p| >> 12))`` with ``p = int64(x) * (4096 - decay)``: multiply by the 12-bit fraction
+    and round toward zero (``lif/models.py`` L149-153 for u with ``decay = du + 1``, L180-184 for v with
+    ``decay = dv``)."""
+    p = np.asarray(x).astype(np.int64) * (DECAY_UNITY - np.asarray(decay).astype(np.int64))
+    return (np.sign(p) * np.right_shift(np.abs(p), DECAY_SHIFT)).astype(np.int32)
+
+
+def wrap_current(x: np.ndarray) -> np.ndarray:
+    """Lava's 24-bit "wrap" of the current, exactly as written (``lif/models.py`` L161-170)::
+
+        w = x - 2^24 if x > 2^23 else x
+        w = x + 2^24 if w <= -2^23 else w
+
+    One correction only (not a modulo): ``+2^23`` is kept, ``-2^23`` becomes ``+2^23``, and a value beyond
+    ``±3·2^23`` stays outside the 24-bit range. Input and output int32.
+    """
+    x = np.asarray(x, dtype=np.int32)
+    w = np.where(x > MAX_UV, x - np.int32(2 * MAX_UV), x)
+    return np.where(w <= -MAX_UV, x + np.int32(2 * MAX_UV), w).astype(np.int32)
+
+
+def effective_bias(bias_mant: ArrayLike, bias_exp: ArrayLike) -> np.ndarray:
+    """``int32(bias_mant) << bias_exp`` (``lif/models.py`` L110-122; a negative exponent would shift right, but
+    bias_exp is 3-bit unsigned). Lava recomputes it at every step (L202). It is *not* shifted by 6."""
+    m = np.asarray(bias_mant).astype(np.int32)
+    e = np.asarray(bias_exp).astype(np.int16)
+    return np.where(e >= 0, np.left_shift(m, np.maximum(e, 0)), np.right_shift(m, np.maximum(-e, 0))
+                    ).astype(np.int32)
+
+
+def effective_threshold(vth: ArrayLike) -> np.ndarray:
+    """``vth << 6`` as int64 (``lif/models.py`` L268-274). Lava computes it once, on the first step
+    (``isthrscaled``, L207-208): a threshold changed after the first step has no effect."""
+    return np.left_shift(np.asarray(vth).astype(np.int64), VTH_SHIFT)
+
+
+def lif_step(u: np.ndarray, v: np.ndarray, a_in: np.ndarray, du: ArrayLike, dv: ArrayLike, vth: ArrayLike,
+             bias_mant: ArrayLike = 0, bias_exp: ArrayLike = 0, reset_mode: str = "zero"
+             ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One step of Lava's bit-accurate CUBA LIF (``PyLifModelBitAcc``); returns ``(u, v, s)``.
+
+    Shapes broadcast (state ``(..., n)``, per-neuron parameters ``(n,)`` or scalars). ``u``, ``v``, ``a_in``
+    int32; returns int32 ``u``, ``v`` and a bool spike array. Order, as ``lif/models.py`` L138-216:
+
+    1. ``u' = decay_rtz(u, du + 1)``                       (L145-153, ``ds_offset = 1``)
+    2. ``u' = u' + (a_in << 6)``      int32, wraps at 32 bits (L155-157)
+    3. ``u = wrap_current(u')``       the odd 24-bit wrap    (L161-171)
+    4. ``v' = decay_rtz(v, dv) + u + (bias_mant << bias_exp)``  int32 (L174-185)
+    5. ``v = clip(v', -(2^23 - 1), 2^23 - 1)``                 (L186)
+    6. ``s = v > vth << 6``           strict                (L276-278)
+    7. reset: ``"zero"``: ``v = 0`` where s, ``u`` kept (L188-192, Lava's LIF);
+       ``"subtract"``: ``v -= vth << 6`` where s (ours: :class:`toolchain.backends.lava.LIFSubtract`).
+
+    In units: ``u`` and ``v`` are in 2^-6 of the weight unit (a weight of 1 adds 64 to u); decays are
+    fractions of 4096 per step; ``vth << 6`` is in the same units as ``v``.
+    """
+    if reset_mode not in ("zero", "subtract"):
+        raise ValueError(f"reset_mode must be 'zero' or 'subtract', got {reset_mode!r}")
+    du64 = np.asarray(du).astype(np.int64)
+    cur = decay_rtz(u, du64 + DS_OFFSET)
+    act = np.left_shift(np.asarray(a_in).astype(np.int32), ACT_SHIFT)
+    cur = (cur + act).astype(np.int32)
+    u_new = wrap_current(cur)
+    vol = decay_rtz(v, np.asarray(dv).astype(np.int64) + DM_OFFSET)
+    vol = (vol + u_new + effective_bias(bias_mant, bias_exp)).astype(np.int32)
+    v_new = np.clip(vol, V_MIN, V_MAX).astype(np.int32)
+    vth_eff = effective_threshold(vth)
+    s = v_new > vth_eff
+    if reset_mode == "zero":
+        v_new = np.where(s, np.int32(0), v_new).astype(np.int32)
+    else:
+        v_new = np.where(s, v_new - vth_eff, v_new).astype(np.int32)
+    return u_new, v_new, s
