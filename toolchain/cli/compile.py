@@ -1,8 +1,10 @@
-"""``snnc compile FILE.nir --target loihi2 --dt 1e-3 [--reset zero|subtract] [--preset P] -o BUILD/``.
+"""``snnc compile FILE.nir --target loihi2 --dt 1e-3 [--reset zero|subtract] [--preset P] -o BUILD/ [--netx F.net]``.
 
 Loads the NIR file (:func:`toolchain.nir_io.load`), compiles it (:func:`toolchain.compile.compile_graph`), writes
 the Program to ``BUILD/`` (atomically: nothing is written when anything fails) and prints the resource report
-and the quantisation summary. Warnings go to stderr as ``warning: ...`` lines.
+and the quantisation summary. Warnings go to stderr as ``warning: ...`` lines. ``--netx F.net`` also writes a
+lava-dl netx file (:func:`toolchain.backends.netx.export_netx`); a network netx cannot hold is refused before
+anything is written.
 """
 from __future__ import annotations
 
@@ -44,8 +46,10 @@ def quant_summary(program) -> str:
               help="Build directory to write the Program to.")
 @click.option("--vth-max", type=int, default=None, help="Largest threshold mantissa of a spiking layer.")
 @click.option("--no-partition", is_flag=True, help="Stop after quantisation (no core placement).")
+@click.option("--netx", "netx_file", default=None, type=click.Path(dir_okay=False),
+              help="Also write the Program as a lava-dl netx HDF5 file (toolchain.backends.netx).")
 def compile_cmd(file: str, target: str, dt: Optional[float], reset: Optional[str], preset: Optional[str],
-                output: str, vth_max: Optional[int], no_partition: bool) -> None:
+                output: str, vth_max: Optional[int], no_partition: bool, netx_file: Optional[str] = None) -> None:
     """Compile a NIR file for a Loihi-style target and write the Program to OUTPUT."""
     from ..compile import compile_file, format_report
     opts = {}
@@ -56,7 +60,13 @@ def compile_cmd(file: str, target: str, dt: Optional[float], reset: Optional[str
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         prog = compile_file(file, target=target, dt=dt, reset=reset, preset=preset, **opts)
+        if netx_file is not None:  # refuse before anything is written
+            from ..backends.netx import check_netx
+            check_netx(prog, netx_file)
         path = prog.save(output)
+        if netx_file is not None:
+            from ..backends.netx import export_netx
+            netx_path = export_netx(prog, netx_file)
     seen = set()
     for w in caught:
         msg = str(w.message)
@@ -67,3 +77,5 @@ def compile_cmd(file: str, target: str, dt: Optional[float], reset: Optional[str
     click.echo("")
     click.echo(quant_summary(prog))
     click.echo(f"\nwrote {path}")
+    if netx_file is not None:
+        click.echo(f"wrote {netx_path} (netx)")
