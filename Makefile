@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?= -m "not slow"
 
-.PHONY: demo test test-all bench-quick clean venv
+.PHONY: demo inspect-demo test test-all clean venv
 
 venv: $(STAMP)
 
@@ -16,6 +16,9 @@ $(STAMP): pyproject.toml
 # Temporary demo (until the end-to-end `snnc demo` lands): inspect the small NIR graph the repo ships
 # (written by examples/make_demo_graph.py with our own exporter).
 demo: $(STAMP)
+	$(VENV)/bin/snnc demo
+
+inspect-demo: $(STAMP)
 	$(VENV)/bin/snnc inspect examples/data/demo_recurrent.nir
 
 test: $(STAMP)
