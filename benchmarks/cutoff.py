@@ -1,0 +1,265 @@
+"""Cutoff on compiled networks: per-sample early exit against fixed T, softmax exit and the OCT oracle.
+
+    python benchmarks/cutoff.py [--quick] [--datasets digits mnist1d] [--seeds N] [--alpha A]
+                                [--eps E | --max-drop P] [--confidence-level L|none] [--dump]
+
+Protocol, per data set and seed:
+
+1. Hold out ``--holdout`` (20%) of the training samples; train a spiking MLP (Linear -> LIF -> Linear -> LI
+   readout, zero reset, no biases) on the rest with the project's BPTT trainer (``toolchain.train.train_bptt``,
+   per-step cross-entropy, TET-style), twice from the same initial weights: without and with the RCS regulariser
+   (:class:`toolchain.train.rcs.RCSRegulariser`, ``--alpha``). Biases are left out because a bias acts during the
+   compiled network's latency steps, before any input arrives, and adds a class prior to the accumulated output.
+2. Export to the IR, compile for Loihi 2, and run the reference integer simulator for ``T + L`` steps (``T``
+   input steps, ``L`` the compiled output latency, so that the last input step reaches the readout).
+3. Calibrate exit thresholds on the held-out samples' simulator outputs (one per step, METHODS.md; with
+   ``--confidence-level`` 0.9 the stably-correct share must hold as a Clopper-Pearson lower bound); ``eps`` is
+   chosen on the same held-out samples by 5-fold cross-fitting (fewest steps whose cross-fitted accuracy is at
+   most ``--max-drop`` points below the full run's) unless ``--eps`` fixes it. Softmax exit is calibrated the
+   same way.
+4. Run the test set on the simulator with per-sample early exit *online* (finished samples leave the batch).
+
+Rows: fixed T (full run); softmax exit; Top-K without and with RCS; fixed T' (a shorter fixed budget: the
+Top-K row's average steps rounded up, read from the full run); OCT, the oracle (earliest step after which the
+prediction stays correct; samples wrong at T run to T). Columns: test accuracy, average steps, the step
+reduction against the full run, synaptic operations per sample (NeuroBench effective ACs/MACs counted on the
+simulator's spikes) and the share saved. Means over ``--seeds`` seeds (3; 1 with ``--quick``). Data:
+
+* digits: scikit-learn's 8x8 digits, deterministic rate code, T = 16 (lossless: grey level v fires v times);
+* mnist1d: MNIST-1D's 40-point signals as static inputs, positive and negative parts on separate channels
+  (80 inputs), deterministic rate code with rate ``min(|x|/2, 1)``, T = 32.
+
+``RESULT cutoff_step_reduction`` / ``RESULT cutoff_acc_drop_points``: Top-K with RCS, worst data set (smallest
+mean reduction; largest mean drop in points against the same model's fixed-T accuracy). ``--quick``: fewer
+samples and epochs, one seed (a smoke run, figures not converged). Writes ``benchmarks/out/cutoff_<data>.png``
+(accuracy against average timesteps, first seed).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
+
+import numpy as np
+
+OUT_DIR = Path(__file__).resolve().parent / "out"
+
+
+def load_data(name: str, quick: bool):
+    """(SplitDataset of int-valued 0/1 spikes (N, T, n_in), T)."""
+    from toolchain.data import SplitDataset, load_digits_spikes, load_mnist1d, rate_encode
+
+    if name == "digits":
+        steps = 16
+        ds = load_digits_spikes(steps=steps, mode="deterministic")
+    elif name == "mnist1d":
+        steps = 32
+        raw = load_mnist1d(as_sequence=False)
+
+        def enc(x: np.ndarray) -> np.ndarray:
+            both = np.concatenate([np.maximum(x, 0.0), np.maximum(-x, 0.0)], axis=1)
+            return rate_encode(both, steps, "deterministic", gain=0.5).numpy()
+
+        ds = SplitDataset("mnist1d-spikes", enc(raw.x_train), raw.y_train, enc(raw.x_test), raw.y_test, 10, True,
+                          {**raw.info, "encoder": {"kind": "rate", "mode": "deterministic", "gain": 0.5,
+                                                   "steps": steps, "channels": "x+, x-"}})
+    else:
+        raise SystemExit(f"unknown data set {name!r}")
+    if quick:
+        ds = ds.subset(600, 300)
+    return ds, steps
+
+
+def build(n_in: int, hidden: int, seed: int, readout: str):
+    import torch
+    from toolchain.nn import LI, LIF, SpikingNet
+
+    torch.manual_seed(seed)
+    out = LI(10, alpha=0.9) if readout == "li" else LIF(10, alpha=0.9, threshold=1.0, reset="zero")
+    # no biases: a bias would act during the compiled network's latency steps, before any input arrives, and
+    # add a class prior to the accumulated output that the float network never had
+    return SpikingNet(torch.nn.Linear(n_in, hidden, bias=False),
+                      LIF(hidden, alpha=0.9, threshold=1.0, reset="zero"),
+                      torch.nn.Linear(hidden, 10, bias=False), out)
+
+
+#: per data set: hidden neurons, epochs (full / quick), Adam rate, batch size
+CONFIG = {"digits": {"hidden": 128, "epochs": (15, 4), "lr": 3e-3, "batch": 64},
+          "mnist1d": {"hidden": 256, "epochs": (10, 3), "lr": 1e-2, "batch": 32}}
+
+
+def train(ds, hidden: int, seed: int, epochs: int, alpha: float, lr: float, batch: int, readout: str, loss: str):
+    from toolchain.train import TrainConfig, train_bptt
+    from toolchain.train.rcs import RCSRegulariser
+
+    net = build(ds.x_train.shape[-1], hidden, seed, readout)
+    reg = RCSRegulariser(alpha, norm_floor=1.0) if alpha > 0 else None
+    hist = train_bptt(net, ds, TrainConfig(epochs=epochs, batch_size=batch, lr=lr, seed=seed, progress=False),
+                      loss=loss, regularizer=reg)
+    return net, hist
+
+
+def compile_net(net, n_in: int):
+    from toolchain.compile import compile_graph
+    from toolchain.nn.nir_map import to_graph
+
+    prog = compile_graph(to_graph(net, 1e-3, n_in), "loihi2")
+    return prog, int(prog.metadata.get("output_latency_steps", 0) or 0)
+
+
+def run_rows(prog, steps: int, x_cal, y_cal, x_te, y_te, eps: Optional[float], max_drop: float,
+             level: Optional[float], label: str, with_baselines: bool
+             ) -> Tuple[Dict[str, Dict[str, Any]], Dict[str, Any]]:
+    """Calibrate on (x_cal, y_cal) (eps chosen there unless given), run the test set online with each exit
+    rule; returns the rows and the raw outputs."""
+    from toolchain.runtime import cutoff as co
+    from toolchain.runtime import metrics as M
+    from toolchain.sim.reference import simulate
+
+    cal = simulate(prog, x_cal, steps=steps).output.astype(np.float64)
+    full = simulate(prog, x_te, steps=steps, record=True)
+    out_te = full.output.astype(np.float64)
+    w_full = M.workload_program(prog, full, x_te).as_dict()
+    rows: Dict[str, Dict[str, Any]] = {}
+
+    def row(name: str, acc: float, mean_steps: float, work: Dict[str, Any], eps_used: Any = None) -> None:
+        ops = work["effective_acs"] + work["effective_macs"]
+        full_ops = w_full["effective_acs"] + w_full["effective_macs"]
+        rows[name] = {"accuracy": acc, "mean_steps": mean_steps, "reduction": steps / mean_steps, "synops": ops,
+                      "synops_saved": 1.0 - ops / full_ops if full_ops else 0.0, "eps": eps_used}
+
+    acc_full = float((np.argmax(full.accumulated_output(), 1) == y_te).mean())
+    row(f"fixed T ({label})", acc_full, float(steps), w_full)
+    kinds = ["softmax", "topk"] if with_baselines else ["topk"]
+    policies = {}
+    for kind in kinds:
+        e = eps if eps is not None else co.select_eps(cal, y_cal, kind=kind, max_drop=max_drop,
+                                                      confidence_level=level)[0]
+        pol = co.calibrate(cal, y_cal, eps=e, kind=kind, confidence_level=level)
+        policies[kind] = pol
+        ex = simulate(prog, x_te, steps=steps, record=True, early_exit=pol.hook())
+        acc = float((np.argmax(ex.accumulated_output(), 1) == y_te).mean())
+        name = {"softmax": "softmax exit", "topk": "Top-K"}[kind] + f" ({label})"
+        row(name, acc, float(ex.steps_run.mean()), M.workload_program(prog, ex, x_te).as_dict(), e)
+        if kind == "topk":  # a fixed, shorter budget with (at least) the same average steps
+            k = int(np.ceil(ex.steps_run.mean()))
+            short = np.full(len(y_te), k)
+            row(f"fixed T' ({label})", float((co.predictions_at_exit(out_te, short) == y_te).mean()), float(k),
+                M.workload_program(prog, full.spikes, x_te, steps=short).as_dict())
+    if with_baselines:
+        oct_steps = co.oracle_exit_steps(out_te, y_te)
+        w_oct = M.workload_program(prog, full.spikes, x_te, steps=oct_steps).as_dict()
+        row(f"OCT oracle ({label})", float((co.predictions_at_exit(out_te, oct_steps) == y_te).mean()),
+            float(oct_steps.mean()), w_oct)
+    return rows, {"cal": cal, "test": out_te, "policies": policies}
+
+
+def main(argv: List[str] | None = None) -> int:
+    import torch
+
+    from toolchain.data import SplitDataset
+    from toolchain.runtime import cutoff as co
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--datasets", nargs="+", default=["digits", "mnist1d"])
+    ap.add_argument("--eps", type=float, default=None,
+                    help="Fixed calibration tolerance for every exit rule (default: chosen on the held-out split).")
+    ap.add_argument("--max-drop", type=float, default=0.2,
+                    help="Accuracy drop in points allowed when choosing eps on the held-out split.")
+    ap.add_argument("--confidence-level", default="0.9",
+                    help="Clopper-Pearson level of the calibration rule, or 'none' for the published rule.")
+    ap.add_argument("--alpha", type=float, default=0.01, help="RCS weight.")
+    ap.add_argument("--readout", choices=["li", "spiking"], default="li",
+                    help="Output layer: leaky-integrator readout (v) or spiking LIF (spike counts).")
+    ap.add_argument("--loss", choices=["per_step", "mean", "sum", "auto"], default="per_step",
+                    help="BPTT loss (per_step: cross-entropy at every step, TET-style).")
+    ap.add_argument("--hidden", type=int, default=None, help="Override the per-data-set hidden size.")
+    ap.add_argument("--epochs", type=int, default=None, help="Override the per-data-set epochs.")
+    ap.add_argument("--holdout", type=float, default=0.2,
+                    help="Share of the training samples held out from training for calibration.")
+    ap.add_argument("--dump", action="store_true", help="Save raw outputs to benchmarks/out/cutoff_<data>.npz.")
+    ap.add_argument("--seed", type=int, default=0, help="First seed (initial weights and batch order).")
+    ap.add_argument("--seeds", type=int, default=None, help="Number of seeds (default 3, 1 with --quick).")
+    args = ap.parse_args(argv)
+    level = None if str(args.confidence_level).lower() == "none" else float(args.confidence_level)
+    torch.set_num_threads(1)
+    OUT_DIR.mkdir(parents=True, exist_ok=True)
+
+    seeds = [args.seed + k for k in range(args.seeds if args.seeds is not None else (1 if args.quick else 3))]
+    per_seed: Dict[Tuple[str, str], List[Dict[str, Any]]] = {}
+    summary: Dict[str, Dict[str, List[float]]] = {}
+    for name in args.datasets:
+        t0 = time.perf_counter()
+        ds, T = load_data(name, args.quick)
+        cfg = CONFIG[name]
+        hidden = args.hidden or cfg["hidden"]
+        epochs = args.epochs or cfg["epochs"][1 if args.quick else 0]
+        n_cal = int(round(args.holdout * len(ds.y_train)))
+        n_fit = len(ds.y_train) - n_cal
+        fit = SplitDataset(ds.name, ds.x_train[:n_fit], ds.y_train[:n_fit], ds.x_test, ds.y_test, ds.n_classes,
+                           True, ds.info)
+        x_cal, y_cal = ds.x_train[n_fit:].astype(np.int32), ds.y_train[n_fit:]
+        x_te, y_te = ds.x_test.astype(np.int32), ds.y_test
+        rule = (f"eps={args.eps}" if args.eps is not None else
+                f"eps chosen on it by 5-fold cross-fitting, max drop {args.max_drop} points") + \
+            f", confidence level {level}"
+        print(f"\n== {name}: {n_fit} train / {n_cal} held out for calibration ({rule}) / {len(y_te)} test, T={T}, "
+              f"hidden {hidden}, {epochs} epochs, RCS alpha={args.alpha}, seeds {seeds}")
+        summary[name] = {"reduction": [], "drop": []}
+        for seed in seeds:
+            results = {}
+            for label, alpha in (("no RCS", 0.0), ("RCS", args.alpha)):
+                net, hist = train(fit, hidden, seed, epochs, alpha, cfg["lr"], cfg["batch"], args.readout,
+                                  args.loss)
+                prog, lat = compile_net(net, ds.x_train.shape[-1])
+                steps = T + lat
+                rows, raw = run_rows(prog, steps, x_cal, y_cal, x_te, y_te, args.eps, args.max_drop / 100.0,
+                                     level, label, with_baselines=(alpha == 0.0))
+                results[label] = (rows, raw, steps)
+                for k, r in rows.items():
+                    per_seed.setdefault((name, k), []).append(r)
+                eps_txt = ", ".join(f"{k} {p.eps:g}" for k, p in raw["policies"].items())
+                print(f"   seed {seed} {label}: float test acc {100 * hist.test_acc[-1]:.2f}%, compiled output "
+                      f"latency {lat} -> {steps} steps; eps {eps_txt}")
+            rows_rcs, raw_rcs, steps = results["RCS"]
+            topk = rows_rcs["Top-K (RCS)"]
+            drop = 100 * (rows_rcs["fixed T (RCS)"]["accuracy"] - topk["accuracy"])
+            summary[name]["reduction"].append(topk["reduction"])
+            summary[name]["drop"].append(drop)
+            print(f"   seed {seed}: Top-K (RCS) {topk['reduction']:.2f}x fewer steps, accuracy drop {drop:.2f} points")
+            if seed == seeds[0]:
+                rows0, raw0, _ = results["no RCS"]
+                curves = co.tradeoff_curves(raw_rcs["cal"], y_cal, raw_rcs["test"], y_te, confidence_level=level)
+                curves["topk:no RCS"] = co.tradeoff_curves(raw0["cal"], y_cal, raw0["test"], y_te,
+                                                           confidence_level=level)["topk"]
+                png = co.plot_tradeoff(curves, OUT_DIR / f"cutoff_{name}.png",
+                                       title=f"{name}: compiled, reference simulator (T+L={steps}), seed {seed}",
+                                       marks={"Top-K (RCS)": (topk["mean_steps"], topk["accuracy"])})
+                print(f"   wrote {png}")
+                if args.dump:
+                    np.savez_compressed(OUT_DIR / f"cutoff_{name}.npz", y_cal=y_cal, y_test=y_te,
+                                        **{f"{k}_{lab.replace(' ', '_')}": v for lab, (_, raw, _) in results.items()
+                                           for k, v in (("cal", raw["cal"]), ("test", raw["test"]))})
+        print(f"   {name} done in {time.perf_counter() - t0:.0f} s")
+
+    print(f"\nmeans over {len(seeds)} seed(s); eps as chosen per seed")
+    print(f"{'data':<9} {'method':<24} {'eps':>14} {'acc %':>7} {'avg steps':>10} {'reduction':>10} "
+          f"{'synops/sample':>14} {'synops saved':>13}")
+    for (data, method), rs in per_seed.items():
+        eps = "-" if rs[0]["eps"] is None else "/".join(f"{r['eps']:g}" for r in rs)
+        mean = {k: float(np.mean([r[k] for r in rs])) for k in ("accuracy", "mean_steps", "synops", "synops_saved")}
+        steps_full = rs[0]["reduction"] * rs[0]["mean_steps"]
+        print(f"{data:<9} {method:<24} {eps:>14} {100 * mean['accuracy']:>7.2f} {mean['mean_steps']:>10.2f} "
+              f"{steps_full / mean['mean_steps']:>9.2f}x {mean['synops']:>14.0f} {100 * mean['synops_saved']:>12.1f}%")
+    worst_red = min(float(np.mean(v["reduction"])) for v in summary.values())
+    worst_drop = max(float(np.mean(v["drop"])) for v in summary.values())
+    print(f"RESULT cutoff_step_reduction {worst_red:.3f}")
+    print(f"RESULT cutoff_acc_drop_points {worst_drop:.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
