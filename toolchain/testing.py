@@ -170,3 +170,219 @@ def graph_every_node_type(seed: SeedLike = 0, dt: float = 1e-3):
              ("fc3", "integ"), ("integ", "out_b"), ("seq", "conv1"), ("conv1", "flat1"), ("flat1", "fc4"),
              ("fc4", "cli"), ("cli", "out_c")]
     return Graph(nodes, edges, dt=dt, metadata={"factory": "graph_every_node_type", "seed": str(seed)})
+
+
+# ------------------------------------------------------------------------ compiler (passes, partition, benchmarks)
+def random_lif_graph(sizes, density: float = 1.0, seed: SeedLike = 0, dt: float = 1e-3, tau: float = 0.02,
+                     threshold: float = 1.0, storage: str = "dense", recurrent: bool = False,
+                     reset_mode: str = "zero", gain: float = 1.0):
+    """A feed-forward LIF network ``Input(sizes[0]) -> Linear -> LIF(sizes[1]) -> ... -> Output`` (IR Graph).
+
+    ``storage``: "dense" (Dense weights), "csr" (each synapse kept with probability ``density``) or "structured"
+    (rows and columns removed with probability 1 - density, Structured storage). Weights are normal with standard
+    deviation ``gain * threshold * tau / dt / sqrt(fan_in * density)`` so that layers are neither silent nor
+    saturated. ``recurrent``: add a recurrent Linear on the first hidden layer.
+    """
+    from .ir import LIF, Csr, Dense, Graph, Input, Linear, Output, Structured
+    r = rng(seed)
+    nodes = [Input("input", shape=(sizes[0],))]
+    edges = []
+    prev = "input"
+    for k, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        std = gain * threshold * tau / dt / np.sqrt(max(n_in * max(density, 1e-9), 1.0))
+        if storage == "dense":
+            w = Dense(r.normal(0.0, std, (n_out, n_in)))
+        elif storage == "csr":
+            rows_l, cols_l = [], []
+            for a in range(0, n_out, 1024):  # row blocks keep the mask small for wide layers
+                m = r.random((min(1024, n_out - a), n_in)) < density
+                rr, cc = np.nonzero(m)
+                rows_l.append(rr + a)
+                cols_l.append(cc)
+            rows, cols = np.concatenate(rows_l), np.concatenate(cols_l)
+            indptr = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=n_out))])
+            w = Csr((n_out, n_in), indptr, cols, r.normal(0.0, std, rows.size))
+        elif storage == "structured":
+            w = Structured(r.normal(0.0, std, (n_out, n_in)), row_mask=r.random(n_out) < density,
+                           col_mask=r.random(n_in) < density)
+        else:
+            raise ValueError(f"unknown storage {storage!r}")
+        lin, pop = f"fc{k}", f"lif{k}"
+        nodes += [Linear(lin, weight=w), LIF(pop, shape=(n_out,), tau=tau, v_threshold=threshold,
+                                             reset_mode=reset_mode)]
+        edges += [(prev, lin), (lin, pop)]
+        if recurrent and k == 0:
+            std_r = 0.5 * std
+            nodes.append(Linear("rec0", weight=Dense(r.normal(0.0, std_r, (n_out, n_out)))))
+            edges += [(pop, "rec0"), ("rec0", pop)]
+        prev = pop
+    nodes.append(Output("output", shape=(sizes[-1],)))
+    edges.append((prev, "output"))
+    return Graph(nodes, edges, dt=dt)
+
+
+# ---------------------------------------------------------------------------------------------------- LNP
+def lnp_random_net(n: int, seed: SeedLike = 0, *, rec_gain: float = 0.5, cuba: bool = True, dt: float = 1e-3,
+                   tau_mem: tuple = (2e-3, 30e-3), tau_syn: tuple = (1e-3, 5e-3)):
+    """A random recurrent layer for LNP tests: ``RecurrentNet`` with log-uniform τ_mem (and τ_syn when ``cuba``)
+    in the given ranges (s), θ = 1, zero diagonal and ``W ~ N(0, rec_gain²/n)``."""
+    from .prune.lyapunov import RecurrentNet
+
+    g = rng(seed)
+    tm = np.exp(g.uniform(np.log(tau_mem[0]), np.log(tau_mem[1]), n))
+    ts = np.exp(g.uniform(np.log(tau_syn[0]), np.log(tau_syn[1]), n)) if cuba else None
+    w = g.normal(0.0, rec_gain / np.sqrt(n), (n, n))
+    np.fill_diagonal(w, 0.0)
+    return RecurrentNet(w, np.maximum(tm, dt), np.ones(n), dt, tau_syn=None if ts is None else np.maximum(ts, dt))
+
+
+# ---------------------------------------------------------------------------------------------- integer core
+# Random integer Programs for the reference simulator, the Lava backend and their bit-exactness tests/benchmarks.
+_STORAGES = ("dense", "csr", "structured")
+
+
+def _int_weights(r: np.random.Generator, n_out: int, n_in: int, storage: str, density: float, lo: int, hi: int):
+    """Integer weight storage of the given kind with values drawn uniformly from [lo, hi] (within [-256, 255])."""
+    from .ir.storage import Csr, Dense, Structured
+    vals = r.integers(lo, hi + 1, size=(n_out, n_in))
+    if storage == "dense":
+        return Dense(vals.astype(np.int16))
+    if storage == "csr":
+        mask = r.random((n_out, n_in)) < density
+        return Csr.from_dense(vals.astype(np.int16), mask=mask)
+    if storage == "structured":
+        bh, bw = int(r.integers(1, 4)), int(r.integers(1, 4))
+        grid = (-(-n_out // bh), -(-n_in // bw))
+        return Structured(vals.astype(np.int16), row_mask=r.random(n_out) < max(density, 0.5),
+                          col_mask=r.random(n_in) < max(density, 0.5), block_shape=(bh, bw),
+                          block_mask=r.random(grid) < max(density, 0.5))
+    raise ValueError(f"unknown storage {storage!r}")
+
+
+def int_program(sizes=(12, 10, 6), *, seed: SeedLike = 0, storage: str = "dense", density: float = 0.4,
+                recurrent: bool = False, skip: bool = False, graded_bits: int = 0, max_delay: int = 0,
+                reset_mode: str = "zero", per_neuron: bool = True, extreme: bool = False, readout: bool = False,
+                sign_modes=("mixed",), weight_bits=(8,), weight_exp=(0, 0), vth_range=None,
+                name_prefix: str = "g"):
+    """A random integer :class:`~toolchain.program.Program` ``in -> g0 -> g1 -> ...`` (one group per entry of
+    ``sizes[1:]``), built directly (no compiler), for the bit-exactness tests and the simulator benchmarks.
+
+    ``storage``: "dense", "csr", "structured" or "mixed" (random per synapse group). ``recurrent``: every hidden
+    group also projects onto itself. ``skip``: an extra synapse group from the input port to the last group (two
+    synapse groups summing into one ``a_in``). ``graded_bits``: ``num_message_bits`` of the input port.
+    ``max_delay``: each synapse group draws a delay in [0, max_delay]. ``reset_mode``: "zero", "subtract" or
+    "mixed" (random per group). ``per_neuron``: du, dv, vth differ per neuron. ``sign_modes``/``weight_bits``:
+    drawn per synapse group; weights are drawn from the whole 9-bit range of the sign mode's side (Lava clips
+    and truncates them). ``weight_exp``: (lo, hi) inclusive range drawn per synapse group. ``extreme``: draw every
+    neuron parameter from its full documented range (decays 0 and 4095, thresholds up to 2^17 - 1, biases with
+    exponents up to 7) so that wrap-around and saturation happen. ``readout``: the last group does not spike
+    (``spiking=False``, threshold at its maximum). ``vth_range``: (lo, hi) for thresholds (default: scaled to
+    the fan-in so that groups neither stay silent nor saturate).
+    """
+    from .program import InputPort, NeuronGroup, Program, SynapseGroup
+    r = rng(seed)
+    sizes = [int(s) for s in sizes]
+    port = InputPort("in", (sizes[0],), num_message_bits=int(graded_bits))
+    groups, synapses = [], []
+    names = [f"{name_prefix}{k}" for k in range(len(sizes) - 1)]
+
+    def pick_storage() -> str:
+        return _STORAGES[int(r.integers(0, 3))] if storage == "mixed" else storage
+
+    def make_syn(name: str, src: str, dst: str, n_out: int, n_in: int, rec: bool = False):
+        mode = str(sign_modes[int(r.integers(0, len(sign_modes)))])
+        lo, hi = {"mixed": (-256, 255), "excitatory": (0, 255), "inhibitory": (-256, 0)}[mode]
+        if mode == "mixed" and not extreme:
+            lo, hi = -120, 140  # a slight excitatory bias keeps deep layers active
+        w = _int_weights(r, n_out, n_in, pick_storage(), density, lo, hi)
+        return SynapseGroup(name, src, dst, w, weight_exp=int(r.integers(weight_exp[0], weight_exp[1] + 1)),
+                            num_weight_bits=int(weight_bits[int(r.integers(0, len(weight_bits)))]),
+                            sign_mode=mode, delay=int(r.integers(0, max_delay + 1)), recurrent=rec)
+
+    prev, prev_n = "in", sizes[0]
+    for k, (name, n) in enumerate(zip(names, sizes[1:])):
+        last = k == len(names) - 1
+        m = n if per_neuron else 1
+        fan = prev_n * (density if storage != "dense" else 1.0) + (n if recurrent and not last else 0)
+        if extreme:
+            du = r.choice([0, 1, 4095, int(r.integers(0, 4096))], size=m) if r.random() < 0.5 else \
+                r.integers(0, 4096, size=m)
+            dv = r.choice([0, 4095, int(r.integers(0, 4096))], size=m) if r.random() < 0.5 else \
+                r.integers(0, 4096, size=m)
+            vth = r.integers(0, 2 ** 17, size=m) if r.random() < 0.5 else r.integers(0, 200, size=m)
+            bias_mant = r.integers(-4096, 4096, size=n)
+            bias_exp = r.integers(0, 8, size=n)
+        else:
+            du = r.integers(200, 3000, size=m)
+            dv = r.integers(100, 2000, size=m)
+            lo_v, hi_v = vth_range if vth_range is not None else (int(4 + 2 * fan), int(40 + 30 * fan))
+            vth = r.integers(lo_v, max(hi_v, lo_v + 1), size=m)
+            bias_mant = r.integers(-64, 64, size=n) * (r.random(n) < 0.3)
+            bias_exp = r.integers(0, 3, size=n)
+        rm = reset_mode if reset_mode != "mixed" else ("zero", "subtract")[int(r.integers(0, 2))]
+        spiking = not (readout and last)
+        if not spiking:
+            vth = np.full(m, 2 ** 17 - 1)
+        groups.append(NeuronGroup(name, (n,), du=du, dv=dv, vth=vth, bias_mant=bias_mant, bias_exp=bias_exp,
+                                  reset_mode=rm, spiking=spiking))
+        synapses.append(make_syn(f"w_{prev}_{name}", prev, name, n, prev_n))
+        if recurrent and not last:
+            synapses.append(make_syn(f"w_{name}_{name}", name, name, n, n, rec=True))
+        prev, prev_n = name, n
+    if skip and len(names) > 1:
+        synapses.append(make_syn(f"w_in_{names[-1]}", "in", names[-1], sizes[-1], sizes[0]))
+    return Program(groups, synapses, [port], output=names[-1], metadata={"factory": "int_program",
+                                                                          "seed": str(seed)})
+
+
+def int_inputs(program, batch: int, steps: int, rate: float = 0.3, seed: SeedLike = 0) -> np.ndarray:
+    """Input for the first input port of ``program``: (batch, steps, *shape) int32; binary spikes with
+    probability ``rate``, or graded payloads uniform in [1, 2^m - 1] with probability ``rate`` (zero otherwise)."""
+    r = rng(seed)
+    port = program.inputs[0]
+    shape = (batch, steps) + tuple(port.shape)
+    on = r.random(shape) < rate
+    if port.num_message_bits == 0:
+        return on.astype(np.int32)
+    hi = 2 ** port.num_message_bits - 1
+    return (on * r.integers(1, hi + 1, size=shape)).astype(np.int32)
+
+
+def benchmark_program(kind: str = "ff", sizes=(784, 256, 256, 10), seed: SeedLike = 0):
+    """The integer Programs of ``benchmarks/sim_vs_lava.py``: "ff" (feed-forward, dense 8-bit mixed-sign
+    weights) or "rec" (the same with a recurrent synapse group on every hidden layer)."""
+    return int_program(sizes, seed=seed, storage="dense", recurrent=(kind == "rec"), per_neuron=True,
+                       reset_mode="zero", sign_modes=("mixed",), weight_bits=(8,), weight_exp=(0, 0))
+
+
+# ------------------------------------------------------------------------------------------------ SCA (pruning)
+def random_channel_masks(model, prune_fraction: float = 0.5, seed: SeedLike = 0):
+    """Prune a random subset of every SCA channel group of ``model`` in place (tied layers share the mask; at
+    least one channel kept and, where there are two or more, at least one pruned). Returns ``{group: bool mask}``."""
+    from .prune import sca as S
+    r = rng(seed)
+    out = {}
+    for g in S.find_channel_groups(model):
+        c = model.get_submodule(g.layers[0]).num_channels
+        keep = r.random(c) >= prune_fraction
+        keep[r.integers(c)] = True
+        if c > 1 and keep.all():
+            keep[(int(np.flatnonzero(keep)[0]) + 1) % c] = False
+        for name in g.layers:
+            S.set_channel_mask(model.get_submodule(name), keep)
+        out[g.name] = keep
+    return out
+
+
+
+# ---------------------------------------------------------------------------------------------- cutoff (runtime)
+def random_class_outputs(n: int = 300, steps: int = 12, classes: int = 3, seed: SeedLike = 0):
+    """Per-step spike outputs of a noisy classifier for exit-calibration tests: ``(outputs, labels)`` with
+    outputs (n, steps, classes) float 0/1 — the label's unit fires with a per-sample rate in [0.3, 0.8], the
+    others at 0.3, so some samples are easy and some nearly ambiguous — and int64 labels."""
+    r = rng(seed)
+    labels = r.integers(0, classes, n)
+    rates = np.full((n, classes), 0.3)
+    rates[np.arange(n), labels] = r.uniform(0.3, 0.8, n)
+    outputs = (r.random((n, steps, classes)) < rates[:, None, :]).astype(np.float64)
+    return outputs, labels.astype(np.int64)

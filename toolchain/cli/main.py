@@ -17,6 +17,9 @@ from ..errors import ToolchainError
 _COMMAND_MODULES: List[str] = [
     "toolchain.cli.inspect",
     "toolchain.cli.compile",
+    "toolchain.cli.report",
+    "toolchain.cli.demo",
+    "toolchain.cli.simulate",
 ]
 
 
