@@ -38,6 +38,7 @@ import click
 import numpy as np
 
 from ..errors import InputError
+from ..plotting import save_figure
 from .main import cli
 
 __all__ = ["DemoConfig", "run_demo", "demo"]
@@ -170,9 +171,7 @@ def _raster(path: Path, x: np.ndarray, spikes: np.ndarray, readout: np.ndarray, 
     axes[2].set_xlabel("time step (reference integer simulator)")
     axes[2].legend(title="class", fontsize=7, loc="upper left")
     axes[0].set_title(f"digits test sample: label {label}, integer prediction {pred}")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def run_demo(cfg: DemoConfig) -> Dict[str, Any]:

@@ -48,6 +48,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from ..errors import InputError, ToolchainError
+from ..plotting import save_figure
 
 __all__ = [
     "KINDS", "CutoffPolicy", "accumulate", "topk_gap", "softmax_confidence", "confidence", "predictions",
@@ -538,12 +539,7 @@ def plot_tradeoff(curves: Dict[str, Any], path: Union[str, Path], title: str = "
     ax.legend(loc="lower right", fontsize=8)
     if title:
         ax.set_title(title)
-    fig.tight_layout()
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
-    return out
+    return save_figure(fig, path)
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -29,6 +29,7 @@ from torch import nn
 
 from ..data.base import SplitDataset, iterate_batches
 from ..errors import InputError, ToolchainError
+from ..plotting import save_figure
 from .checkpoint import load_checkpoint, save_checkpoint
 
 __all__ = ["TrainConfig", "History", "fit", "evaluate", "predict", "learning_rate", "BatchFn", "Encoder"]
@@ -123,12 +124,7 @@ class History:
         lines = ax1.get_lines() + ax2.get_lines()
         ax1.legend(lines, [ln.get_label() for ln in lines], loc="center right")
         ax1.set_title(title or self.trainer)
-        fig.tight_layout()
-        out = Path(path)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(out, dpi=120)
-        plt.close(fig)
-        return out
+        return save_figure(fig, path)
 
 
 def _epoch_seed(seed: int, epoch: int) -> int:
