@@ -246,13 +246,8 @@ def load_dvs_gesture(root: PathLike, train: bool = True, n_bins: int = 20, durat
         ev["t"] = np.round(arr[:, 3].astype(np.float64) * 1000).astype(np.int64)
         return ev
 
-    transform = None
     size = 128 // downsample
-    if downsample > 1:
-        down = Downsample(spatial_factor=1.0 / downsample)
-
-        def transform(ev: np.ndarray) -> np.ndarray:
-            return down(ev)
+    transform = Downsample(spatial_factor=1.0 / downsample) if downsample > 1 else None
 
     return EventFileDataset("dvs-gesture", items, reader, (size, size, 2), n_bins, duration_us, transform,
                             binary=binary, n_classes=11)

@@ -15,7 +15,6 @@ import numpy as np
 
 from ..errors import GraphError
 from .nodes import Input, Node, Output, _Population, Linear
-from .storage import WeightStorage
 
 __all__ = ["Edge", "Graph"]
 
@@ -274,7 +273,7 @@ def _fmt_shape(shape: Tuple[int, ...]) -> str:
 def synapse_count(node: Node) -> int:
     """Synapses a node stands for once unrolled: stored weights for Linear/Affine, one per (output, kernel tap)
     connection that lands inside the input for convolutions and pooling, 0 for everything else."""
-    from .nodes import AvgPool2d, Conv1d, Conv2d, SumPool2d
+    from .nodes import Conv1d, Conv2d, SumPool2d  # AvgPool2d is a SumPool2d subclass
     if isinstance(node, Linear):
         return node.weight.nnz
     if isinstance(node, (Conv2d, SumPool2d)):

@@ -42,7 +42,7 @@ targets with similar time constants, which the mode spreads onto most.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, List, Optional, Tuple
 
 import networkx as nx
 import numpy as np

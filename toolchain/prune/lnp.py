@@ -33,8 +33,8 @@ a constant; ridge regressions fitted on the first half reconstruct ``u[t − k]`
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field, fields, replace
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 from scipy.stats import norm
