@@ -366,14 +366,16 @@ def test_warning_tau_below_dt_suggests_norse():
 
 def test_warning_tau_in_steps_suggests_sinabs():
     with pytest.warns(NirImportWarning, match="sinabs"):
-        load(_single_lif(20.0), dt=1e-3)
+        loaded = load(_single_lif(20.0), dt=1e-3)
+    assert any("sinabs" in w for w in loaded.metadata["warnings"])
 
 
 def test_warning_threshold_not_positive():
     g = nir.NIRGraph(nodes={"in": nir.Input(np.array([2])), "t": nir.Threshold(np.array([0.0, 1.0])),
                             "out": nir.Output(np.array([2]))}, edges=[("in", "t"), ("t", "out")], type_check=False)
     with pytest.warns(NirImportWarning, match="threshold"):
-        load(g)
+        loaded = load(g)
+    assert any("threshold" in w for w in loaded.metadata["warnings"])
 
 
 def test_clean_graph_gives_no_warning():
@@ -512,7 +514,8 @@ def test_warning_delay_not_whole_steps():
     g = nir.NIRGraph(nodes={"in": nir.Input(np.array([2])), "d": nir.Delay(np.array([1e-3, 1.5e-3])),
                             "out": nir.Output(np.array([2]))}, edges=[("in", "d"), ("d", "out")], type_check=False)
     with pytest.warns(NirImportWarning, match="not whole steps"):
-        load(g, dt=1e-3)
+        loaded = load(g, dt=1e-3)
+    assert any("whole steps" in w for w in loaded.metadata["warnings"])
     with warnings.catch_warnings():
         warnings.simplefilter("error", NirImportWarning)
         load(g, dt=5e-4)

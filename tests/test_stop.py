@@ -120,7 +120,7 @@ def test_reduce_to_sums_over_batch_and_shared_neurons():
 def test_weight_gradient_equals_detached_bptt(reset, per_neuron):
     model = stop_tiny_mlp(reset=reset, per_neuron=per_neuron, seed=1)
     x, y = _inputs(seed=2)
-    _compare(model, x, y, "W", names=["weight", "bias"])
+    assert _compare(model, x, y, "W", names=["weight", "bias"]) >= 1
 
 
 def test_weight_gradient_with_learned_per_neuron_leak_uses_per_synapse_traces():
@@ -129,14 +129,14 @@ def test_weight_gradient_with_learned_per_neuron_leak_uses_per_synapse_traces():
         model[1].alpha.uniform_(0.5, 0.95)
         model[3].alpha.uniform_(0.5, 0.95)
     x, y = _inputs(seed=4)
-    _compare(model, x, y, "WTL")
+    assert _compare(model, x, y, "WTL") >= 1
 
 
 @pytest.mark.parametrize("reset", ["subtract", "zero"])
 def test_threshold_gradient_equals_detached_autograd(reset):
     model = stop_tiny_mlp(reset=reset, per_neuron=True, seed=5)
     x, y = _inputs(seed=6)
-    _compare(model, x, y, "WT", names=["threshold"])
+    assert _compare(model, x, y, "WT", names=["threshold"]) >= 1
 
 
 def _single_layer_traces(reset):
@@ -193,13 +193,13 @@ def test_leak_trace_is_dU_dalpha_with_detached_reset(reset):
 def test_leak_trace_gradient_equals_detached_autograd(reset, per_neuron):
     model = stop_tiny_mlp(reset=reset, per_neuron=per_neuron, seed=7)
     x, y = _inputs(seed=8)
-    _compare(model, x, y, "WL", names=["alpha"])
+    assert _compare(model, x, y, "WL", names=["alpha"]) >= 1
 
 
 def test_loss_start_skips_early_steps():
     model = stop_tiny_mlp(seed=9)
     x, y = _inputs(seed=10, steps=8)
-    _compare(model, x, y, "WTL", loss_start=3)
+    assert _compare(model, x, y, "WTL", loss_start=3) >= 1
 
 
 def test_spiking_output_layer_gradient_equals_detached_bptt():
@@ -210,7 +210,7 @@ def test_spiking_output_layer_gradient_equals_detached_bptt():
         model[0].weight.mul_(3.0)
         model[2].weight.mul_(3.0)
     x, y = _inputs(seed=23)
-    _compare(model, x, y, "WTL")
+    assert _compare(model, x, y, "WTL") >= 1
 
 
 def test_recurrent_layer_gradient_equals_detached_bptt():
@@ -222,7 +222,7 @@ def test_recurrent_layer_gradient_equals_detached_bptt():
         model[0].weight.mul_(3.0)
         model[1].rec.weight.mul_(2.0)
     x, y = _inputs(seed=12)
-    _compare(model, x, y, "WTL")
+    assert _compare(model, x, y, "WTL") >= 1
 
 
 def test_conv_and_pool_layers_equal_detached_bptt():
@@ -235,7 +235,7 @@ def test_conv_and_pool_layers_equal_detached_bptt():
     g = torch.Generator().manual_seed(14)
     x = (torch.rand(3, 5, 1, 6, 6, generator=g) < 0.4).double()
     y = torch.randint(0, 4, (3,), generator=g)
-    _compare(model, x, y, "WTL")
+    assert _compare(model, x, y, "WTL") >= 1
 
 
 def test_flatten_after_conv_reshapes_the_error():
@@ -247,7 +247,7 @@ def test_flatten_after_conv_reshapes_the_error():
     g = torch.Generator().manual_seed(16)
     x = (torch.rand(2, 4, 1, 6, 6, generator=g) < 0.5).double()
     y = torch.randint(0, 3, (2,), generator=g)
-    _compare(model, x, y, "W")
+    assert _compare(model, x, y, "W") >= 1
 
 
 def test_assign_writes_param_grads_and_loss_matches_forward():
