@@ -393,4 +393,6 @@ def test_norse_without_preset_is_wrong_and_warned():
         warnings.simplefilter("ignore")
         ng = norse.to_nir(model, torch.zeros(1, 3), dt=1e-3)
     with pytest.warns(NirImportWarning, match="preset='norse'"):
-        load(ng, dt=1e-3)
+        raw = load(ng, dt=1e-3)
+    fixed = load(ng, dt=1e-3, preset="norse")
+    assert np.allclose(raw["1"].tau, fixed["1"].tau * 1e-3)  # without the preset tau is off by a factor dt
