@@ -54,6 +54,7 @@ def programs(draw, max_n: int = 10, max_layers: int = 3):
         sign_modes=draw(st.sampled_from(_SIGN_SETS)),
         weight_bits=(draw(st.integers(1, 8)), 8),
         weight_exp=(-8, 7) if extreme else (draw(st.integers(-3, 0)), draw(st.integers(0, 2))),
+        v_init=draw(st.booleans()),
     )
     seed = draw(st.integers(0, 2 ** 16))
     program = int_program(sizes, seed=seed, **opts)
@@ -82,6 +83,14 @@ def test_random_programs_bit_exact_slow(case) -> None:
 def test_feedforward_batch_of_two_dense_multilayer() -> None:
     p = int_program((16, 12, 10, 6), seed=11)
     assert_bit_exact(p, int_inputs(p, 2, 12, seed=1))
+
+
+def test_initial_voltages_are_lava_v_at_step_zero() -> None:
+    """``NeuronGroup.v_init`` (the compiler's bias-onset alignment) is Lava's ``v`` Var before the first step:
+    random starting voltages, zero and subtract reset, biases and a readout, bit-exact at every step."""
+    p = int_program((9, 7, 6, 4), seed=12, reset_mode="mixed", readout=True, v_init=True)
+    assert all(np.any(g.v_init) for g in p.groups.values())
+    assert_bit_exact(p, int_inputs(p, 2, 10, seed=3))
 
 
 def test_recurrent_sparse_delays_subtract_per_neuron() -> None:

@@ -99,6 +99,8 @@ def _assert_exact(net: IntegerNet, x, steps=None):
     dict(extreme=True, recurrent=True, sign_modes=("mixed", "excitatory", "inhibitory"), weight_bits=(3, 6, 8),
          weight_exp=(-2, 7), max_delay=2, readout=True),
     dict(graded_bits=24, weight_exp=(5, 7), storage="structured", reset_mode="zero", recurrent=True),
+    dict(v_init=True, reset_mode="mixed", readout=True),
+    dict(v_init=True, extreme=True, recurrent=True),
 ])
 @pytest.mark.parametrize("seed", [0, 1])
 def test_integer_net_equals_reference_on_random_programs(kwargs, seed):

@@ -17,7 +17,9 @@ from .ir.storage import Csr, Dense, Structured, WeightStorage
 from .program import CoreUsage, InputPort, NeuronGroup, Placement, Program, SynapseGroup
 
 FORMAT_NAME = "snn-toolchain-program"
-FORMAT_VERSION = 1
+#: version 2 added the per-group ``v_init`` array; version 1 builds (no ``v_init``) load with ``v_init = 0``
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 JSON_FILE = "program.json"
 ARRAYS_FILE = "arrays.npz"
 
@@ -76,7 +78,7 @@ def _encode(p: Program) -> tuple:
     arrays: Dict[str, np.ndarray] = {}
     groups = []
     for i, g in enumerate(p.groups.values()):
-        for f in ("du", "dv", "vth", "bias_mant", "bias_exp"):
+        for f in ("du", "dv", "vth", "bias_mant", "bias_exp", "v_init"):
             arrays[f"g/{i}/{f}"] = getattr(g, f)
         groups.append({"name": g.name, "shape": list(g.shape), "reset_mode": g.reset_mode, "spiking": g.spiking,
                        "source": g.source})
@@ -152,9 +154,9 @@ def load_program(path: "str | os.PathLike") -> Program:
         raise ToolchainError(f"cannot read: {exc}", file=str(jf)) from None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT_NAME:
         raise ToolchainError(f"not a {FORMAT_NAME} file", file=str(jf), field="format")
-    if doc.get("version") != FORMAT_VERSION:
+    if doc.get("version") not in READABLE_VERSIONS:
         raise ToolchainError(f"format version {doc.get('version')!r} is not supported (this toolchain reads "
-                             f"version {FORMAT_VERSION})", file=str(jf), field="version")
+                             f"versions {', '.join(map(str, READABLE_VERSIONS))})", file=str(jf), field="version")
     if not af.is_file():
         raise ToolchainError("missing", file=str(af))
     try:
@@ -165,7 +167,8 @@ def load_program(path: "str | os.PathLike") -> Program:
     try:
         groups = [NeuronGroup(g["name"], tuple(g["shape"]), *(arrays[f"g/{i}/{f}"] for f in
                                                              ("du", "dv", "vth", "bias_mant", "bias_exp")),
-                              reset_mode=g["reset_mode"], spiking=g["spiking"], source=g["source"])
+                              reset_mode=g["reset_mode"], spiking=g["spiking"], source=g["source"],
+                              v_init=arrays.get(f"g/{i}/v_init", 0))
                   for i, g in enumerate(doc["groups"])]
         syns = [SynapseGroup(s["name"], s["src"], s["dst"], _storage_from(s, f"s/{i}", arrays),
                              weight_exp=s["weight_exp"], num_weight_bits=s["num_weight_bits"],

@@ -30,6 +30,8 @@ OPTIONS = {
     "equalise_latency": "add synaptic delays so that paths of different depth stay aligned (default True)",
     "readout_horizon": "steps a non-leaky readout must stay unsaturated at full input (default 1024)",
     "search_vth": "search the threshold mantissa for the best weight representation in small layers (default True)",
+    "align_bias": "start biased groups at the voltage that hides the bias until their input arrives, so the compiled "
+                  "network is the float one delayed by its latency (default True)",
     "partition": "place the network on cores (default True); False stops after quantisation",
     "verify": "run the stage-boundary checks (default True)",
 }
@@ -64,7 +66,8 @@ def compile_graph(graph: Graph, target: Union[str, os.PathLike, TargetSpec] = "l
     q = QuantOptions(vth_max=int(options.get("vth_max", QuantOptions.vth_max)),
                      equalise_latency=bool(options.get("equalise_latency", True)),
                      readout_horizon=int(options.get("readout_horizon", QuantOptions.readout_horizon)),
-                     reset=reset, search_vth=bool(options.get("search_vth", True)))
+                     reset=reset, search_vth=bool(options.get("search_vth", True)),
+                     align_bias=bool(options.get("align_bias", True)))
     ctx = CompileContext(spec, q, verify=bool(options.get("verify", True)))
     passes = pipeline_for(spec, partition=bool(options.get("partition", True)))
     prog: Program = run_pipeline(graph, passes, ctx)

@@ -59,7 +59,7 @@ __all__ = [
     "U_V_BITS", "MAX_UV", "V_MIN", "V_MAX", "DECAY_SHIFT", "DECAY_UNITY", "ACT_SHIFT", "VTH_SHIFT",
     "SIGN_MODES", "wrap_int32", "truncation_bits", "weight_range", "lava_weights", "representable_weights",
     "is_representable", "shift_activation", "synaptic_input", "decay_rtz", "wrap_current", "effective_bias",
-    "effective_threshold", "lif_step",
+    "effective_threshold", "lif_step", "bias_onset_voltage",
 ]
 
 #: u and v are 24-bit signed state variables (``lif/models.py`` L101-102).
@@ -275,3 +275,75 @@ def lif_step(u: np.ndarray, v: np.ndarray, a_in: np.ndarray, du: ArrayLike, dv: 
     else:
         v_new = np.where(s, v_new - vth_eff, v_new).astype(np.int32)
     return u_new, v_new, s
+
+
+def bias_onset_voltage(dv: ArrayLike, vth: ArrayLike, bias_mant: ArrayLike, bias_exp: ArrayLike, steps: int,
+                       reset_mode: str = "zero") -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Initial voltages that hide a neuron's bias for its first ``steps`` steps; returns
+    ``(v_init, residual, early)``.
+
+    Why: a compiled group whose input arrives ``steps`` steps late (one step per synapse layer, the group's
+    latency) would integrate its bias alone for those steps, while the float model it was compiled from starts
+    at ``v = 0`` with bias and input together. Started at ``v_init`` instead (``u = 0``, no input), the group
+    reaches a voltage ``v_L`` after ``steps`` steps of :func:`lif_step` whose decayed value
+    ``residual = decay_rtz(v_L, dv)`` is all that step ``steps`` (the first one with input) inherits. With
+    ``residual == 0`` and no spike on the way the group then computes exactly what it computes from ``v = 0`` at
+    step 0, so from then on it runs the float model's integer dynamics delayed by ``steps``.
+
+    ``v_init``: int32, 24-bit signed in ``[V_MIN, V_MAX]`` (Lava LIF's ``v`` Var at step 0). Found per neuron by
+    bisection on the sub-threshold map ``v ↦ clip(decay_rtz(v, dv) + bias)`` iterated ``steps`` times (monotone
+    non-decreasing in the start value): the smallest start whose ``v_L ≥ 0``, or the one below it, or 0 —
+    whichever leaves the smallest ``|residual|`` (then the smallest ``|v_L|``). A start that would spike on the way
+    (a bias large against the threshold) is lowered to the largest start that does not. ``residual``: int32, the
+    voltage offset carried into the first input step (0: exact). It is not 0 when no start can hide the bias —
+    ``dv`` near 4096 with a bias of more than ``4096 / (4096 − dv)``, saturation at ±(2^23 − 1), rounding gaps, or
+    a start lowered to avoid a spike. ``early``: bool, the neuron spikes during those steps from every start (a
+    bias above the threshold): its float model fires at once too, but these spikes reach the next layer before
+    its input does. Neurons with no bias or ``steps == 0`` get 0 (exact).
+    """
+    steps = int(steps)
+    bias = effective_bias(bias_mant, bias_exp).astype(np.int64)
+    n = bias.shape
+    dv = np.broadcast_to(np.asarray(dv).astype(np.int64), n)
+    vth = np.broadcast_to(np.asarray(vth).astype(np.int64), n)
+    zero = np.zeros(n, np.int64)
+    if steps <= 0 or not np.any(bias):
+        return np.zeros(n, np.int32), np.zeros(n, np.int32), np.zeros(n, bool)
+
+    def end(v0: np.ndarray) -> np.ndarray:  # the sub-threshold map, ``steps`` times (int64, exact)
+        v = v0.astype(np.int64)
+        for _ in range(steps):
+            v = np.clip(decay_rtz(v, dv + DM_OFFSET).astype(np.int64) + bias, V_MIN, V_MAX)
+        return v
+
+    def spikes_on_way(start: np.ndarray) -> np.ndarray:
+        u, v = np.zeros(n, np.int32), start.astype(np.int32)
+        hit = np.zeros(n, bool)
+        for _ in range(steps):
+            u, v, s = lif_step(u, v, np.zeros(n, np.int32), 0, dv, vth, bias_mant, bias_exp, reset_mode)
+            hit |= s
+        return hit
+
+    lo, hi = np.full(n, V_MIN, np.int64), np.full(n, V_MAX, np.int64)
+    while np.any(lo < hi):  # smallest start with v_L >= 0 (V_MAX where none)
+        mid = (lo + hi) // 2
+        ge = end(mid) >= 0
+        hi, lo = np.where((lo < hi) & ge, mid, hi), np.where((lo < hi) & ~ge, mid + 1, lo)
+    best = zero.copy()
+    for cand in (np.maximum(lo - 1, V_MIN), lo):  # 0 first, so it wins ties
+        e_c, e_b = end(cand), end(best)
+        r_c, r_b = np.abs(decay_rtz(e_c, dv + DM_OFFSET)), np.abs(decay_rtz(e_b, dv + DM_OFFSET))
+        better = (r_c < r_b) | ((r_c == r_b) & (np.abs(e_c) < np.abs(e_b)))
+        best = np.where(better, cand, best)
+    best = np.where(bias == 0, 0, best)
+    bad = spikes_on_way(best)
+    if np.any(bad):  # largest start below that does not spike (spiking on the way is monotone in the start)
+        lo, hi = np.where(bad, V_MIN, best), best.copy()
+        while np.any(bad & (lo < hi)):
+            mid = (lo + hi + 1) // 2
+            ok = ~spikes_on_way(mid)
+            act = bad & (lo < hi)
+            lo, hi = np.where(act & ok, mid, lo), np.where(act & ~ok, mid - 1, hi)
+        best = np.where(bad, lo, best)
+    residual = decay_rtz(end(best), dv + DM_OFFSET)
+    return best.astype(np.int32), residual.astype(np.int32), spikes_on_way(best)

@@ -57,6 +57,9 @@ class NeuronGroup:
     ``spiking``: False for a readout (NIR LI/CubaLI/Integrator) that must never spike; the compiler then sets
     ``vth`` to its maximum and reports the headroom of ``v`` below it.
     ``source``: the IR node this group was compiled from; ``shape``: that node's per-sample shape.
+    ``v_init``  int32, 24-bit signed [-(2^23 - 1), 2^23 - 1]: ``v`` at step 0 (Lava LIF's ``v`` Var initial
+              value; ``u`` always starts at 0). The quantiser sets it so that the bias stays hidden until the
+              group's input arrives (:func:`toolchain.fixedpoint.bias_onset_voltage`); 0 otherwise.
     """
 
     name: str
@@ -69,6 +72,7 @@ class NeuronGroup:
     reset_mode: str = "zero"
     spiking: bool = True
     source: str = ""
+    v_init: Any = 0
 
     def __post_init__(self) -> None:
         shape = tuple(int(s) for s in np.atleast_1d(self.shape))
@@ -80,6 +84,8 @@ class NeuronGroup:
         object.__setattr__(self, "bias_mant", _int_field(self.bias_mant, n, np.int16, -4096, 4095, self.name,
                                                          "bias_mant"))
         object.__setattr__(self, "bias_exp", _int_field(self.bias_exp, n, np.int16, 0, 7, self.name, "bias_exp"))
+        object.__setattr__(self, "v_init", _int_field(self.v_init, n, np.int32, -(2 ** 23 - 1), 2 ** 23 - 1,
+                                                      self.name, "v_init"))
         if self.reset_mode not in ("zero", "subtract"):
             raise GraphError(f"must be 'zero' or 'subtract', got {self.reset_mode!r}", node=self.name,
                              field="reset_mode")

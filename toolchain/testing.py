@@ -4,6 +4,7 @@ Every factory takes an explicit ``seed`` (or ``numpy.random.Generator``) so that
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Union
 
 import numpy as np
@@ -263,7 +264,7 @@ def int_program(sizes=(12, 10, 6), *, seed: SeedLike = 0, storage: str = "dense"
                 recurrent: bool = False, skip: bool = False, graded_bits: int = 0, max_delay: int = 0,
                 reset_mode: str = "zero", per_neuron: bool = True, extreme: bool = False, readout: bool = False,
                 sign_modes=("mixed",), weight_bits=(8,), weight_exp=(0, 0), vth_range=None,
-                name_prefix: str = "g"):
+                name_prefix: str = "g", v_init: bool = False):
     """A random integer :class:`~toolchain.program.Program` ``in -> g0 -> g1 -> ...`` (one group per entry of
     ``sizes[1:]``), built directly (no compiler), for the bit-exactness tests and the simulator benchmarks.
 
@@ -277,7 +278,9 @@ def int_program(sizes=(12, 10, 6), *, seed: SeedLike = 0, storage: str = "dense"
     neuron parameter from its full documented range (decays 0 and 4095, thresholds up to 2^17 - 1, biases with
     exponents up to 7) so that wrap-around and saturation happen. ``readout``: the last group does not spike
     (``spiking=False``, threshold at its maximum). ``vth_range``: (lo, hi) for thresholds (default: scaled to
-    the fan-in so that groups neither stay silent nor saturate).
+    the fan-in so that groups neither stay silent nor saturate). ``v_init``: every group starts at random
+    voltages (within ±2 thresholds; the whole 24-bit range with ``extreme``), drawn after everything else so that
+    the rest of the Program is the one drawn without it.
     """
     from .program import InputPort, NeuronGroup, Program, SynapseGroup
     r = rng(seed)
@@ -331,6 +334,12 @@ def int_program(sizes=(12, 10, 6), *, seed: SeedLike = 0, storage: str = "dense"
         prev, prev_n = name, n
     if skip and len(names) > 1:
         synapses.append(make_syn(f"w_in_{names[-1]}", "in", names[-1], sizes[-1], sizes[0]))
+    if v_init:
+        lim = 2 ** 23 - 1
+        for k, g in enumerate(groups):
+            span = lim if extreme else np.minimum(2 * (g.vth.astype(np.int64) << 6) + 64, lim)
+            groups[k] = dataclasses.replace(g, v_init=np.clip(
+                np.round((2 * r.random(g.size) - 1) * span), -lim, lim).astype(np.int64))
     return Program(groups, synapses, [port], output=names[-1], metadata={"factory": "int_program",
                                                                           "seed": str(seed)})
 

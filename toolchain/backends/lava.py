@@ -156,9 +156,9 @@ def build_network(program: Program, inputs: Mapping[str, np.ndarray], steps: int
     neurons = {}
     for name, g in program.groups.items():
         cls = L["LIFSubtract"] if g.reset_mode == "subtract" else L["LIF"]
-        neurons[name] = cls(shape=(g.size,), du=_param(g.du), dv=_param(g.dv), vth=_param(g.vth),
-                            bias_mant=g.bias_mant.astype(np.int64), bias_exp=g.bias_exp.astype(np.int64),
-                            name=f"lif_{name}")
+        neurons[name] = cls(shape=(g.size,), v=_param(g.v_init), du=_param(g.du), dv=_param(g.dv),
+                            vth=_param(g.vth), bias_mant=g.bias_mant.astype(np.int64),
+                            bias_exp=g.bias_exp.astype(np.int64), name=f"lif_{name}")
     synapses = {}
     for s in program.synapses:
         nmb = 0 if s.src in program.groups else program.input_port(s.src).num_message_bits

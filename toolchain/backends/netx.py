@@ -60,8 +60,8 @@ or synapse and the field): more than one input port (``inputs``), graded input (
 takes the input's message bits from a constructor argument, not from the file), anything but a single chain
 ``input -> g0 -> g1 -> ... -> output`` (``synapses``/``groups``/``output``: skip connections, fan-out, groups off
 the chain), recurrent synapses (``recurrent``; netx's ``dense_rec`` optimises the feed-forward and recurrent
-matrices jointly and is not used here), subtractive reset (``reset_mode``), biases that are not multiples of 64
-(``bias_mant``), weights netx would rescale lossily (``weight``) and negative exponents that do not fold
+matrices jointly and is not used here), subtractive reset (``reset_mode``), an initial voltage (``v_init``: compile with
+``align_bias=False``), biases that are not multiples of 64 (``bias_mant``), weights netx would rescale lossily (``weight``) and negative exponents that do not fold
 (``weight_exp``).
 
 ``snnc compile F.nir -o BUILD --netx F.net`` writes the file next to the build (:func:`check_netx` refuses the
@@ -268,6 +268,10 @@ def _check_group(group: NeuronGroup) -> None:
     if group.reset_mode != "zero":
         raise ToolchainError(f"reset_mode '{group.reset_mode}': netx's CUBA neuron is Lava's LIF, which resets "
                              "v to zero", node=group.name, field="reset_mode")
+    if np.any(group.v_init):
+        raise ToolchainError("a netx file cannot set an initial voltage (the group starts below zero to hide its "
+                             "bias until its input arrives); compile with align_bias=False (snnc compile "
+                             "--no-align-bias) to export it", node=group.name, field="v_init")
 
 
 def _netx_layers(program: Program) -> List[Tuple[NeuronGroup, np.ndarray, np.ndarray, int]]:

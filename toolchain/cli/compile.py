@@ -46,10 +46,14 @@ def quant_summary(program) -> str:
               help="Build directory to write the Program to.")
 @click.option("--vth-max", type=int, default=None, help="Largest threshold mantissa of a spiking layer.")
 @click.option("--no-partition", is_flag=True, help="Stop after quantisation (no core placement).")
+@click.option("--no-align-bias", is_flag=True,
+              help="Let biases act from step 0 instead of hiding them until each layer's input arrives "
+                   "(needed for --netx: netx files cannot set an initial voltage).")
 @click.option("--netx", "netx_file", default=None, type=click.Path(dir_okay=False),
               help="Also write the Program as a lava-dl netx HDF5 file (toolchain.backends.netx).")
 def compile_cmd(file: str, target: str, dt: Optional[float], reset: Optional[str], preset: Optional[str],
-                output: str, vth_max: Optional[int], no_partition: bool, netx_file: Optional[str] = None) -> None:
+                output: str, vth_max: Optional[int], no_partition: bool, no_align_bias: bool = False,
+                netx_file: Optional[str] = None) -> None:
     """Compile a NIR file for a Loihi-style target and write the Program to OUTPUT."""
     from ..compile import compile_file, format_report
     opts = {}
@@ -57,6 +61,8 @@ def compile_cmd(file: str, target: str, dt: Optional[float], reset: Optional[str
         opts["vth_max"] = vth_max
     if no_partition:
         opts["partition"] = False
+    if no_align_bias:
+        opts["align_bias"] = False
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         prog = compile_file(file, target=target, dt=dt, reset=reset, preset=preset, **opts)

@@ -155,6 +155,7 @@ class _Grp:
     vth64: torch.Tensor          # (n,) float64, vth << 6
     subtract: bool
     spiking: bool
+    v_init: torch.Tensor         # (n,) float64, v at step 0 (NeuronGroup.v_init)
 
 
 @dataclass
@@ -178,7 +179,7 @@ def _plan(program: Program) -> _Plan:
             torch.as_tensor((fx.DECAY_UNITY - (dv + fx.DM_OFFSET)) / fx.DECAY_UNITY),
             torch.as_tensor(fx.effective_bias(g.bias_mant, g.bias_exp).astype(np.float64)),
             torch.as_tensor(fx.effective_threshold(g.vth).astype(np.float64)),
-            g.reset_mode == "subtract", bool(g.spiking)))
+            g.reset_mode == "subtract", bool(g.spiking), torch.as_tensor(g.v_init.astype(np.float64))))
     ports = {p.name: (tuple(p.shape), int(p.num_message_bits)) for p in program.inputs}
     syns = []
     for s in program.synapses:
@@ -245,7 +246,7 @@ def _run(plan: _Plan, inputs: Dict[str, torch.Tensor], steps: int, record: Seque
     h = hooks or _Hooks()
     batch = next(iter(inputs.values())).shape[0]
     keep = set(record) | {plan.output}
-    state = {g.name: (torch.zeros(batch, g.n, dtype=torch.float64), torch.zeros(batch, g.n, dtype=torch.float64))
+    state = {g.name: (torch.zeros(batch, g.n, dtype=torch.float64), g.v_init.expand(batch, g.n).clone())
              for g in plan.groups}
     queues: Dict[str, List[Optional[torch.Tensor]]] = {s.name: [None] * (s.delay + 1) for s in plan.syns}
     spikes: Dict[str, List[torch.Tensor]] = {g.name: [] for g in plan.groups if g.name in keep}

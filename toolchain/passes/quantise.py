@@ -37,6 +37,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
+from .. import fixedpoint as fx
 from ..errors import GraphError, QuantisationError
 from ..ir.graph import Graph
 from ..ir.nodes import (IF, LI, LIF, Affine, CubaLI, CubaLIF, Delay, Input, Integrator, Linear, Node, Output,
@@ -58,7 +59,10 @@ class QuantOptions:
     add synaptic delays so that paths of different depth stay aligned (default True). ``readout_horizon``: steps
     over which a non-leaky readout (Integrator) must not saturate at full input. ``reset``: override every spiking
     node's reset mode. ``search_vth``: search the threshold mantissa for the best weight representation when the
-    group has few synapses.
+    group has few synapses. ``align_bias``: start every biased group at the voltage that hides its bias until its
+    input arrives (``latency_steps`` steps, one per synapse layer), so that the compiled group runs the float
+    model delayed by its latency instead of integrating the bias alone first (default True; see
+    :func:`toolchain.fixedpoint.bias_onset_voltage`).
     """
 
     vth_max: int = 2 ** 14
@@ -66,6 +70,7 @@ class QuantOptions:
     readout_horizon: int = 1024
     reset: Optional[str] = None
     search_vth: bool = True
+    align_bias: bool = True
 
 
 # ------------------------------------------------------------------------------------ storage helpers
@@ -462,8 +467,9 @@ def quantise(graph: Graph, target: TargetSpec, options: Optional[QuantOptions] =
         bscale = float(np.max(np.abs(B))) if n else 0.0
         if bscale > 0 and np.any(np.abs(breal - B) > 0.5 * 2 ** target.bias_exp_max + 1e-9):
             warn.append(f"{node.kind} '{p}': bias clipped to the {target.bias_mant_bits}-bit mantissa")
+        v_init, onset = _bias_onset(p, node.kind, du, dv, vth, bm, be, lat[p], m.reset_mode, m.spiking, opts, warn)
         groups[p] = NeuronGroup(p, tuple(shapes.get(p, node.shape)), du, dv, np.full(n, vth), bm, be,
-                                reset_mode=m.reset_mode, spiking=m.spiking, source=p)
+                                reset_mode=m.reset_mode, spiking=m.spiking, source=p, v_init=v_init)
         u_bound, v_bound = _bounds(wqs, into[p], du, dv, breal, target, opts)
         qrep_g[p] = {
             "kind": node.kind, "neurons": n, "spiking": m.spiking, "reset_mode": m.reset_mode, "vth": int(vth),
@@ -473,7 +479,7 @@ def quantise(graph: Graph, target: TargetSpec, options: Optional[QuantOptions] =
             "bias_rel_error": float(np.max(np.abs(breal - B)) / bscale) if bscale > 0 else 0.0,
             "u_bound": u_bound, "v_bound": v_bound,
             "headroom_u_bits": _headroom(target.u_max, u_bound), "headroom_v_bits": _headroom(target.v_max, v_bound),
-            "latency_steps": lat[p],
+            "latency_steps": lat[p], **onset,
         }
         if not m.spiking and v_bound is not None and v_bound > target.vth_max * 64:
             warn.append(f"readout '{p}': worst-case |v| {v_bound:.3g} exceeds vth << 6; it could spike or saturate")
@@ -529,6 +535,36 @@ def quantise(graph: Graph, target: TargetSpec, options: Optional[QuantOptions] =
     prog = Program(groups, synapses, ports, out_group, target=target.name, dt=dt,
                    quant_report={"groups": qrep_g, "synapses": qrep_s, "warnings": list(warn)}, metadata=meta)
     return prog
+
+
+def _bias_onset(name: str, kind: str, du: np.ndarray, dv: np.ndarray, vth: int, bm: np.ndarray, be: np.ndarray,
+                latency: int, reset_mode: str, spiking: bool, opts: QuantOptions, warn: List[str]
+                ) -> Tuple[np.ndarray, Dict[str, Any]]:
+    """``v_init`` of one group and its account for the quantisation report: ``bias_onset`` "none" (no bias or no
+    latency), "off" (option), "aligned" (every neuron exact) or "partial", and ``bias_onset_residual_max`` (the
+    largest voltage offset, in v units, a neuron carries into its first input step). Warns when a neuron's
+    offset exceeds 1% of its threshold (spiking) or of its bias (readout)."""
+    n = bm.size
+    if not np.any(bm) or latency <= 0:
+        return np.zeros(n, np.int32), {"bias_onset": "none", "bias_onset_residual_max": 0}
+    if not opts.align_bias:
+        return np.zeros(n, np.int32), {"bias_onset": "off", "bias_onset_residual_max": None}
+    v0, res, early = fx.bias_onset_voltage(dv, np.full(n, vth), bm, be, latency, reset_mode)
+    res = np.abs(res.astype(np.int64))
+    scale = fx.effective_threshold(np.full(n, vth)) if spiking else np.abs(fx.effective_bias(bm, be))
+    big = int((res > 0.01 * scale).sum())
+    if early.any():
+        warn.append(f"{kind} '{name}': {int(early.sum())} of {n} neuron(s) have a bias above the threshold and spike "
+                    f"in the {latency} step(s) before their input arrives, whatever their start; those spikes reach "
+                    f"the next layer earlier than in the float model")
+    if big:
+        warn.append(f"{kind} '{name}': {big} of {n} neuron(s) cannot start so that their bias stays hidden for the "
+                    f"{latency} step(s) before their input arrives (voltage decay near 4096, saturation, or a bias "
+                    f"large enough to spike on the way); they carry up to {int(res.max())} (v units) into their "
+                    f"first input step, so their first steps differ from the float model")
+    acc = {"bias_onset": "aligned" if not (res.any() or early.any()) else "partial",
+           "bias_onset_residual_max": int(res.max()), "bias_onset_early_spikers": int(early.sum())}
+    return v0, acc
 
 
 def _uniq(a: np.ndarray) -> Any:

@@ -232,6 +232,7 @@ class _Group:
     vth: np.ndarray
     bias_mant: np.ndarray
     bias_exp: np.ndarray
+    v_init: np.ndarray
     # float64 fast-path constants
     fu: np.ndarray = None
     fv: np.ndarray = None
@@ -240,7 +241,7 @@ class _Group:
 
     def init_state(self, batch: int) -> Tuple[np.ndarray, np.ndarray]:
         dt = np.float64 if self.fast else np.int32
-        return np.zeros((batch, self.n), dt), np.zeros((batch, self.n), dt)
+        return np.zeros((batch, self.n), dt), np.repeat(self.v_init.astype(dt)[None, :], batch, axis=0)
 
     def step(self, u: np.ndarray, v: np.ndarray, a_in: Optional[np.ndarray]
              ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -276,7 +277,7 @@ def _compile_group(program: Program, name: str, in_bound: int) -> _Group:
     dv = g.dv.astype(np.int64)
     vth = g.vth.astype(np.int64)
     grp = _Group(name, g.size, in_bound < _FAST_LIF_BOUND, g.reset_mode == "subtract", du, dv, vth,
-                 g.bias_mant.astype(np.int16), g.bias_exp.astype(np.int16))
+                 g.bias_mant.astype(np.int16), g.bias_exp.astype(np.int16), g.v_init.astype(np.int32))
     grp.fu = (fx.DECAY_UNITY - (du + fx.DS_OFFSET)) / float(fx.DECAY_UNITY)
     grp.fv = (fx.DECAY_UNITY - (dv + fx.DM_OFFSET)) / float(fx.DECAY_UNITY)
     grp.vth_f = fx.effective_threshold(vth).astype(np.float64)
