@@ -7,11 +7,12 @@ Networks (``toolchain.testing.random_lif_graph``): four fully connected LIF laye
 sqrt(S/1)), for S = 1e4, 1e5, 1e6 and 1e7 synapses (widths up to 3162, so that every layer's inputs fit one
 core's input axons on both targets). Wider random sparse layers (e.g. 5000 inputs at density 0.1 on Loihi 1's 4096
 input axons) are bound by input axons: every core of such a layer needs almost every input axon, the optimum is
-~7x the unsplit lower bound, and the bound, not the partition, is what is weak there. Each network goes through the whole pipeline
+~7x the lower bound, and the bound, not the partition, is what is weak there. Each network goes through the whole pipeline
 (``toolchain.compile.compile_graph``: normalise, quantise, partition and the stage checks, which recount every
 core independently). Columns: synapses, compile seconds (best of ``--repeat`` runs; the graph is built outside
-the timer), seconds per million synapses (flat = linear time), cores used, the lower bound (max over resources
-of the total need of unsplit layers / per-core capacity), their ratio and the binding resource.
+the timer), seconds per million synapses (flat = linear time), cores used, the lower bound (a true bound: no
+partition of ours can use fewer cores; see ``toolchain.passes.partition``), their ratio and the binding
+resource.
 
 ``--quick`` runs every size once on one target (the 1e7 cases take well under a minute each here); without it
 both Loihi targets are run, best of three. Writes ``partition_benchmark.png`` (compile time and cores/bound

@@ -148,7 +148,9 @@ def test_braille_bit_exact_reference_vs_lava_long(name, reset):
 def test_cnn_sinabs_compiles_with_a_resource_report():
     prog = _quiet(compile_file, _data("cnn_sinabs.nir"), "loihi2", preset="sinabs")
     rep = prog.report
-    assert rep["lower_bound"] >= 2 and rep["cores_used"] <= 1.15 * rep["lower_bound"]
+    # conv layers: the provable bound is loose (it allows chunks as short as one output position), the
+    # unsplit-layer estimate is close
+    assert 2 <= rep["lower_bound"] <= rep["cores_used"] <= 1.15 * rep["unsplit_estimate"]
     assert rep["synapses_placed"] == prog.synapse_count
     assert [g for g in prog.groups] == ["1", "3", "6", "10", "12"]
     kinds = {s.name: s.weight.kind for s in prog.synapses}

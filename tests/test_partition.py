@@ -163,3 +163,65 @@ def test_the_independent_recount_catches_a_bad_placement():
     p.placement = Placement(crowded, p.placement.cores)
     with pytest.raises(ResourceError):
         check_partitioned(p, target)
+
+
+def _conv_like_csr(c_in, c_out, h, w, seed):
+    """A 3x3 'same' convolution as a Csr of shape (c_out*h*w, c_in*h*w) (position-major flat indices)."""
+    r = np.random.default_rng(seed)
+    rows, cols = [], []
+    for co in range(c_out):
+        for y in range(h):
+            for x in range(w):
+                for ci in range(c_in):
+                    for dy in (-1, 0, 1):
+                        for dx in (-1, 0, 1):
+                            if 0 <= y + dy < h and 0 <= x + dx < w:
+                                rows.append((y * w + x) * c_out + co)  # position-major, as chunk_order
+                                cols.append(((y + dy) * w + x + dx) * c_in + ci)
+    rows, cols = np.asarray(rows), np.asarray(cols)
+    ptr = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=c_out * h * w))])
+    return Csr((c_out * h * w, c_in * h * w), ptr, cols, r.uniform(0.5, 2.0, rows.size))
+
+
+def _conv_graph(c_in, c_out, h, w, seed):
+    n = c_out * h * w
+    return Graph([Input("in", shape=(c_in * h * w,)), Linear("w", weight=_conv_like_csr(c_in, c_out, h, w, seed)),
+                  LIF("l", shape=(n,), tau=0.02, v_threshold=1.0), Output("out", shape=(n,))],
+                 [("in", "w"), ("w", "l"), ("l", "out")], dt=1e-3)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(kind=st.sampled_from(["dense", "csr", "structured", "conv"]), n=st.integers(8, 90),
+       density=st.floats(0.05, 1.0), seed=st.integers(0, 1000),
+       mem=st.sampled_from([2048, 4096, 16384]), npc=st.sampled_from([16, 32, 64]))
+def test_lower_bound_never_exceeds_the_cores_used(kind, n, density, seed, mem, npc):
+    target = tiny(synapse_memory_bits=mem, neurons_per_core=npc, input_axons_per_core=256, max_fan_in=256)
+    if kind == "conv":
+        g = _conv_graph(2, 1 + seed % 4, 3 + n % 5, 3 + seed % 6, seed)
+    else:
+        g = random_lif_graph([min(n, 60), n, 20], density=density, seed=seed, storage=kind)
+    try:
+        p = _compile(g, target)
+    except ResourceError:
+        return
+    rep = p.report
+    assert rep["lower_bound"] <= rep["cores_used"]
+    assert rep["lower_bound_per_resource"]["neurons"] <= rep["lower_bound"]
+
+
+def test_conv_lower_bound_is_below_the_cores_used_where_the_unsplit_estimate_is_not():
+    from toolchain.nn import to_graph
+    from toolchain.nn.conv_models import vgg_snn
+    from toolchain.prune import magnitude, sca
+    m = sca.fold_batchnorm(vgg_snn(seed=0, masked=False))
+    p = _compile(magnitude.sparse_graph(to_graph(m.float(), dt=1e-3, input_shape=(1, 8, 8))), "loihi2")
+    rep = p.report
+    assert rep["unsplit_estimate"] > rep["cores_used"]  # the old figure (19 vs 15 cores) was no bound
+    assert 1 <= rep["lower_bound"] <= rep["cores_used"]
+
+
+def test_dense_layer_bound_equals_the_unsplit_figure_when_it_fits_one_chunk():
+    p = _compile(random_lif_graph([40, 30], seed=3, storage="dense"), tiny())
+    rep = p.report
+    assert rep["cores_used"] == rep["lower_bound"] == rep["unsplit_estimate"] == 1
+    assert rep["needs"]["synapse_memory"] == rep["unsplit_synapse_memory"] == 40 * 256  # loihi1 dense D(30): 8*30+10 bits -> 4 words of 64

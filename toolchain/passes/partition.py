@@ -12,15 +12,21 @@ leaves behind) are not placed, and their outgoing synapses cost nothing. Each gr
 contiguous chunks, each as large as one core allows (exponential then binary search on the chunk length, costs
 evaluated with numpy on the chunk's synapses), and the chunks are packed onto cores first-fit-decreasing (chunks of
 different groups may share a core). Output-axon needs depend on how the targets are cut, so the cutting is repeated
-until it is stable. The lower bound reported next to the cores used is max over resources of ceil(total need /
-per-core capacity), with every layer's need computed as if it were not split (one block list per input axon, the
-layer's cheaper encoding): splitting a layer only adds block headers, word rounding and axons, so no partition of
-ordinary layers needs less (a layer mixing dense and very sparse rows could in principle beat it by choosing the
-encoding per core). Random unstructured sparsity is the costly case: every core holding part of such a layer needs
-nearly every input axon, each with a few synapses, so block headers and rounding add ~10% over the bound.
+until it is stable.
+
+Lower bound (``report["lower_bound"]``, never above the cores used): max over resources of the fewest cores that
+could hold the total need. Neurons and axons: totals over the layers. Synapse memory (:func:`_memory_bound`): the
+exact cost of every layer on one core when one core suffices; otherwise, since a layer is cut into contiguous
+chunks, at most one per core, dense groups get the least cost of any cut into at most C chunks and sparse groups
+a per-axon floor over every cut (runs of an axon's sorted targets, Lagrangian on the number of runs). It is
+close for dense and random sparse layers (within ~15%); for convolutions it is loose (it allows chunks as short as
+one output position, ~8 bits per synapse), so ``report["unsplit_estimate"]`` — the cores needed with every
+layer unsplit, each axon's cheaper encoding — is reported beside it (an estimate, not a bound: a split layer may
+choose dense on short chunks and need less).
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
@@ -262,8 +268,13 @@ def _fanout(sgs: List[_SG], chunks: Dict[str, List[Tuple[int, int]]], n_live: Di
     return fan
 
 
-def _lower_bound(p: Program, sgs: List[_SG], n_live: Dict[str, int], target: TargetSpec) -> Dict[str, int]:
-    """Total need per resource with every layer unsplit."""
+def _unsplit_needs(sgs: List[_SG], n_live: Dict[str, int], target: TargetSpec) -> Dict[str, int]:
+    """Total need per resource with every layer on one core (each axon's cheaper encoding for the whole layer).
+
+    The neuron and axon totals are true lower bounds for any partition (every live neuron is placed once, every
+    input axon with a synapse and every source neuron with a target is needed on at least one core); the synapse
+    memory total is only an estimate: a split layer may choose dense on short chunks and need less.
+    """
     need = {"neurons": int(sum(n_live.values())), "synapse_memory": 0, "input_axons": 0, "output_axons": 0}
     if target.shared_memory:
         need["synapse_memory"] += target.neuron_state_bits * need["neurons"]
@@ -288,6 +299,167 @@ def _lower_bound(p: Program, sgs: List[_SG], n_live: Dict[str, int], target: Tar
         if sg.src in n_live:
             need["output_axons"] += int(cnt.size)
     return need
+
+
+def _block_costs(target: TargetSpec, sparse: bool, delay: bool) -> np.ndarray:
+    """``synapse_bits`` of one axon with 0..block_max_synapses synapses (index = count)."""
+    return target.synapse_bits(np.arange(target.block_max_synapses + 1), sparse=sparse, delay=delay)
+
+
+class _DenseChunks:
+    """Lower bound on ``sum_i synapse_bits(k_i, dense)`` over every split of n neurons into at most m chunks.
+
+    With B = block_max_synapses, F = the cost of a full block and f(r) that of a block of r < B synapses, a chunk
+    of k = B*q + r neurons costs F*q + f(r) (the greedy blocks of :meth:`TargetSpec.synapse_bits`), so chunks
+    k_1..k_m with sum n cost exactly (F*n + sum_i (B*f(r_i) - F*r_i)) / B. ``E[m][rho]`` is the least
+    sum_i (B*f(r_i) - F*r_i) over at most m remainders with sum = rho (mod B) (a min-plus recursion over m);
+    dropping the constraint sum r_i <= n only lowers the minimum. The bound is also at least n * min_b f(b)/b
+    (the cheapest rate per neuron of any block), which holds for any number of chunks. m = 1 gives the exact
+    cost of the unsplit layer.
+    """
+
+    def __init__(self, target: TargetSpec, delay: bool):
+        f = _block_costs(target, False, delay)
+        self.B = B = target.block_max_synapses
+        self.F = int(f[B])
+        r = np.arange(B)
+        self.v = B * f[:B] - self.F * r        # v[0] = 0: a chunk of whole blocks
+        self.f = f
+        inf = np.iinfo(np.int64).max // 4
+        e0 = np.full(B, inf, np.int64)
+        e0[0] = 0
+        self.E = [e0]
+        self.shift = (r[:, None] - r[None, :]) % B   # shift[rho, r] = rho - r (mod B)
+
+    def _E(self, m: int) -> np.ndarray:
+        while len(self.E) <= m:
+            prev = self.E[-1]
+            self.E.append(np.minimum(prev, (prev[self.shift] + self.v[None, :]).min(axis=1)))
+        return self.E[m]
+
+    def bound(self, n: int, m: int) -> int:
+        if n <= 0:
+            return 0
+        m = max(1, min(m, n))
+        exact = -(-(self.F * n + int(self._E(m)[n % self.B])) // self.B)
+        b = np.arange(1, self.B + 1)
+        rate = int((-(-(n * self.f[1:]) // b)).min())
+        return max(exact, rate)
+
+
+def _rate(target: TargetSpec, sparse: bool, delay: bool) -> float:
+    """The least bits per synapse of any axon's block list: ``min_m synapse_bits(m) / m`` (a full block, or a
+    partial one when cheaper per synapse), so ``synapse_bits(m) >= m * rate`` for every m."""
+    f = _block_costs(target, sparse, delay).astype(np.float64)
+    m = np.arange(1, f.size)
+    return float(min(f[-1] / (f.size - 1), (f[1:] / m).min()))
+
+
+#: run penalties (in units of the sparse rate) tried by :func:`_axon_floor`; each gives a valid bound
+_RUN_PENALTIES = (0.0, 1.0, 4.0, 16.0, 64.0, 256.0)
+
+
+def _axon_floor(sg: _SG, n_dst: int, target: TargetSpec) -> Tuple[np.ndarray, np.ndarray]:
+    """Per input axon of a Csr/Structured group, lower bounds on its synapse memory over every cut of its
+    target layer into contiguous chunks: returns ``(table, cnt)`` with ``table[:, q]`` the ``q``-th Lagrangian
+    value ``B_q`` and ``cnt`` the axon's synapse count; the axon costs at least ``B_q - lam_q * min(cnt, C)`` on
+    a partition with at most C chunks per layer, for every q (penalties ``_RUN_PENALTIES`` times the sparse rate,
+    for each of two cost models).
+
+    An input axon's synapses into one chunk are a run of consecutive entries of its sorted target positions
+    x_1 < ... < x_c. On that chunk they cost min(sparse_bits(m), dense_bits(k)) with m the run's size and
+    k >= the run's span x_last - x_first + 1 (dense stores a weight for every neuron of the chunk). With the
+    per-synapse rates s = min sparse_bits(m)/m and d = min dense_bits(k)/k (:func:`_rate`) a run costs at least
+    min(m s, span d); it also costs at least min(m s', span d') + h with s', d' the bits per synapse without
+    headers and h one block header (every run has at least one block). With at most R = min(c, C) runs (one per chunk it reaches), for any penalty lam >= 0 the
+    least cost is at least min over all cuts of (sum over runs of (min(m s, span d) + lam)) - lam R (weak
+    duality). That minimum is an exact dynamic programme in O(c) with two running minima (sparse and dense
+    runs ending at synapse i), vectorised over the axons one synapse position at a time.
+    """
+    rows = np.repeat(np.arange(n_dst, dtype=np.int64), np.diff(sg.ptr))
+    order = np.argsort(sg.cols, kind="stable")  # by axon; rows stay ascending within an axon (CSR row order)
+    x = rows[order].astype(np.float64)
+    cnt = np.bincount(sg.cols)
+    cnt = cnt[cnt > 0]
+    starts = np.concatenate([[0], np.cumsum(cnt)[:-1]]).astype(np.int64)
+    by_len = np.argsort(-cnt, kind="stable")
+    cnt_s, starts_s = cnt[by_len], starts[by_len]
+    # two valid cost models, each with every penalty: (rate per synapse, no fixed cost) and (bits per synapse
+    # without headers, one header per run)
+    s0, d0 = _rate(target, True, sg.delay), _rate(target, False, sg.delay)
+    per = target.weight_bits + (target.delay_bits if sg.delay else 0)
+    s1, d1, h = per + target.sparse_index_bits, per, target.block_header_bits
+    pen = s0 * np.asarray(_RUN_PENALTIES)
+    s = np.concatenate([np.full(pen.size, s0), np.full(pen.size, float(s1))])[None, :]
+    d = np.concatenate([np.full(pen.size, d0), np.full(pen.size, float(d1))])[None, :]
+    start = np.concatenate([pen, pen + h])[None, :]
+    n = cnt.size
+    best = np.zeros((n, s.shape[1]))            # best_{i-1}
+    min_sp = np.full((n, s.shape[1]), np.inf)   # min_j best_{j-1} - s j
+    min_de = np.full((n, s.shape[1]), np.inf)   # min_j best_{j-1} - d x_j
+    for t in range(int(cnt_s[0])):
+        k = int(np.searchsorted(-cnt_s, -t, side="left"))  # axons with more than t synapses (a prefix)
+        xi = x[starts_s[:k] + t][:, None]
+        b = best[:k]
+        min_sp[:k] = np.minimum(min_sp[:k], b - s * t)
+        min_de[:k] = np.minimum(min_de[:k], b - d * xi)
+        best[:k] = start + np.minimum(s * (t + 1) + min_sp[:k], d * (xi + 1.0) + min_de[:k])
+    table = np.empty_like(best)
+    table[by_len] = best
+    return table, cnt
+
+
+def _memory_bound(sgs: List[_SG], n_live: Dict[str, int], target: TargetSpec) -> Tuple[int, int]:
+    """The fewest cores C whose synapse memory can hold the network (a lower bound), and the memory need at C.
+
+    need(C) = neuron state (shared memory) + per dense group n_src * (least dense cost of its layer cut into at
+    most min(C, n) chunks, :class:`_DenseChunks`) + per Csr/Structured group: with C = 1 the exact cost of the
+    unsplit layer, with C >= 2 per axon the best of the Lagrangian floors of :func:`_axon_floor`. A partition onto C cores has at most C
+    chunks per layer (each chunk is cut as large as one core allows) and its synapse memory, summed over the
+    cores, is at most C * capacity, so need(C) <= C * capacity is necessary; need(C) does not grow with C, so the first C
+    that passes is a lower bound. Word rounding is ignored (it only adds), and nothing assumes that
+    ``synapse_bits`` is subadditive (it is not: two dense chunks of 60 can cost less than one of 120).
+    """
+    M = target.synapse_memory_bits
+    state = target.neuron_state_bits * int(sum(n_live.values())) if target.shared_memory else 0
+    dense: List[Tuple[int, int, _DenseChunks]] = []
+    tables: Dict[bool, _DenseChunks] = {}
+    csr_one = 0
+    floors: List[Tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    for sg in sgs:
+        n_dst = n_live[sg.dst]
+        if not n_dst:
+            continue
+        if sg.dense:
+            if sg.n_src:
+                dense.append((sg.n_src, n_dst, tables.setdefault(sg.delay, _DenseChunks(target, sg.delay))))
+            continue
+        if sg.cols.size == 0:
+            continue
+        cnt = np.bincount(sg.cols)
+        cnt = cnt[cnt > 0]
+        sparse = target.synapse_bits(cnt, sparse=True, delay=sg.delay)
+        csr_one += int(np.minimum(sparse, target.synapse_bits(np.array([n_dst]), sparse=False,
+                                                             delay=sg.delay)[0]).sum())
+        table, per_axon = _axon_floor(sg, n_dst, target)
+        pen = _rate(target, True, sg.delay) * np.asarray(_RUN_PENALTIES)
+        floors.append((table, per_axon, np.concatenate([pen, pen])))
+
+    def csr_split(c: int) -> float:
+        return sum(float(np.maximum((tb - lam[None, :] * np.minimum(k, c)[:, None]).max(axis=1), 0.0).sum())
+                   for tb, k, lam in floors)
+
+    def need(c: int) -> float:
+        d = sum(ns * t.bound(nd, c) for ns, nd, t in dense)
+        return state + d + (csr_one if c == 1 else csr_split(c))
+
+    if need(1) <= M:
+        return 1, int(need(1))
+    floor = state + sum(ns * t.bound(nd, nd) for ns, nd, t in dense) + min(csr_one, csr_split(10 ** 12))
+    c = max(2, int(-(-floor // M)))
+    while need(c) > c * M:
+        c += 1
+    return c, int(math.ceil(need(c)))
 
 
 def partition(p: Program, target: TargetSpec, max_rounds: int = 12) -> Program:
@@ -404,10 +576,17 @@ def partition(p: Program, target: TargetSpec, max_rounds: int = 12) -> Program:
                                synapse_bits=int(u[1]) - state * int(u[0]), state_bits=state * int(u[0]),
                                input_axons=int(u[2]), output_axons=int(u[3]), profiles=len(core_prof[old]),
                                groups=tuple(x for x in p.groups if x in core_groups[old])))
-    need = _lower_bound(p, sgs, n_live, target)
+    unsplit = _unsplit_needs(sgs, n_live, target)
     capd = dict(zip(RESOURCES, caps.astype(np.int64).tolist()))
-    lb_per = {r: int(-(-need[r] // capd[r])) for r in RESOURCES}
+    est_per = {r: int(-(-unsplit[r] // capd[r])) for r in RESOURCES}
+    lb_per = dict(est_per)
+    need = dict(unsplit)
+    if need["neurons"]:
+        lb_per["synapse_memory"], need["synapse_memory"] = _memory_bound(sgs, n_live, target)
+    else:
+        lb_per["synapse_memory"] = need["synapse_memory"] = 0
     lb = max(max(lb_per.values()), 1 if need["neurons"] else 0)
+    unsplit_estimate = max(max(est_per.values()), 1 if need["neurons"] else 0)
     layers = {}
     for g, grp in p.groups.items():
         cs = [cutters[g].cost(a, b) for a, b in chunks[g]]
@@ -432,6 +611,7 @@ def partition(p: Program, target: TargetSpec, max_rounds: int = 12) -> Program:
         "lower_bound_resource": max(lb_per, key=lambda r: lb_per[r]),
         "lower_bound_per_resource": lb_per, "chips_used": len({c.chip for c in cores}),
         "cores_over_lower_bound": (len(cores) / lb) if lb else 1.0,
+        "unsplit_estimate": unsplit_estimate, "unsplit_synapse_memory": unsplit["synapse_memory"],
         "needs": need, "capacity_per_core": capd, "layers": layers,
         "neurons": int(p.neuron_count), "neurons_placed": int(sum(n_live.values())),
         "synapses": int(p.synapse_count),
@@ -477,7 +657,9 @@ def format_report(program: Program, max_rows: int = 40) -> str:
     lb_per = rep["lower_bound_per_resource"]
     lines.append("")
     lines.append("lower bound per resource: " + ", ".join(f"{r} {v}" for r, v in lb_per.items()))
-    lines.append(f"cores used {rep['cores_used']} (lower bound {rep['lower_bound']})")
+    est = rep.get("unsplit_estimate")
+    lines.append(f"cores used {rep['cores_used']} (lower bound {rep['lower_bound']}"
+                 + (f"; unsplit-layer estimate {est})" if est not in (None, rep["lower_bound"]) else ")"))
     return "\n".join(lines)
 
 
