@@ -87,8 +87,8 @@ def main() -> int:
     print(f"compiled as trained: integer test accuracy {100 * int_accuracy(prog0):.2f}% on the reference "
           f"simulator (output lags the float network by {lat} steps)")
     if args.qat_epochs:
-        # the compiled network differs from the float one by quantisation and by its timing (one step per
-        # layer, with biases acting from step 0): fine-tune against the compiled integer network itself
+        # the compiled network differs from the float one by quantisation (its timing — one step per layer — is
+        # aligned, biases included): fine-tune against the compiled integer network itself
         import torch.nn.functional as F
         from toolchain.data import iterate_batches
         from toolchain.nn.qat import quantisation_aware
