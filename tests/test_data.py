@@ -34,6 +34,39 @@ def test_digits_deterministic_spikes_are_lossless_at_16_steps():
     assert np.array_equal(s.x_train.sum(1), np.round(d.x_train * 16))
 
 
+def test_digits_upsample_repeats_pixels_and_default_is_unchanged():
+    from toolchain.data.digits import upsample_nearest
+    base = load_digits(flatten=False)
+    assert base.info["upsample"] == 1 and base.info["image_shape"] == (1, 8, 8)
+    up = load_digits(flatten=False, upsample=2)
+    assert up.x_train.shape == (1347, 1, 16, 16) and up.x_test.shape == (450, 1, 16, 16)
+    assert up.info["upsample"] == 2 and up.info["image_shape"] == (1, 16, 16)
+    assert np.array_equal(up.y_train, base.y_train) and np.array_equal(up.y_test, base.y_test)
+    for di in range(2):  # every 2x2 block holds the original pixel
+        for dj in range(2):
+            assert np.array_equal(up.x_train[:, :, di::2, dj::2], base.x_train)
+            assert np.array_equal(up.x_test[:, :, di::2, dj::2], base.x_test)
+    flat = load_digits(upsample=3)
+    assert flat.x_train.shape == (1347, 576)
+    assert np.array_equal(flat.x_train.reshape(-1, 1, 24, 24)[:, :, 5, 7], base.x_train[:, :, 1, 2])
+    assert np.array_equal(upsample_nearest(np.array([[1, 2], [3, 4]]), 2),
+                          np.array([[1, 1, 2, 2], [1, 1, 2, 2], [3, 3, 4, 4], [3, 3, 4, 4]]))
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(InputError, match="upsample"):
+            load_digits(upsample=bad)
+
+
+def test_digits_spikes_upsampled_code_each_block_like_its_pixel():
+    s1 = load_digits_spikes(steps=8, flatten=False)
+    s2 = load_digits_spikes(steps=8, flatten=False, upsample=2)
+    assert s1.x_train.shape == (1347, 8, 1, 8, 8) and s2.x_train.shape == (1347, 8, 1, 16, 16)
+    assert s2.info["upsample"] == 2 and s2.info["encoder"]["steps"] == 8
+    assert np.array_equal(s2.x_test[..., 1::2, ::2], s1.x_test)
+    assert np.array_equal(s2.x_train, np.repeat(np.repeat(s1.x_train, 2, axis=-2), 2, axis=-1))
+    assert np.array_equal(load_digits_spikes(steps=8).x_train, s1.x_train.reshape(1347, 8, 64))  # default as before
+    assert load_digits_spikes(steps=4, upsample=2).x_train.shape == (1347, 4, 256)
+
+
 # ------------------------------------------------------------------------------------------------------- mnist1d
 def test_mnist1d_generated_locally_as_sequence_and_leaves_global_rng_alone():
     np.random.seed(123)
