@@ -48,6 +48,15 @@ the dense network (~13 min per epoch for each dense or magnitude model, ~80 min 
 integer accuracy stayed within 0.7 points of the float accuracy in our runs (dense after 1 epoch: 86.89% float,
 87.11% integer; ``--quick``: dense 96.67/96.67, SCA-0.75 81.78/81.11, magnitude 55.33/54.67).
 
+**Last full run** (default options, 2026-11-23, 2028 s on one core of a shared machine): dense 98.15±0.28% /
+54 cores; SCA-0.75 97.19±0.38% (−0.96 points, 28 of 112 channels) / 5 cores, synapses −93.5%, synapse memory
+−90.9%, cores −90.7%; magnitude pruning at the same number of weights 95.56±1.10% / 14 cores (it keeps every
+neuron, and each kept conv weight becomes a synapse at every position); integer accuracy on the reference
+simulator equal to or above float for every model (bias onset aligned by the compiler); Lava bit-exact on 8
+samples. Cores fall in proportion to synapse *memory*; against the synapse count they fall 97% as fast
+(``sca_core_vs_synapse_reduction 0.971``): the pruned layers' smaller fan-outs fill their 64-synapse blocks and
+64-bit words less fully, and the 5 cores are the memory floor of the SCA network itself (4.8 cores' worth).
+
 **Measured** (per model, mean over seeds): float test accuracy of the deployed network; channels kept; parameters
 (non-zero conv/dense weights and biases of the deployed network); synaptic operations per sample (NeuroBench
 effective ACs, ``toolchain.runtime.metrics.workload_torch`` on the test set); after compiling for Loihi 2
