@@ -371,9 +371,9 @@ def _axon_floor(sg: _SG, n_dst: int, target: TargetSpec) -> Tuple[np.ndarray, np
     k >= the run's span x_last - x_first + 1 (dense stores a weight for every neuron of the chunk). With the
     per-synapse rates s = min sparse_bits(m)/m and d = min dense_bits(k)/k (:func:`_rate`) a run costs at least
     min(m s, span d); it also costs at least min(m s', span d') + h with s', d' the bits per synapse without
-    headers and h one block header (every run has at least one block). With at most R = min(c, C) runs (one per chunk it reaches), for any penalty lam >= 0 the
-    least cost is at least min over all cuts of (sum over runs of (min(m s, span d) + lam)) - lam R (weak
-    duality). That minimum is an exact dynamic programme in O(c) with two running minima (sparse and dense
+    headers and h one block header (every run has at least one block). With at most R = min(c, C) runs (one per
+    chunk it reaches), for any penalty lam >= 0 the least cost is at least min over all cuts of (sum over runs of
+    (run cost + lam)) - lam R (weak duality). That minimum is an exact dynamic programme in O(c) with two running minima (sparse and dense
     runs ending at synapse i), vectorised over the axons one synapse position at a time.
     """
     rows = np.repeat(np.arange(n_dst, dtype=np.int64), np.diff(sg.ptr))
@@ -409,22 +409,22 @@ def _axon_floor(sg: _SG, n_dst: int, target: TargetSpec) -> Tuple[np.ndarray, np
     return table, cnt
 
 
-def _memory_bound(sgs: List[_SG], n_live: Dict[str, int], target: TargetSpec) -> Tuple[int, int]:
+def _memory_bound(sgs: List[_SG], n_live: Dict[str, int], target: TargetSpec, unsplit: int) -> Tuple[int, int]:
     """The fewest cores C whose synapse memory can hold the network (a lower bound), and the memory need at C.
 
-    need(C) = neuron state (shared memory) + per dense group n_src * (least dense cost of its layer cut into at
-    most min(C, n) chunks, :class:`_DenseChunks`) + per Csr/Structured group: with C = 1 the exact cost of the
-    unsplit layer, with C >= 2 per axon the best of the Lagrangian floors of :func:`_axon_floor`. A partition onto C cores has at most C
-    chunks per layer (each chunk is cut as large as one core allows) and its synapse memory, summed over the
-    cores, is at most C * capacity, so need(C) <= C * capacity is necessary; need(C) does not grow with C, so the first C
-    that passes is a lower bound. Word rounding is ignored (it only adds), and nothing assumes that
-    ``synapse_bits`` is subadditive (it is not: two dense chunks of 60 can cost less than one of 120).
+    need(1) = ``unsplit`` (:func:`_unsplit_needs`: every layer on one core, exact). For C >= 2: neuron state
+    (shared memory) + per dense group n_src * (least dense cost of its layer cut into at most min(C, n) chunks,
+    :class:`_DenseChunks`) + per Csr/Structured group, per axon, the best of the Lagrangian floors of
+    :func:`_axon_floor`. A partition onto C cores has at most C chunks per layer (each chunk is cut as large as
+    one core allows) and its synapse memory, summed over the cores, is at most C * capacity, so
+    need(C) <= C * capacity is necessary; need(C) does not grow with C, so the first C that passes is a lower
+    bound. Word rounding is ignored where it only adds, and nothing assumes that ``synapse_bits`` is subadditive
+    (it is not: two dense chunks of 60 can cost less than one of 120).
     """
     M = target.synapse_memory_bits
     state = target.neuron_state_bits * int(sum(n_live.values())) if target.shared_memory else 0
     dense: List[Tuple[int, int, _DenseChunks]] = []
     tables: Dict[bool, _DenseChunks] = {}
-    csr_one = 0
     floors: List[Tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     for sg in sgs:
         n_dst = n_live[sg.dst]
@@ -436,11 +436,6 @@ def _memory_bound(sgs: List[_SG], n_live: Dict[str, int], target: TargetSpec) ->
             continue
         if sg.cols.size == 0:
             continue
-        cnt = np.bincount(sg.cols)
-        cnt = cnt[cnt > 0]
-        sparse = target.synapse_bits(cnt, sparse=True, delay=sg.delay)
-        csr_one += int(np.minimum(sparse, target.synapse_bits(np.array([n_dst]), sparse=False,
-                                                             delay=sg.delay)[0]).sum())
         table, per_axon = _axon_floor(sg, n_dst, target)
         pen = _rate(target, True, sg.delay) * np.asarray(_RUN_PENALTIES)
         floors.append((table, per_axon, np.concatenate([pen, pen])))
@@ -449,13 +444,12 @@ def _memory_bound(sgs: List[_SG], n_live: Dict[str, int], target: TargetSpec) ->
         return sum(float(np.maximum((tb - lam[None, :] * np.minimum(k, c)[:, None]).max(axis=1), 0.0).sum())
                    for tb, k, lam in floors)
 
-    def need(c: int) -> float:
-        d = sum(ns * t.bound(nd, c) for ns, nd, t in dense)
-        return state + d + (csr_one if c == 1 else csr_split(c))
+    def need(c: int) -> float:  # c >= 2
+        return state + sum(ns * t.bound(nd, c) for ns, nd, t in dense) + csr_split(c)
 
-    if need(1) <= M:
-        return 1, int(need(1))
-    floor = state + sum(ns * t.bound(nd, nd) for ns, nd, t in dense) + min(csr_one, csr_split(10 ** 12))
+    if unsplit <= M:
+        return 1, int(unsplit)
+    floor = state + sum(ns * t.bound(nd, nd) for ns, nd, t in dense) + csr_split(10 ** 12)
     c = max(2, int(-(-floor // M)))
     while need(c) > c * M:
         c += 1
@@ -582,7 +576,8 @@ def partition(p: Program, target: TargetSpec, max_rounds: int = 12) -> Program:
     lb_per = dict(est_per)
     need = dict(unsplit)
     if need["neurons"]:
-        lb_per["synapse_memory"], need["synapse_memory"] = _memory_bound(sgs, n_live, target)
+        lb_per["synapse_memory"], need["synapse_memory"] = _memory_bound(sgs, n_live, target,
+                                                                            unsplit["synapse_memory"])
     else:
         lb_per["synapse_memory"] = need["synapse_memory"] = 0
     lb = max(max(lb_per.values()), 1 if need["neurons"] else 0)

@@ -467,7 +467,7 @@ def quantise(graph: Graph, target: TargetSpec, options: Optional[QuantOptions] =
         bscale = float(np.max(np.abs(B))) if n else 0.0
         if bscale > 0 and np.any(np.abs(breal - B) > 0.5 * 2 ** target.bias_exp_max + 1e-9):
             warn.append(f"{node.kind} '{p}': bias clipped to the {target.bias_mant_bits}-bit mantissa")
-        v_init, onset = _bias_onset(p, node.kind, du, dv, vth, bm, be, lat[p], m.reset_mode, m.spiking, opts, warn)
+        v_init, onset = _bias_onset(p, node.kind, dv, vth, bm, be, lat[p], m.reset_mode, m.spiking, opts, warn)
         groups[p] = NeuronGroup(p, tuple(shapes.get(p, node.shape)), du, dv, np.full(n, vth), bm, be,
                                 reset_mode=m.reset_mode, spiking=m.spiking, source=p, v_init=v_init)
         u_bound, v_bound = _bounds(wqs, into[p], du, dv, breal, target, opts)
@@ -537,7 +537,7 @@ def quantise(graph: Graph, target: TargetSpec, options: Optional[QuantOptions] =
     return prog
 
 
-def _bias_onset(name: str, kind: str, du: np.ndarray, dv: np.ndarray, vth: int, bm: np.ndarray, be: np.ndarray,
+def _bias_onset(name: str, kind: str, dv: np.ndarray, vth: int, bm: np.ndarray, be: np.ndarray,
                 latency: int, reset_mode: str, spiking: bool, opts: QuantOptions, warn: List[str]
                 ) -> Tuple[np.ndarray, Dict[str, Any]]:
     """``v_init`` of one group and its account for the quantisation report: ``bias_onset`` "none" (no bias or no
