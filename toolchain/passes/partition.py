@@ -373,8 +373,8 @@ def _axon_floor(sg: _SG, n_dst: int, target: TargetSpec) -> Tuple[np.ndarray, np
     min(m s, span d); it also costs at least min(m s', span d') + h with s', d' the bits per synapse without
     headers and h one block header (every run has at least one block). With at most R = min(c, C) runs (one per
     chunk it reaches), for any penalty lam >= 0 the least cost is at least min over all cuts of (sum over runs of
-    (run cost + lam)) - lam R (weak duality). That minimum is an exact dynamic programme in O(c) with two running minima (sparse and dense
-    runs ending at synapse i), vectorised over the axons one synapse position at a time.
+    (run cost + lam)) - lam R (weak duality). That minimum is an exact dynamic programme in O(c) with two running
+    minima (sparse and dense runs ending at synapse i), vectorised over the axons one synapse position at a time.
     """
     rows = np.repeat(np.arange(n_dst, dtype=np.int64), np.diff(sg.ptr))
     order = np.argsort(sg.cols, kind="stable")  # by axon; rows stay ascending within an axon (CSR row order)
