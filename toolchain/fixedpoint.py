@@ -100,11 +100,15 @@ def _check_sign_mode(sign_mode: str) -> str:
 
 def truncation_bits(num_weight_bits: int = 8, sign_mode: str = "mixed") -> int:
     """Number of low bits Lava zeroes: ``n = 8 - num_weight_bits + (sign_mode == mixed)``
-    (``utils/weightutils.py`` L235-236)."""
+    (``utils/weightutils.py`` L235-236). ``num_weight_bits = 9`` with mixed sign gives ``n = 0``: the weights in
+    [-256, 255] are used as given — what Lava's ``Conv`` model does with a netx conv kernel (no clip, no
+    truncation, ``proc/conv/models.py`` L71-79), expressed as a Dense/Sparse rule (checked against Lava's Dense
+    with ``num_weight_bits=9`` in ``tests/test_netx_import.py``)."""
     mode = _check_sign_mode(sign_mode)
-    if not 1 <= int(num_weight_bits) <= 8:
-        raise ValueError(f"num_weight_bits must be in [1, 8], got {num_weight_bits}")
-    return 8 - int(num_weight_bits) + int(mode == "mixed")
+    nwb = int(num_weight_bits)
+    if not 1 <= nwb <= 8 and not (nwb == 9 and mode == "mixed"):
+        raise ValueError(f"num_weight_bits must be in [1, 8] (9 with mixed sign), got {num_weight_bits}")
+    return 8 - nwb + int(mode == "mixed")
 
 
 def weight_range(sign_mode: str = "mixed") -> Tuple[int, int]:

@@ -20,8 +20,8 @@ import numpy as np
 from .errors import GraphError
 from .ir.storage import WeightStorage
 
-__all__ = ["NeuronGroup", "SynapseGroup", "InputPort", "Program", "SIGN_MODES", "CoreUsage", "Placement",
-           "programs_equal"]
+__all__ = ["NeuronGroup", "SynapseGroup", "InputPort", "Program", "SIGN_MODES", "INPUT_KINDS", "CoreUsage",
+           "Placement", "programs_equal"]
 
 SIGN_MODES = ("mixed", "excitatory", "inhibitory")
 
@@ -48,9 +48,13 @@ class NeuronGroup:
     """A population of CUBA-LIF compartments with Loihi integer parameters (one value per neuron).
 
     Fields (per neuron, length n = prod(shape)):
-      du        uint16, 12-bit unsigned [0, 4095]: current decay; Lava uses du + 1 (``ds_offset``).
-      dv        uint16, 12-bit unsigned [0, 4095]: voltage decay.
-      vth       int32, 17-bit unsigned [0, 131071]: threshold mantissa; spike when v > vth << 6.
+      du        int16, [-1, 4095] (12-bit unsigned, plus -1): current decay; Lava uses du + 1 (``ds_offset``),
+                so -1 means no current decay at all — what lava-dl's netx reader builds for ``iDecay = 0``
+                (``du = iDecay - 1``, ``netx/hdf5.py`` ``get_neuron_params``) and Lava's model computes as written.
+      dv        uint16, [0, 4096]: voltage decay; 4096 (netx's ``vDecay`` of its default integrator neuron) keeps
+                no voltage from one step to the next.
+      vth       int32, [0, 131072] (17-bit unsigned, plus 2^17): threshold mantissa; spike when v > vth << 6.
+                2^17 never spikes (v saturates at 2^23 - 1); netx's default neuron uses it (``1 << 18 - 1``).
       bias_mant int16, 13-bit signed [-4096, 4095]: bias mantissa.
       bias_exp  int16, 3-bit unsigned [0, 7]: effective bias = bias_mant << bias_exp (not shifted by 6).
     ``reset_mode``: "zero" (v = 0 after a spike, Lava's LIF) or "subtract" (v -= vth << 6).
@@ -60,6 +64,10 @@ class NeuronGroup:
     ``v_init``  int32, 24-bit signed [-(2^23 - 1), 2^23 - 1]: ``v`` at step 0 (Lava LIF's ``v`` Var initial
               value; ``u`` always starts at 0). The quantiser sets it so that the bias stays hidden until the
               group's input arrives (:func:`toolchain.fixedpoint.bias_onset_voltage`); 0 otherwise.
+    ``reset_interval``, ``reset_offset``: lava-dl's periodic state reset (Lava's ``LIFReset``,
+              ``proc/lif/models.py`` L349-383): when ``reset_interval = R > 0``, at every 0-based step ``t`` with
+              ``(t + 1) % R == reset_offset % R`` (Lava's ``time_step`` starts at 1) ``u`` and ``v`` are set to 0
+              *before* the step's update. 0: never (Lava's ``LIF``).
     """
 
     name: str
@@ -73,14 +81,24 @@ class NeuronGroup:
     spiking: bool = True
     source: str = ""
     v_init: Any = 0
+    reset_interval: int = 0
+    reset_offset: int = 0
 
     def __post_init__(self) -> None:
         shape = tuple(int(s) for s in np.atleast_1d(self.shape))
         object.__setattr__(self, "shape", shape)
         n = int(np.prod(shape))
-        object.__setattr__(self, "du", _int_field(self.du, n, np.uint16, 0, 4095, self.name, "du"))
-        object.__setattr__(self, "dv", _int_field(self.dv, n, np.uint16, 0, 4095, self.name, "dv"))
-        object.__setattr__(self, "vth", _int_field(self.vth, n, np.int32, 0, 2 ** 17 - 1, self.name, "vth"))
+        object.__setattr__(self, "du", _int_field(self.du, n, np.int16, -1, 4095, self.name, "du"))
+        object.__setattr__(self, "dv", _int_field(self.dv, n, np.uint16, 0, 4096, self.name, "dv"))
+        object.__setattr__(self, "vth", _int_field(self.vth, n, np.int32, 0, 2 ** 17, self.name, "vth"))
+        ri, ro = int(self.reset_interval), int(self.reset_offset)
+        if ri < 0:
+            raise GraphError(f"must be >= 0 (0: no periodic reset), got {ri}", node=self.name,
+                             field="reset_interval")
+        if ro < 0:
+            raise GraphError(f"must be >= 0, got {ro}", node=self.name, field="reset_offset")
+        object.__setattr__(self, "reset_interval", ri)
+        object.__setattr__(self, "reset_offset", ro % ri if ri else 0)
         object.__setattr__(self, "bias_mant", _int_field(self.bias_mant, n, np.int16, -4096, 4095, self.name,
                                                          "bias_mant"))
         object.__setattr__(self, "bias_exp", _int_field(self.bias_exp, n, np.int16, 0, 7, self.name, "bias_exp"))
@@ -105,7 +123,9 @@ class SynapseGroup:
     ``weight``: storage of shape (n_dst, n_src) holding integer weights exactly as handed to Lava's Dense
     (int16 container, 8-bit signed range [-256, 255] before Lava's clip and truncation, see
     :mod:`toolchain.fixedpoint`). ``weight_exp``: int, the *summed* activation is shifted left by it (right if
-    negative). ``num_weight_bits``: 1..8, Lava truncates weights to this precision. ``sign_mode``: "mixed",
+    negative). ``num_weight_bits``: 1..8, Lava truncates weights to this precision (9 with mixed sign: no
+    truncation, the weights of a netx conv kernel as Lava's Conv uses them; see
+    :func:`toolchain.fixedpoint.truncation_bits`). ``sign_mode``: "mixed",
     "excitatory" or "inhibitory" (Lava's SignMode, given explicitly). ``delay``: extra steps (0..62) beyond the
     inherent one-step synaptic delay (DelayDense on Lava). ``recurrent``: True when the edge closes a cycle.
     """
@@ -124,15 +144,16 @@ class SynapseGroup:
         w = self.weight
         if not isinstance(w, WeightStorage):
             raise GraphError("must be a WeightStorage (Dense, Csr or Structured)", node=self.name, field="weight")
-        vals = w.to_dense()
-        if not np.all(np.equal(np.mod(vals, 1), 0)):
+        vals = w.stored_values()
+        if not np.issubdtype(vals.dtype, np.integer) and not np.all(np.equal(np.mod(vals, 1), 0)):
             raise GraphError("must hold integers", node=self.name, field="weight")
         if vals.size and (vals.min() < -256 or vals.max() > 255):
             raise GraphError(f"values [{vals.min()}, {vals.max()}] outside the 9-bit range [-256, 255]",
                              node=self.name, field="weight")
-        if not 1 <= int(self.num_weight_bits) <= 8:
-            raise GraphError(f"must be in [1, 8], got {self.num_weight_bits}", node=self.name,
-                             field="num_weight_bits")
+        if not 1 <= int(self.num_weight_bits) <= 8 and not (int(self.num_weight_bits) == 9
+                                                           and self.sign_mode == "mixed"):
+            raise GraphError(f"must be in [1, 8] (or 9 with mixed sign), got {self.num_weight_bits}",
+                             node=self.name, field="num_weight_bits")
         if self.sign_mode not in SIGN_MODES:
             raise GraphError(f"must be one of {SIGN_MODES}, got {self.sign_mode!r}", node=self.name,
                              field="sign_mode")
@@ -144,20 +165,37 @@ class SynapseGroup:
         object.__setattr__(self, "recurrent", bool(self.recurrent))
 
 
+INPUT_KINDS = ("spikes", "bias")
+
+
 @dataclass(frozen=True, eq=False)
 class InputPort:
-    """Where input spikes enter: ``shape`` per sample and step; ``num_message_bits`` 0 for binary spikes,
-    otherwise graded spikes of that many bits (unsigned integer payloads)."""
+    """Where input enters: ``shape`` per sample and step.
+
+    ``kind = "spikes"`` (default): spikes through synapse groups whose ``src`` is this port;
+    ``num_message_bits`` 0 for binary spikes, otherwise graded spikes of that many bits (unsigned payloads).
+    ``kind = "bias"``: the input is the ``bias_mant`` (int16, 13-bit signed [-4096, 4095]) of the neuron group
+    ``target`` (same size), replacing the group's own bias at every step it is given — how lava-dl feeds a
+    frame into a netx input layer (``net.in_layer.neuron.bias_mant.init = image``); the group's ``bias_exp``
+    applies. No synapse leaves a bias port.
+    """
 
     name: str
     shape: Tuple[int, ...]
     num_message_bits: int = 0
+    kind: str = "spikes"
+    target: str = ""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "shape", tuple(int(s) for s in np.atleast_1d(self.shape)))
         if not 0 <= int(self.num_message_bits) <= 24:
             raise GraphError(f"must be in [0, 24], got {self.num_message_bits}", node=self.name,
                              field="num_message_bits")
+        if self.kind not in INPUT_KINDS:
+            raise GraphError(f"must be one of {INPUT_KINDS}, got {self.kind!r}", node=self.name, field="kind")
+        if self.kind == "bias" and (not self.target or self.num_message_bits):
+            raise GraphError("a bias port names its target group and carries no message bits", node=self.name,
+                             field="target")
 
     @property
     def size(self) -> int:
@@ -204,6 +242,17 @@ class Program:
                                  f"{n_src}) for {s.src} -> {s.dst}", node=s.name, field="weight")
         if self.output not in self.groups:
             raise GraphError(f"output '{self.output}' is not a neuron group", field="output")
+        for q in self.inputs:
+            if q.kind != "bias":
+                continue
+            if q.target not in self.groups:
+                raise GraphError(f"target '{q.target}' is not a neuron group", node=q.name, field="target")
+            if self.groups[q.target].size != q.size:
+                raise GraphError(f"has {q.size} values per step, group '{q.target}' has "
+                                 f"{self.groups[q.target].size} neurons", node=q.name, field="shape")
+            if self.synapses_from(q.name):
+                raise GraphError("a bias port feeds its target's bias, not synapses", node=q.name,
+                                 field="synapses")
 
     def input_port(self, name: str) -> InputPort:
         for p in self.inputs:

@@ -32,7 +32,7 @@ from ..program import Program
 from ..sim.record import SimResult
 from ..sim.reference import prepare_inputs, recorded_groups, synapse_process
 
-__all__ = ["run_lava", "build_network", "LavaNetwork", "LavaStepper", "run_config"]
+__all__ = ["run_lava", "build_network", "LavaNetwork", "LavaStepper", "run_config", "lava_conv_exact"]
 
 
 def _allow_lava_start_method() -> None:
@@ -57,7 +57,8 @@ def _lava():
         from lava.proc.dense.process import DelayDense, Dense
         from lava.proc.io.sink import RingBuffer as Sink
         from lava.proc.io.source import RingBuffer as Source
-        from lava.proc.lif.process import LIF
+        from lava.proc.conv.process import Conv
+        from lava.proc.lif.process import LIF, LIFReset
         from lava.proc.monitor.process import Monitor
         from lava.proc.sparse.process import Sparse
         from lava.utils.weightutils import SignMode
@@ -65,7 +66,7 @@ def _lava():
         raise ToolchainError(f"Lava (lava-nc 0.10.0) is not importable: {exc}", field="backend") from exc
     from .lava_procs.lif_subtract import LIFSubtract, PyLifSubtractModelBitAcc
     return dict(RunSteps=RunSteps, Loihi2SimCfg=Loihi2SimCfg, Dense=Dense, DelayDense=DelayDense, Sparse=Sparse,
-                Sink=Sink, Source=Source, LIF=LIF, Monitor=Monitor, SignMode=SignMode, LIFSubtract=LIFSubtract,
+                Sink=Sink, Source=Source, LIF=LIF, LIFReset=LIFReset, Conv=Conv, Monitor=Monitor, SignMode=SignMode, LIFSubtract=LIFSubtract,
                 PyLifSubtractModelBitAcc=PyLifSubtractModelBitAcc)
 
 
@@ -94,14 +95,26 @@ class LavaNetwork:
     steps: int
     roots: List[Any] = field(default_factory=list)  # one process per connected component (each gets a run)
     started: List[Any] = field(default_factory=list)
+    bias_schedule: Dict[str, np.ndarray] = field(default_factory=dict)  # group -> (steps, n) varying bias
 
     def run(self) -> None:
-        """Run every component for ``steps`` steps (blocking)."""
+        """Run every component for ``steps`` steps (blocking). Groups fed by a bias port whose value changes
+        over time are run one step at a time, with ``bias_mant`` set before each step."""
         L = _lava()
         cfg = run_config()
-        for root in self.roots:
-            self.started.append(root)
-            root.run(condition=L["RunSteps"](num_steps=self.steps), run_cfg=cfg)
+        if not self.bias_schedule:
+            for root in self.roots:
+                self.started.append(root)
+                root.run(condition=L["RunSteps"](num_steps=self.steps), run_cfg=cfg)
+            return
+        for t in range(self.steps):
+            for g, sched in self.bias_schedule.items():
+                if t > 0:
+                    self.neurons[g].bias_mant.set(sched[t].astype(np.int64))
+            for root in self.roots:
+                if root not in self.started:
+                    self.started.append(root)
+                root.run(condition=L["RunSteps"](num_steps=1), run_cfg=cfg)
 
     def stop(self) -> None:
         """Stop every runtime that was started (safe to call more than once, never raises)."""
@@ -151,20 +164,46 @@ def build_network(program: Program, inputs: Mapping[str, np.ndarray], steps: int
             "inhibitory": L["SignMode"].INHIBITORY}
     sources = {}
     for p in program.inputs:
+        if p.kind == "bias":
+            continue
         data = np.ascontiguousarray(np.asarray(inputs[p.name]).reshape(steps, -1).T.astype(np.int32))
         sources[p.name] = L["Source"](data=data)
+    bias_in = {q.target: np.asarray(inputs[q.name]).reshape(steps, -1) for q in program.inputs
+               if q.kind == "bias"}
+    schedule = {g: b for g, b in bias_in.items() if steps > 1 and np.any(b != b[:1])}
     neurons = {}
     for name, g in program.groups.items():
-        cls = L["LIFSubtract"] if g.reset_mode == "subtract" else L["LIF"]
+        kw: Dict[str, Any] = {}
+        if g.reset_interval:
+            if g.reset_mode == "subtract":
+                raise ToolchainError("periodic reset (LIFReset) with subtractive reset has no Lava model",
+                                     node=name, field="reset_interval")
+            cls = L["LIFReset"]
+            kw = dict(reset_interval=g.reset_interval, reset_offset=g.reset_offset)
+        else:
+            cls = L["LIFSubtract"] if g.reset_mode == "subtract" else L["LIF"]
+        bias = bias_in[name][0] if name in bias_in and steps > 0 else g.bias_mant
         neurons[name] = cls(shape=(g.size,), v=_param(g.v_init), du=_param(g.du), dv=_param(g.dv),
-                            vth=_param(g.vth), bias_mant=g.bias_mant.astype(np.int64),
-                            bias_exp=g.bias_exp.astype(np.int64), name=f"lif_{name}")
+                            vth=_param(g.vth), bias_mant=np.asarray(bias).astype(np.int64),
+                            bias_exp=g.bias_exp.astype(np.int64), name=f"lif_{name}", **kw)
     synapses = {}
     for s in program.synapses:
         nmb = 0 if s.src in program.groups else program.input_port(s.src).num_message_bits
         kw = dict(weight_exp=s.weight_exp, num_weight_bits=s.num_weight_bits, sign_mode=sign[s.sign_mode],
                   num_message_bits=nmb, name=f"syn_{s.name}")
         kind = synapse_process(s)
+        src = sources[s.src] if s.src in sources else neurons[s.src]
+        if kind == "sparse" and lava_conv_exact(s, nmb):
+            w = s.weight
+            proc = L["Conv"](weight=np.ascontiguousarray(w.kernel[:, :, ::-1, ::-1].transpose(0, 3, 2, 1)
+                                                         ).astype(np.int32),
+                             input_shape=w.in_shape, stride=w.stride[::-1], padding=w.padding[::-1],
+                             dilation=w.dilation[::-1], groups=w.groups, num_message_bits=nmb,
+                             name=f"syn_{s.name}")
+            src.s_out.reshape(w.in_shape).connect(proc.s_in)
+            proc.a_out.reshape((w.shape[0],)).connect(neurons[s.dst].a_in)
+            synapses[s.name] = proc
+            continue
         if kind == "dense":
             proc = L["Dense"](weights=s.weight.to_dense().astype(np.int32), **kw)
         elif kind == "sparse":
@@ -178,7 +217,6 @@ def build_network(program: Program, inputs: Mapping[str, np.ndarray], steps: int
             dense = s.weight.to_dense().astype(np.int32)
             proc = L["DelayDense"](weights=dense, delays=np.full(dense.shape, s.delay, dtype=int),
                                    max_delay=s.delay, **kw)
-        src = sources[s.src] if s.src in sources else neurons[s.src]
         src.s_out.connect(proc.s_in)
         proc.a_out.connect(neurons[s.dst].a_in)
         synapses[s.name] = proc
@@ -199,9 +237,28 @@ def build_network(program: Program, inputs: Mapping[str, np.ndarray], steps: int
             monitors[g][var] = mon
     roots = []
     for comp in _components(program):
-        first = comp[0]
-        roots.append(sources[first] if first in sources else neurons[first])
-    return LavaNetwork(sources, neurons, synapses, sinks, monitors, steps, roots)
+        first = next((c for c in comp if c in sources or c in neurons), None)
+        if first is not None:
+            roots.append(sources[first] if first in sources else neurons[first])
+    return LavaNetwork(sources, neurons, synapses, sinks, monitors, steps, roots, bias_schedule=schedule)
+
+
+def lava_conv_exact(syn: Any, num_message_bits: int = 0) -> bool:
+    """True when Lava's ``Conv`` process computes exactly the Program's rule for ``syn``: a
+    :class:`~toolchain.ir.storage.Conv` storage without delay or weight exponent (Lava's Conv ignores
+    ``weight_exp`` and ``num_weight_bits``, lava issue #803) whose kernel passes Lava's Dense clip/truncation
+    unchanged (Conv applies none), binary input, and no row sum that could reach Conv's 24-bit output clamp
+    (``proc/conv/models.py`` L71-79, ``utils.signed_clamp(x, bits=24)``)."""
+    from ..fixedpoint import lava_weights
+    from ..ir.storage import Conv as ConvStorage
+    w = syn.weight
+    if not isinstance(w, ConvStorage) or syn.delay or syn.weight_exp or num_message_bits:
+        return False
+    k = w.kernel.astype(np.int64)
+    if not np.array_equal(lava_weights(k, syn.num_weight_bits, syn.sign_mode).astype(np.int64), k):
+        return False
+    per_out = np.abs(k).reshape(k.shape[0], -1).sum(axis=1)
+    return bool(per_out.max(initial=0) < 2 ** 23)
 
 
 def run_lava(program: Program, x: Union[np.ndarray, Mapping[str, np.ndarray]], steps: Optional[int] = None,

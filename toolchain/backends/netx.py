@@ -81,7 +81,8 @@ from .. import fixedpoint as fx
 from ..errors import ToolchainError
 from ..program import NeuronGroup, Program, SynapseGroup
 
-__all__ = ["export_netx", "check_netx", "netx_dense_weights", "netx_chain", "NETX_EXTRA_DELAY", "NetxWeights"]
+__all__ = ["export_netx", "check_netx", "netx_dense_weights", "netx_optimize_weight_bits", "lava_sign_mode",
+           "netx_chain", "NETX_EXTRA_DELAY", "NetxWeights"]
 
 #: Steps netx adds between the Program's input and its groups with the layout written here: none (no input
 #: neuron layer). Spikes of group k at step t in the Program are spikes of netx layer k at step t.
@@ -108,6 +109,55 @@ class NetxWeights:
     sign_mode: str
     exact: bool
     reason: str = ""
+
+
+def lava_sign_mode(weights: np.ndarray) -> str:
+    """The sign mode Lava's Dense derives when none is given (``utils/weightutils.py`` ``determine_sign_mode``
+    L21-43): excitatory when every weight is >= 0, inhibitory when every weight is <= 0, else mixed."""
+    w = np.asarray(weights)
+    if w.size == 0 or w.min() >= 0:
+        return "excitatory"
+    if w.max() <= 0:
+        return "inhibitory"
+    return "mixed"
+
+
+def netx_optimize_weight_bits(weight: np.ndarray) -> Tuple[np.ndarray, int, int]:
+    """lava-dl 0.6.0's ``optimize_weight_bits`` (``netx/utils.py``), re-stated: returns ``(shifted weights
+    (int64), num_weight_bits, weight_exp)`` exactly as netx hands them to Lava's Dense.
+
+    Mixed-sign weights beyond 254 or below -256 are first clipped to [-256, 254] (netx prints a warning);
+    sign: max < 0 inhibitory, min >= 0 excitatory, else mixed; ``scale`` = ``min(127/max, -128/min)`` (mixed),
+    ``-256/min`` (inhibitory), ``255/max`` (excitatory); ``scale_bits = floor(log2(scale)) + mixed``; ``n`` = the
+    largest power of two <= 8 dividing every weight, minus ``mixed``; ``num_weight_bits = 8 - scale_bits - n``;
+    ``weight_exp = -scale_bits``; weights shifted left by ``scale_bits``. ``ValueError`` for an all-zero
+    matrix (netx divides by zero) and for one-signed weights beyond 255 in magnitude (a negative shift).
+    """
+    w = np.asarray(weight).astype(np.int64)
+    if w.size == 0 or not np.any(w):
+        raise ValueError("all weights are zero (netx divides by the largest weight)")
+    wmax, wmin = int(w.max()), int(w.min())
+    if wmax > 254 and wmin < 0:
+        w = np.clip(w, -256, 254)
+        wmax = int(w.max())
+    if wmin < -256 and wmax > 0:
+        w = np.clip(w, -256, 254)
+        wmin = int(w.min())
+    if wmax < 0:
+        mixed, scale = 0, -256.0 / wmin
+    elif wmin >= 0:
+        mixed, scale = 0, 255.0 / wmax
+    else:
+        mixed = 1
+        scale = min(127.0 / wmax if wmax > 0 else np.inf, -128.0 / wmin)
+    scale_bits = int(np.floor(np.log2(scale))) + mixed
+    if scale_bits < 0:
+        raise ValueError(f"weights in [{wmin}, {wmax}] exceed netx's one-signed range of 255 in magnitude")
+    n = 8
+    while n > 0 and np.any(w % (1 << n)):
+        n -= 1
+    n -= mixed
+    return w << scale_bits, 8 - scale_bits - n, -scale_bits
 
 
 def netx_dense_weights(weight: np.ndarray) -> NetxWeights:
@@ -146,13 +196,7 @@ def netx_dense_weights(weight: np.ndarray) -> NetxWeights:
     n -= mixed
     num_weight_bits = 8 - scale_bits - n
     shifted = w << scale_bits
-    # Lava's Dense: its own sign mode from the shifted matrix, clip to 8 bits, truncate (lava/utils/weightutils)
-    if shifted.min() >= 0:
-        sign = "excitatory"
-    elif shifted.max() <= 0:
-        sign = "inhibitory"
-    else:
-        sign = "mixed"
+    sign = lava_sign_mode(shifted)  # Lava's Dense: its own sign mode, clip to 8 bits, truncate
     lo, hi = fx.weight_range(sign)
     used = np.clip(shifted, lo, hi)
     k = 8 - num_weight_bits + int(sign == "mixed")

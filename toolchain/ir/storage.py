@@ -5,6 +5,9 @@ neuron ``i``. Three storage types say how the matrix is sparse:
 
 * :class:`Dense` — every entry is a synapse (zeros included): ``n_out * n_in`` synapses.
 * :class:`Csr` — unstructured sparsity: only the listed entries are synapses (compressed sparse rows).
+* :class:`Conv` — a 2-D convolution between neuron grids: one shared kernel, stored per output position as the
+  :class:`Csr` it is a subclass of (so every sparse code path runs it unchanged), with the geometry kept so that
+  the compiler can charge shared-weight synapse memory and the backends can build a convolution process.
 * :class:`Structured` — structured sparsity from pruning: whole rows (output neurons), whole columns (input
   neurons / axons) and whole ``block_shape`` blocks are gone. Only entries that survive all three masks are
   synapses; the compiler turns removed rows/columns into fewer neurons and axons and removed blocks into fewer
@@ -22,7 +25,7 @@ import numpy as np
 
 from ..errors import GraphError
 
-__all__ = ["WeightStorage", "Dense", "Csr", "Structured", "as_storage"]
+__all__ = ["WeightStorage", "Dense", "Csr", "Conv", "Structured", "as_storage"]
 
 
 def _frozen_array(a: np.ndarray) -> np.ndarray:
@@ -61,6 +64,10 @@ class WeightStorage:
     def stored_mask(self) -> np.ndarray:
         """Boolean ``(n_out, n_in)`` array, True where a synapse is stored."""
         raise NotImplementedError  # pragma: no cover
+
+    def stored_values(self) -> np.ndarray:
+        """The values of the stored synapses (1-D, without building the dense matrix where the type allows)."""
+        return self.to_dense()[self.stored_mask()]
 
     def map_values(self, fn: Callable[[np.ndarray], np.ndarray]) -> "WeightStorage":
         """Apply ``fn`` element-wise to the stored values, keeping the sparsity structure."""
@@ -114,6 +121,9 @@ class Dense(WeightStorage):
 
     def stored_mask(self) -> np.ndarray:
         return np.ones(self.shape, dtype=bool)
+
+    def stored_values(self) -> np.ndarray:
+        return self.values.reshape(-1)
 
     def map_values(self, fn: Callable[[np.ndarray], np.ndarray]) -> "Dense":
         return Dense(np.asarray(fn(self.values)).reshape(self.shape))
@@ -208,6 +218,9 @@ class Csr(WeightStorage):
         out[self.rows(), self.indices] = True
         return out
 
+    def stored_values(self) -> np.ndarray:
+        return self.data
+
     def row_fan_in(self) -> np.ndarray:
         return np.diff(self.indptr)
 
@@ -222,6 +235,135 @@ class Csr(WeightStorage):
         import scipy.sparse as sp
         return sp.csr_matrix((np.array(self.data), np.array(self.indices), np.array(self.indptr)),
                              shape=self.shape)
+
+
+def _pair(x: "int | Tuple[int, int]", name: str) -> Tuple[int, int]:
+    a = np.atleast_1d(np.asarray(x)).astype(np.int64).reshape(-1)
+    if a.size == 1:
+        a = np.repeat(a, 2)
+    if a.size != 2:
+        raise GraphError(f"Conv {name} must be an int or a pair, got {x!r}", field=f"weight.{name}")
+    return int(a[0]), int(a[1])
+
+
+def conv_output_hw(in_hw: Tuple[int, int], kernel_hw: Tuple[int, int], stride: Tuple[int, int],
+                   padding: Tuple[int, int], dilation: Tuple[int, int]) -> Tuple[int, int]:
+    """Output (H, W) of a 2-D convolution (torch's formula, floor division)."""
+    return tuple(int((in_hw[i] + 2 * padding[i] - dilation[i] * (kernel_hw[i] - 1) - 1) // stride[i] + 1)
+                 for i in range(2))  # type: ignore[return-value]
+
+
+@dataclass(frozen=True, eq=False)
+class Conv(Csr):
+    """A 2-D convolution (cross-correlation, as torch and Lava's ``Conv`` compute it) between two neuron grids.
+
+    Neurons of both grids are numbered in Lava/netx order: shape ``(W, H, C)`` (x, y, channel) flattened in C
+    order, i.e. index ``(x * H + y) * C + c``. ``kernel``: (C_out, C_in / groups, KH, KW) — torch's layout, which
+    is what a netx file stores; ``stride``, ``padding``, ``dilation``: (along H, along W); ``groups``: channel
+    groups. ``in_shape`` = (W_in, H_in, C_in), ``out_shape`` = (W_out, H_out, C_out), checked against the
+    geometry. The stored synapses are one per (output position, kernel tap) whose input position lies inside the
+    input grid (taps on the padding are not synapses); the CSR arrays are built from the kernel, so a Conv is
+    exactly the sparse matrix ``y = W x`` of the convolution. Equality compares geometry and kernel.
+    """
+
+    in_shape: Tuple[int, int, int] = (1, 1, 1)
+    out_shape: Tuple[int, int, int] = (1, 1, 1)
+    kernel: Optional[np.ndarray] = None
+    stride: Tuple[int, int] = (1, 1)
+    padding: Tuple[int, int] = (0, 0)
+    dilation: Tuple[int, int] = (1, 1)
+    groups: int = 1
+
+    def __init__(self, in_shape: Tuple[int, int, int], out_shape: Tuple[int, int, int], kernel: np.ndarray,
+                 stride: "int | Tuple[int, int]" = 1, padding: "int | Tuple[int, int]" = 0,
+                 dilation: "int | Tuple[int, int]" = 1, groups: int = 1) -> None:
+        k = np.asarray(kernel)
+        if k.ndim != 4:
+            raise GraphError(f"Conv kernel must be (C_out, C_in/groups, KH, KW), got shape {k.shape}",
+                             field="weight.kernel")
+        ins = tuple(int(v) for v in in_shape)
+        outs = tuple(int(v) for v in out_shape)
+        if len(ins) != 3 or len(outs) != 3 or min(ins + outs) < 1:
+            raise GraphError(f"Conv in_shape and out_shape must be (W, H, C), got {in_shape} and {out_shape}",
+                             field="weight.shape")
+        st, pd, dl = _pair(stride, "stride"), _pair(padding, "padding"), _pair(dilation, "dilation")
+        g = int(groups)
+        if min(st + dl) < 1 or min(pd) < 0 or g < 1:
+            raise GraphError(f"Conv stride/dilation must be >= 1, padding >= 0, groups >= 1; got {st}, {dl}, {pd}, "
+                             f"{g}", field="weight.stride")
+        c_out, cin_g, kh, kw = k.shape
+        if ins[2] != cin_g * g or c_out != outs[2] or c_out % g:
+            raise GraphError(f"Conv kernel {k.shape} with groups={g} does not connect {ins[2]} to {outs[2]} "
+                             "channels", field="weight.kernel")
+        hw = conv_output_hw((ins[1], ins[0]), (kh, kw), st, pd, dl)
+        if hw != (outs[1], outs[0]):
+            raise GraphError(f"Conv output grid (W, H) = {(hw[1], hw[0])} from the geometry, declared "
+                             f"{outs[:2]}", field="weight.shape")
+        object.__setattr__(self, "in_shape", ins)
+        object.__setattr__(self, "out_shape", outs)
+        object.__setattr__(self, "kernel", _frozen_array(k))
+        object.__setattr__(self, "stride", st)
+        object.__setattr__(self, "padding", pd)
+        object.__setattr__(self, "dilation", dl)
+        object.__setattr__(self, "groups", g)
+        indptr, indices, data = self._csr_arrays()
+        object.__setattr__(self, "shape", (int(np.prod(outs)), int(np.prod(ins))))
+        object.__setattr__(self, "indptr", indptr)
+        object.__setattr__(self, "indices", indices)
+        object.__setattr__(self, "data", data)
+        Csr.__post_init__(self)
+
+    def _csr_arrays(self) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+        (w_in, h_in, c_in), (w_out, h_out, c_out) = self.in_shape, self.out_shape
+        k = self.kernel
+        _, cin_g, kh, kw = k.shape
+        cout_g = c_out // self.groups
+        # one row per output neuron (x, y, c) in C order; columns: taps (ci, ky, kx) of the row's channel group
+        x = np.arange(w_out).reshape(-1, 1, 1, 1, 1, 1)
+        y = np.arange(h_out).reshape(1, -1, 1, 1, 1, 1)
+        c = np.arange(c_out).reshape(1, 1, -1, 1, 1, 1)
+        ci = np.arange(cin_g).reshape(1, 1, 1, -1, 1, 1)
+        ky = np.arange(kh).reshape(1, 1, 1, 1, -1, 1)
+        kx = np.arange(kw).reshape(1, 1, 1, 1, 1, -1)
+        yi = y * self.stride[0] - self.padding[0] + ky * self.dilation[0]
+        xi = x * self.stride[1] - self.padding[1] + kx * self.dilation[1]
+        full = (w_out, h_out, c_out, cin_g, kh, kw)
+        valid = np.broadcast_to((yi >= 0) & (yi < h_in) & (xi >= 0) & (xi < w_in), full)
+        cin = (c // cout_g) * cin_g + ci
+        col = np.broadcast_to((xi * h_in + yi) * c_in + cin, full)
+        val = np.broadcast_to(k[c.reshape(1, 1, -1, 1, 1, 1), ci, ky, kx], full)
+        n_out = w_out * h_out * c_out
+        valid2 = valid.reshape(n_out, -1)
+        cols = col.reshape(n_out, -1)[valid2]
+        vals = val.reshape(n_out, -1)[valid2]
+        indptr = np.zeros(n_out + 1, np.int64)
+        np.cumsum(valid2.sum(axis=1), out=indptr[1:])
+        # sort columns within each row (CSR convention): taps are ordered (ci, ky, kx); sort by column per row
+        order = np.lexsort((cols, np.repeat(np.arange(n_out), np.diff(indptr))))
+        return indptr, cols[order].astype(np.int64), vals[order]
+
+    @property
+    def kernel_taps(self) -> int:
+        """Weights of the shared kernel (what a shared-weight synapse encoding stores)."""
+        return int(self.kernel.size)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, WeightStorage):
+            return NotImplemented
+        if type(other) is not Conv:
+            return False
+        return (self.in_shape == other.in_shape and self.out_shape == other.out_shape
+                and (self.stride, self.padding, self.dilation, self.groups)
+                == (other.stride, other.padding, other.dilation, other.groups)
+                and self.kernel.shape == other.kernel.shape and np.array_equal(self.kernel, other.kernel))
+
+    def __hash__(self) -> int:
+        return hash(("Conv", self.shape, self.kernel.shape))
+
+    def map_values(self, fn: Callable[[np.ndarray], np.ndarray]) -> "Conv":
+        """Apply ``fn`` to the kernel (the shared values); the geometry stays."""
+        return Conv(self.in_shape, self.out_shape, np.asarray(fn(self.kernel)).reshape(self.kernel.shape),
+                    self.stride, self.padding, self.dilation, self.groups)
 
 
 @dataclass(frozen=True, eq=False)

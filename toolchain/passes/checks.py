@@ -55,11 +55,13 @@ def check_quantised(p: Program, target: TargetSpec) -> None:
         if g.spiking and not target.supports_reset(g.reset_mode):
             raise QuantisationError(f"reset mode '{g.reset_mode}' not supported by target '{target.name}'",
                                     node=g.name, field="reset_mode")
-        for f, hi in (("du", target.decay_max), ("dv", target.decay_max), ("vth", target.vth_max),
-                      ("bias_exp", target.bias_exp_max)):
+        # du = -1 (no current decay), dv = 4096 (no voltage memory) and vth = 2^17 (never spikes) are the values
+        # lava-dl's netx reader gives its default integrator neuron; Lava computes them as written
+        for f, lo, hi in (("du", -1, target.decay_max), ("dv", 0, target.decay_max + 1),
+                          ("vth", 0, target.vth_max + 1), ("bias_exp", 0, target.bias_exp_max)):
             a = getattr(g, f)
-            if a.size and (a.min() < 0 or a.max() > hi):
-                raise QuantisationError(f"values outside [0, {hi}]", node=g.name, field=f)
+            if a.size and (a.min() < lo or a.max() > hi):
+                raise QuantisationError(f"values outside [{lo}, {hi}]", node=g.name, field=f)
         if g.bias_mant.size and (g.bias_mant.min() < target.bias_mant_min or g.bias_mant.max() > target.bias_mant_max):
             raise QuantisationError(f"values outside [{target.bias_mant_min}, {target.bias_mant_max}]", node=g.name,
                                     field="bias_mant")
@@ -69,14 +71,13 @@ def check_quantised(p: Program, target: TargetSpec) -> None:
         if not target.weight_exp_min <= s.weight_exp <= target.weight_exp_max:
             raise QuantisationError(f"weight_exp {s.weight_exp} outside [{target.weight_exp_min}, "
                                     f"{target.weight_exp_max}]", node=s.name, field="weight_exp")
-        if s.num_weight_bits > target.weight_bits:
+        if s.num_weight_bits > target.weight_bits + (s.sign_mode == "mixed"):  # 9 = untruncated mixed-sign
             raise QuantisationError(f"num_weight_bits {s.num_weight_bits} > {target.weight_bits}", node=s.name,
                                     field="num_weight_bits")
         if s.delay > target.max_delay:
             raise QuantisationError(f"delay {s.delay} > {target.max_delay}", node=s.name, field="delay")
         w = s.weight
-        vals = np.asarray(w.data if isinstance(w, Csr) else w.values if isinstance(w, Dense) else
-                          np.asarray(w.values)[w.stored_mask()]).astype(np.int64)
+        vals = np.asarray(w.stored_values()).astype(np.int64)
         got = np.asarray(lava_weights(vals, num_weight_bits=s.num_weight_bits, sign_mode=s.sign_mode))
         if not np.array_equal(got.astype(np.int64), vals):
             raise QuantisationError("weights change under Lava's clip/truncation", node=s.name, field="weight")

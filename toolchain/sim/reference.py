@@ -32,6 +32,7 @@ import numpy as np
 
 from .. import fixedpoint as fx
 from ..errors import InputError
+from ..ir.storage import Csr
 from ..ir.storage import Dense as DenseStorage
 from ..program import Program, SynapseGroup
 from .record import SimResult
@@ -45,6 +46,8 @@ _F64_EXACT = 2 ** 53
 _INT32 = 2 ** 31
 #: Summed input bound below which the float64 LIF path is exact (``a_in << 6 < 2^24``).
 _FAST_LIF_BOUND = 2 ** 18
+#: Sparse weight matrices with more entries than this (n_out * n_in) are never made dense.
+_DENSE_MAX = 2 ** 24
 
 
 # ------------------------------------------------------------------------------------------------ helpers
@@ -80,6 +83,9 @@ def prepare_inputs(program: Program, x: Union[np.ndarray, Mapping[str, np.ndarra
     ``x``: one array (B, T, *shape) for a single-port program, or a mapping port name -> array. Integer or bool
     dtype; binary ports take 0/1, graded ports (``num_message_bits = m > 0``) take payloads in [0, 2^m - 1].
     ``steps`` > T pads with zeros (no input), ``steps`` < T uses the first ``steps`` columns.
+    Bias ports (``kind = "bias"``) take ``bias_mant`` values in [-4096, 4095] (int32 out), either per step
+    (B, T, *shape) or once per sample (B, *shape): then the value holds at every step (a read-only broadcast
+    view, no copy) and the port does not fix T.
     Raises :class:`InputError` naming the port, what was expected and what was given.
     """
     ports = program.inputs
@@ -93,22 +99,33 @@ def prepare_inputs(program: Program, x: Union[np.ndarray, Mapping[str, np.ndarra
         raise InputError(f"no such input port (ports: {', '.join(p.name for p in ports)})", node=unknown[0],
                          field="input")
     out: Dict[str, np.ndarray] = {}
+    static: Dict[str, np.ndarray] = {}  # bias ports given once per sample (B, n)
+    timed: Dict[str, np.ndarray] = {}   # bias ports given per step (B, T, n)
     batch = t_in = None
     for p in ports:
         if p.name not in x:
             raise InputError("no data given for this input port", node=p.name, field="input")
         a = np.asarray(x[p.name])
         expect = f"(batch, time, {', '.join(str(s) for s in p.shape)})"
+        if p.kind == "bias":
+            if a.ndim == 1 + len(p.shape) and tuple(a.shape[1:]) == tuple(p.shape):
+                static[p.name] = a.reshape(a.shape[0], -1)
+                continue
+            expect += f" or (batch, {', '.join(str(s) for s in p.shape)})"
         if a.ndim != 2 + len(p.shape) or tuple(a.shape[2:]) != tuple(p.shape):
             raise InputError(f"expected shape {expect}, got {a.shape}", node=p.name, field="input")
         if a.dtype != np.bool_ and not np.issubdtype(a.dtype, np.integer):
             raise InputError(f"expected an integer or bool array, got dtype {a.dtype}", node=p.name,
                              field="input")
+        if p.kind == "bias":
+            timed[p.name] = a.reshape(a.shape[0], a.shape[1], -1)
         if batch is None:
             batch, t_in = int(a.shape[0]), int(a.shape[1])
         elif (a.shape[0], a.shape[1]) != (batch, t_in):
             raise InputError(f"batch and time {a.shape[:2]} differ from the other ports' {(batch, t_in)}",
                              node=p.name, field="input")
+        if p.kind == "bias":
+            continue
         a = a.reshape(a.shape[0], a.shape[1], -1)
         hi = 1 if p.num_message_bits == 0 else 2 ** p.num_message_bits - 1
         if a.size and (int(a.min()) < 0 or int(a.max()) > hi):
@@ -116,8 +133,30 @@ def prepare_inputs(program: Program, x: Union[np.ndarray, Mapping[str, np.ndarra
             raise InputError(f"expected {kind} in [0, {hi}], got values in [{int(a.min())}, {int(a.max())}]",
                              node=p.name, field="input")
         out[p.name] = a.astype(np.uint8 if p.num_message_bits == 0 else np.int32)
+    for name, a in list(static.items()) + list(timed.items()):
+        if a.dtype != np.bool_ and not np.issubdtype(a.dtype, np.integer):
+            raise InputError(f"expected an integer array of bias mantissas, got dtype {a.dtype}", node=name,
+                             field="input")
+        if a.size and (int(a.min()) < -4096 or int(a.max()) > 4095):
+            raise InputError(f"bias mantissas must lie in [-4096, 4095] (13-bit signed), got values in "
+                             f"[{int(a.min())}, {int(a.max())}]", node=name, field="input")
+        if batch is None:
+            batch = int(a.shape[0])
+        elif a.shape[0] != batch:
+            raise InputError(f"batch {a.shape[0]} differs from the other ports' {batch}", node=name,
+                             field="input")
+        if name in timed:
+            if t_in is None:
+                t_in = int(a.shape[1])
+            elif a.shape[1] != t_in:
+                raise InputError(f"time {a.shape[1]} differs from the other ports' {t_in}", node=name,
+                                 field="input")
+            out[name] = a.astype(np.int32)
     if batch is None:
         raise InputError("the program has no input port", field="input")
+    if t_in is None and steps is None:
+        raise InputError("every input is a per-sample bias (batch, *shape): give the number of steps",
+                         field="steps")
     steps = t_in if steps is None else int(steps)
     if steps < 0:
         raise InputError(f"steps must be >= 0, got {steps}", field="steps")
@@ -125,6 +164,8 @@ def prepare_inputs(program: Program, x: Union[np.ndarray, Mapping[str, np.ndarra
         if steps > a.shape[1]:
             a = np.concatenate([a, np.zeros((a.shape[0], steps - a.shape[1], a.shape[2]), a.dtype)], axis=1)
         out[k] = a[:, :steps]
+    for name, a in static.items():
+        out[name] = np.broadcast_to(a.astype(np.int32)[:, None, :], (a.shape[0], steps, a.shape[1]))
     return out, int(batch), steps
 
 
@@ -148,7 +189,8 @@ class _Synapse:
     graded: bool
     process: str
     weight_exp: int
-    w_eff: np.ndarray            # int32 (n_out, n_in): the weights Lava uses
+    w_eff: Any                   # int32 (n_out, n_in): the weights Lava uses (ndarray, or scipy csr for
+                                 # sparse storage, never densified when large)
     acc_bound: int               # max |row sum| of the unshifted product
     out_bound: int               # max |a_out| after the shift
     per_product: bool            # graded DelayDense whose single products can leave int32
@@ -167,13 +209,22 @@ class _Synapse:
         else:  # pragma: no cover - needs sums beyond 2^53
             self.product = "i64"
         dt = {"f32": np.float32, "f64": np.float64, "i64": np.int64}[self.product]
-        self.sparse = self.process == "sparse" and self.product != "i64" and \
-            np.count_nonzero(self.w_eff) < 0.1 * max(self.w_eff.size, 1)
-        if self.sparse:
-            import scipy.sparse as sps
-            self.operand = sps.csr_matrix(self.w_eff.astype(dt))
+        import scipy.sparse as sps
+        n_out, n_in = self.w_eff.shape
+        if sps.issparse(self.w_eff):
+            nnz = self.w_eff.nnz
+            big = n_out * n_in > _DENSE_MAX
         else:
-            self.operand = np.ascontiguousarray(self.w_eff.T.astype(dt))
+            nnz = np.count_nonzero(self.w_eff)
+            big = False
+        self.sparse = (self.process == "sparse" and self.product != "i64"
+                       and (big or nnz < 0.1 * max(n_out * n_in, 1)))
+        if self.sparse:
+            self.operand = sps.csr_matrix(self.w_eff, dtype=dt)
+        else:
+            w = self.w_eff.toarray() if sps.issparse(self.w_eff) else self.w_eff
+            self.w_eff = w
+            self.operand = np.ascontiguousarray(w.T.astype(dt))
 
     def run(self, s: np.ndarray) -> np.ndarray:
         """Activation for source output ``s`` (B, n_in): float (exact integers) or int32 (Lava's a_out)."""
@@ -207,10 +258,20 @@ def _compile_synapse(program: Program, syn: SynapseGroup) -> _Synapse:
         payload = 2 ** program.input_port(syn.src).num_message_bits - 1 if graded else 1
     else:
         payload = 1
-    w_eff = fx.lava_weights(syn.weight.to_dense(), syn.num_weight_bits, syn.sign_mode)
-    absw = np.abs(w_eff.astype(np.int64))
-    rowabs = int(absw.sum(axis=1).max()) if w_eff.size else 0
-    maxabs = int(absw.max()) if w_eff.size else 0
+    w = syn.weight
+    if isinstance(w, DenseStorage) or process == "delay_dense":
+        w_eff = fx.lava_weights(w.to_dense(), syn.num_weight_bits, syn.sign_mode)
+        absw = np.abs(w_eff.astype(np.int64))
+        rowabs = int(absw.sum(axis=1).max()) if w_eff.size else 0
+        maxabs = int(absw.max()) if w_eff.size else 0
+    else:  # sparse storage: Lava's clip/truncation on the stored values, never a dense matrix
+        import scipy.sparse as sps
+        csr = w if isinstance(w, Csr) else w.to_csr()
+        data = fx.lava_weights(csr.data, syn.num_weight_bits, syn.sign_mode)
+        w_eff = sps.csr_matrix((data, np.asarray(csr.indices), np.asarray(csr.indptr)), shape=csr.shape)
+        absd = np.abs(data.astype(np.int64))
+        rowabs = int(np.bincount(csr.rows(), weights=absd, minlength=csr.shape[0]).max()) if data.size else 0
+        maxabs = int(absd.max()) if data.size else 0
     acc_bound = rowabs * payload
     e = syn.weight_exp
     out_bound = acc_bound << e if e > 0 else (acc_bound >> -e) + (1 if e < 0 and acc_bound else 0)
@@ -233,6 +294,8 @@ class _Group:
     bias_mant: np.ndarray
     bias_exp: np.ndarray
     v_init: np.ndarray
+    reset_interval: int = 0
+    reset_offset: int = 0
     # float64 fast-path constants
     fu: np.ndarray = None
     fv: np.ndarray = None
@@ -243,11 +306,17 @@ class _Group:
         dt = np.float64 if self.fast else np.int32
         return np.zeros((batch, self.n), dt), np.repeat(self.v_init.astype(dt)[None, :], batch, axis=0)
 
-    def step(self, u: np.ndarray, v: np.ndarray, a_in: Optional[np.ndarray]
-             ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def resets_at(self, t: int) -> bool:
+        """Lava's ``LIFReset``: u = v = 0 before the update of 0-based step ``t`` (``time_step = t + 1``)."""
+        return self.reset_interval > 0 and (t + 1) % self.reset_interval == self.reset_offset
+
+    def step(self, u: np.ndarray, v: np.ndarray, a_in: Optional[np.ndarray],
+             bias_mant: Optional[np.ndarray] = None) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """One step; ``bias_mant`` (B, n) int32 replaces the group's own bias mantissa (a bias input port)."""
         if not self.fast:
             a = np.zeros(u.shape, np.int32) if a_in is None else a_in
-            return fx.lif_step(u, v, a, self.du, self.dv, self.vth, self.bias_mant, self.bias_exp,
+            return fx.lif_step(u, v, a, self.du, self.dv, self.vth,
+                               self.bias_mant if bias_mant is None else bias_mant, self.bias_exp,
                                "subtract" if self.subtract else "zero")
         # float64 on integer values; exact because |u|, |v| <= 2^23 and |a_in << 6| < 2^24 (see module doc)
         u = np.trunc(u * self.fu)
@@ -261,7 +330,7 @@ class _Group:
             u[lo] += 2.0 * fx.MAX_UV
         v = np.trunc(v * self.fv)
         v += u
-        v += self.bias_f
+        v += self.bias_f if bias_mant is None else fx.effective_bias(bias_mant, self.bias_exp)
         np.clip(v, fx.V_MIN, fx.V_MAX, out=v)
         s = v > self.vth_f
         if self.subtract:
@@ -277,7 +346,8 @@ def _compile_group(program: Program, name: str, in_bound: int) -> _Group:
     dv = g.dv.astype(np.int64)
     vth = g.vth.astype(np.int64)
     grp = _Group(name, g.size, in_bound < _FAST_LIF_BOUND, g.reset_mode == "subtract", du, dv, vth,
-                 g.bias_mant.astype(np.int16), g.bias_exp.astype(np.int16), g.v_init.astype(np.int32))
+                 g.bias_mant.astype(np.int16), g.bias_exp.astype(np.int16), g.v_init.astype(np.int32),
+                 g.reset_interval, g.reset_offset)
     grp.fu = (fx.DECAY_UNITY - (du + fx.DS_OFFSET)) / float(fx.DECAY_UNITY)
     grp.fv = (fx.DECAY_UNITY - (dv + fx.DM_OFFSET)) / float(fx.DECAY_UNITY)
     grp.vth_f = fx.effective_threshold(vth).astype(np.float64)
@@ -318,6 +388,9 @@ def simulate(program: Program, x: Union[np.ndarray, Mapping[str, np.ndarray]], s
     out_group = program.groups[out_name]
     out_kind = "spikes" if out_group.spiking else "v"
 
+    kinds = {q.name: q for q in program.inputs}
+    spike_inputs = {k: a for k, a in inputs.items() if kinds[k].kind == "spikes"}
+    bias_of = {kinds[k].target: a for k, a in inputs.items() if kinds[k].kind == "bias"}
     syns = [_compile_synapse(program, s) for s in program.synapses]
     in_bound = {g: 0 for g in program.groups}
     for s in syns:
@@ -373,7 +446,11 @@ def simulate(program: Program, x: Union[np.ndarray, Mapping[str, np.ndarray]], s
             outs: Dict[str, np.ndarray] = {}
             for g in groups:
                 u, v = state[g.name]
-                u, v, s = g.step(u, v, a_in[g.name])
+                if g.resets_at(t):
+                    u, v = np.zeros_like(u), np.zeros_like(v)
+                bias = bias_of.get(g.name)
+                u, v, s = g.step(u, v, a_in[g.name],
+                                 None if bias is None else bias[slice(None) if all_active else active, t])
                 state[g.name] = (u, v)
                 outs[g.name] = s
                 if g.name in spikes_rec:
@@ -383,7 +460,7 @@ def simulate(program: Program, x: Union[np.ndarray, Mapping[str, np.ndarray]], s
                 if g.name in v_rec:
                     v_rec[g.name][rows, t] = v
             # 3. activations leaving now, due at t + 1 + delay
-            for name, arr in inputs.items():
+            for name, arr in spike_inputs.items():
                 outs[name] = arr[active if not all_active else slice(None), t]
             for s in syns:
                 queues[s.name][t % (s.delay + 1)] = s.run(outs[s.src])

@@ -1,0 +1,7 @@
+"""lava-dl *netx* files (``.net``, HDF5) in: :func:`load_netx` turns one into an integer Program without
+re-quantising it; :func:`compile_netx` also places it on a target's cores. Export lives in
+:mod:`toolchain.backends.netx`."""
+from .load import NETX_SUFFIXES, NetxImportError, is_netx_file, load_netx
+from .compile import compile_netx
+
+__all__ = ["load_netx", "compile_netx", "is_netx_file", "NetxImportError", "NETX_SUFFIXES"]
