@@ -10,12 +10,14 @@ The passes are listed in :mod:`toolchain.passes.pipeline`; the integer mapping i
 """
 from __future__ import annotations
 
+import math
 import os
 from typing import Any, Optional, Union
 
-from .errors import GraphError, QuantisationError
+from .errors import GraphError, QuantisationError, ToolchainError
 from .ir.graph import Graph
 from .ir.nodes import RESET_MODES
+from .limits import check_graph, check_graph_fits
 from .passes.partition import format_report
 from .passes.pipeline import CompileContext, pipeline_for, run_pipeline
 from .passes.quantise import QuantOptions
@@ -32,6 +34,8 @@ OPTIONS = {
     "search_vth": "search the threshold mantissa for the best weight representation in small layers (default True)",
     "align_bias": "start biased groups at the voltage that hides the bias until their input arrives, so the compiled "
                   "network is the float one delayed by its latency (default True)",
+    "cuba_bias": "'current' (default: an Affine bias into a CubaLIF reaches its synaptic current exactly, through "
+                 "synapses from an always-on neuron) or 'fold' (into the voltage bias: inexact, warns)",
     "partition": "place the network on cores (default True); False stops after quantisation",
     "verify": "run the stage-boundary checks (default True)",
 }
@@ -62,18 +66,24 @@ def compile_graph(graph: Graph, target: Union[str, os.PathLike, TargetSpec] = "l
             raise QuantisationError(f"dt must be a number of seconds, got {dt!r}", field="dt") from None
         graph = graph.replace(dt=dt)
     if graph.dt is None:
-        raise QuantisationError("no time step: the graph has no dt; pass dt= (seconds)", field="dt")
+        raise QuantisationError("no time step: the graph stores no dt; give one (compile_graph(..., dt=SECONDS), "
+                                "snnc compile --dt SECONDS)", field="dt")
+    if not (graph.dt > 0 and math.isfinite(graph.dt)):
+        raise QuantisationError(f"dt must be a positive number of seconds, got {graph.dt}", field="dt")
+    check_graph(graph)  # defects a pass would loop on or trip over, named before any pass runs
+    check_graph_fits(graph, spec)  # totals against the target and the memory budget, before passes allocate
     q = QuantOptions(vth_max=int(options.get("vth_max", QuantOptions.vth_max)),
                      equalise_latency=bool(options.get("equalise_latency", True)),
                      readout_horizon=int(options.get("readout_horizon", QuantOptions.readout_horizon)),
                      reset=reset, search_vth=bool(options.get("search_vth", True)),
-                     align_bias=bool(options.get("align_bias", True)))
+                     align_bias=bool(options.get("align_bias", True)),
+                     cuba_bias=str(options.get("cuba_bias", QuantOptions.cuba_bias)))
     ctx = CompileContext(spec, q, verify=bool(options.get("verify", True)))
     passes = pipeline_for(spec, partition=bool(options.get("partition", True)))
     prog: Program = run_pipeline(graph, passes, ctx)
     prog.metadata["pipeline"] = [p.name for p in passes]
     prog.metadata["pass_seconds"] = {k: round(v, 6) for k, v in ctx.timings.items()}
-    prog.metadata["target_file"] = spec.source
+    prog.metadata["target_file"] = os.path.basename(spec.source) if spec.source else None  # no host folder
     prog.metadata["compile_options"] = {"dt": float(graph.dt), "reset": reset, **{k: options[k] for k in options}}
     return prog
 
@@ -81,9 +91,44 @@ def compile_graph(graph: Graph, target: Union[str, os.PathLike, TargetSpec] = "l
 def compile_file(path: Union[str, os.PathLike], target: Union[str, os.PathLike, TargetSpec] = "loihi2",
                  dt: Optional[float] = None, reset: Optional[str] = None, preset: Optional[str] = None,
                  **options: Any) -> Program:
-    """Load a ``.nir`` file with :func:`toolchain.nir_io.load` and compile it (see :func:`compile_graph`)."""
+    """Load a ``.nir`` file with :func:`toolchain.nir_io.load` and compile it (see :func:`compile_graph`).
+
+    Errors name the file. ``metadata["file"]`` is the file's name (no folder: builds do not depend on where the
+    input lies) and ``metadata["file_sha256"]`` its content's hash."""
+    import hashlib
+    from .limits import check_nir_compile_size
     from .nir_io import load
+    if os.path.isfile(path):
+        check_nir_compile_size(path)  # weights the compiler could not hold are refused before the file is read
     graph = load(path, dt=dt, reset=reset, preset=preset)
-    prog = compile_graph(graph, target, dt=None if graph.dt is not None else dt, reset=reset, **options)
-    prog.metadata.setdefault("file", os.fspath(path))
+    try:
+        prog = compile_graph(graph, target, dt=None if graph.dt is not None else dt, reset=reset, **options)
+    except ToolchainError as exc:
+        if exc.file is not None:
+            raise
+        raise _with_file(exc, os.fspath(path)) from exc
+    prog.metadata["file"] = os.path.basename(os.fspath(path))
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    prog.metadata["file_sha256"] = h.hexdigest()
     return prog
+
+
+def _with_file(exc: ToolchainError, file: str) -> ToolchainError:
+    """``exc`` re-made with ``file`` set (same type and extra attributes where the constructor allows); the
+    runner's list of the passes before the failing one (kept in ``passes_before``) is left out of the line."""
+    msg = exc.message
+    name = getattr(exc, "pass_name", None)
+    tail = f" [in pass '{name}'; passes before: "
+    if name and tail in msg:
+        msg = msg[:msg.rindex(tail)] + f" [in pass '{name}']"
+    try:
+        new = type(exc)(msg, file=file, node=exc.node, field=exc.field)
+    except TypeError:  # a subclass with another constructor
+        new = ToolchainError(msg, file=file, node=exc.node, field=exc.field)
+    for k, v in vars(exc).items():
+        if k not in ("message", "file", "node", "field"):
+            setattr(new, k, v)
+    return new

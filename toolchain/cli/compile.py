@@ -1,21 +1,26 @@
 """``snnc compile FILE.nir --target loihi2 --dt 1e-3 [--reset zero|subtract] [--preset P] -o BUILD/ [--netx F.net]``.
 
 Loads the NIR file (:func:`toolchain.nir_io.load`), compiles it (:func:`toolchain.compile.compile_graph`), writes
-the Program to ``BUILD/`` (atomically: nothing is written when anything fails) and prints the resource report
-and the quantisation summary. Warnings go to stderr as ``warning: ...`` lines. ``--netx F.net`` also writes a
+the Program to ``BUILD/`` (under the folder's lock, held from the start so that a second compile into the same
+folder is refused; atomically: nothing is written when anything fails; an existing build folder keeps every file
+that is not ours) and prints the resource report, the quantisation summary and the pass timings (which are not
+stored: two compiles of the same input give byte-identical folders). Warnings go to stderr as ``warning: ...`` lines. ``--netx F.net`` also writes a
 lava-dl netx file (:func:`toolchain.backends.netx.export_netx`); a network netx cannot hold is refused before
 anything is written.
 """
 from __future__ import annotations
 
+import os
 import warnings
+from pathlib import Path
 from typing import Optional
 
 import click
 
+from ..errors import ToolchainError
 from .main import cli
 
-__all__ = ["quant_summary"]
+__all__ = ["quant_summary", "check_build_folder"]
 
 
 def quant_summary(program) -> str:
@@ -55,6 +60,7 @@ def compile_cmd(file: str, target: str, dt: Optional[float], reset: Optional[str
                 output: str, vth_max: Optional[int], no_partition: bool, no_align_bias: bool = False,
                 netx_file: Optional[str] = None) -> None:
     """Compile a NIR file for a Loihi-style target and write the Program to OUTPUT."""
+    from ..build_io import build_lock
     from ..compile import compile_file, format_report
     opts = {}
     if vth_max is not None:
@@ -63,9 +69,18 @@ def compile_cmd(file: str, target: str, dt: Optional[float], reset: Optional[str
         opts["partition"] = False
     if no_align_bias:
         opts["align_bias"] = False
-    with warnings.catch_warnings(record=True) as caught:
+    check_build_folder(output)
+    if netx_file is not None:
+        _check_writable_file(netx_file, "netx")
+    with build_lock(output), warnings.catch_warnings(record=True) as caught:  # a second writer is refused
         warnings.simplefilter("always")
-        prog = compile_file(file, target=target, dt=dt, reset=reset, preset=preset, **opts)
+        try:
+            prog = compile_file(file, target=target, dt=dt, reset=reset, preset=preset, **opts)
+        except ToolchainError as exc:
+            if exc.field == "dt" and dt is None and "no time step" in exc.message:
+                raise ToolchainError("no time step: the file stores no dt; give --dt SECONDS (or --preset)",
+                                     file=exc.file or file, field="dt") from None
+            raise
         if netx_file is not None:  # refuse before anything is written
             from ..backends.netx import check_netx
             check_netx(prog, netx_file)
@@ -73,6 +88,7 @@ def compile_cmd(file: str, target: str, dt: Optional[float], reset: Optional[str
         if netx_file is not None:
             from ..backends.netx import export_netx
             netx_path = export_netx(prog, netx_file)
+            os.chmod(netx_path, 0o666 & ~_umask())  # a netx file follows the umask like any file we write
     seen = set()
     for w in caught:
         msg = str(w.message)
@@ -82,6 +98,47 @@ def compile_cmd(file: str, target: str, dt: Optional[float], reset: Optional[str
     click.echo(format_report(prog))
     click.echo("")
     click.echo(quant_summary(prog))
+    secs = prog.metadata.get("pass_seconds") or {}
+    if secs:  # timings go to stdout, not into the build (builds are byte-identical for the same input)
+        slow = sorted(secs.items(), key=lambda kv: -kv[1])[:3]
+        click.echo(f"\ncompiled in {sum(secs.values()):.2f} s ("
+                   + ", ".join(f"{k} {v:.2f} s" for k, v in slow) + ")")
     click.echo(f"\nwrote {path}")
     if netx_file is not None:
         click.echo(f"wrote {netx_path} (netx)")
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _check_writable_file(path: str, what: str) -> None:
+    p = Path(path)
+    parent = p.parent if str(p.parent) else Path(".")
+    if p.is_dir():
+        raise ToolchainError("is a folder; give a file name", file=path, field=what)
+    if not parent.is_dir():
+        raise ToolchainError(f"the folder '{parent}' does not exist", file=path, field=what)
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ToolchainError(f"the folder '{parent}' is not writable", file=path, field=what)
+
+
+def check_build_folder(output: str) -> None:
+    """Refuse, before compiling, a build folder we could not write or must not touch: a file, a folder in a
+    missing or read-only parent, or a non-empty folder that holds no build (its files are the user's)."""
+    out = Path(output)
+    parent = out.parent if str(out.parent) else Path(".")
+    if out.exists() and not out.is_dir():
+        raise ToolchainError("exists and is not a folder; refusing to overwrite it", file=output, field="output")
+    if not parent.is_dir():
+        raise ToolchainError(f"the folder '{parent}' it would go in does not exist", file=output, field="output")
+    if out.is_dir():
+        if any(out.iterdir()) and not (out / "program.json").is_file():
+            raise ToolchainError("exists, is not empty and holds no program build; refusing to write into it "
+                                 "(give a new or empty folder)", file=output, field="output")
+        if not os.access(out, os.W_OK | os.X_OK):
+            raise ToolchainError("is not writable", file=output, field="output")
+    elif not os.access(parent, os.W_OK | os.X_OK):
+        raise ToolchainError(f"the folder '{parent}' is not writable", file=output, field="output")

@@ -14,6 +14,8 @@ import click
 import numpy as np
 
 from .. import ir
+from ..errors import ToolchainError
+from ..limits import check_graph
 from ..nir_io import PRESETS, load
 from .main import cli
 
@@ -57,8 +59,9 @@ def _param_lines(graph: ir.Graph) -> List[str]:
         parts = []
         if isinstance(node, ir.Linear):
             w = node.weight
+            nz = _nonzero(w)
             parts.append(f"weight {_range(w.to_dense()[w.stored_mask()]) if w.nnz else '-'}"
-                         f" ({w.kind}, {w.nnz}/{w.shape[0] * w.shape[1]} stored)")
+                         f" ({w.kind}, {w.nnz}/{w.shape[0] * w.shape[1]} stored, {nz} non-zero)")
         elif isinstance(node, (ir.Conv1d, ir.Conv2d)):
             parts.append(f"weight {_range(node.weight)} (kernel {'x'.join(map(str, node.weight.shape))}, "
                          f"stride {node.stride}, padding {node.padding})")
@@ -76,6 +79,25 @@ def _param_lines(graph: ir.Graph) -> List[str]:
     return lines
 
 
+def _nonzero(w) -> int:
+    """Non-zero weights of a storage (stored zeros are no synapses)."""
+    return int(np.count_nonzero(np.asarray(w.to_dense())[w.stored_mask()]))
+
+
+def synapse_totals(graph: ir.Graph) -> tuple:
+    """``(stored, non-zero, weights)`` over the graph's Linear/Affine nodes: ``weights`` counts every entry of the
+    weight matrices, so ``1 - non-zero / weights`` is the connection sparsity ``snnc report`` computes (there on
+    the quantised weights, where a few more small weights may round to zero)."""
+    stored = nonzero = total = 0
+    for node in graph:
+        if isinstance(node, ir.Linear):
+            w = node.weight
+            stored += int(w.nnz)
+            nonzero += _nonzero(w)
+            total += int(w.shape[0]) * int(w.shape[1])
+    return stored, nonzero, total
+
+
 def inspect_text(path: str, dt: Optional[float] = None, reset: Optional[str] = None,
                  preset: Optional[str] = None) -> str:
     """The report ``snnc inspect`` prints (loads the file; raises ToolchainError on bad input)."""
@@ -88,7 +110,15 @@ def inspect_text(path: str, dt: Optional[float] = None, reset: Optional[str] = N
             f"reset: {md.get('reset')}, reset timing: {md.get('reset_timing')}, read with: {md.get('reader')}"
             + (f", NIR file version {md['nir_version']}" if md.get("nir_version") else ""),
             f"network: {layer_chain(graph)}", "", graph.summary(), "", "parameter ranges:", *_param_lines(graph)]
-    warn = md.get("warnings") or []
+    stored, nonzero, total = synapse_totals(graph)
+    if total:
+        head.insert(3, f"synapses of Linear/Affine nodes: {stored} stored, {nonzero} non-zero "
+                       f"(connection sparsity {1 - nonzero / total:.4f})")
+    warn = list(md.get("warnings") or [])
+    try:
+        check_graph(graph)
+    except ToolchainError as exc:
+        warn.append(f"will not compile: {exc}")
     head += ["", f"warnings ({len(warn)}):" if warn else "warnings: none", *[f"  - {w}" for w in warn]]
     return "\n".join(head)
 

@@ -20,6 +20,7 @@ _COMMAND_MODULES: List[str] = [
     "toolchain.cli.report",
     "toolchain.cli.demo",
     "toolchain.cli.simulate",
+    "toolchain.cli.fidelity",
 ]
 
 
@@ -37,11 +38,22 @@ def _load_commands() -> None:
         importlib.import_module(mod)
 
 
+def _os_message(exc: OSError) -> str:
+    """``Permission denied: 'out/x.npz'`` style text of an OSError (with both names of a failed rename)."""
+    what = exc.strerror or type(exc).__name__
+    names = [n for n in (exc.filename, getattr(exc, "filename2", None)) if n]
+    return f"{what}: " + " -> ".join(f"'{n}'" for n in names) if names else f"{what}: {exc}"
+
+
 def main(argv: Optional[List[str]] = None) -> int:
-    """Run the CLI; returns the exit status (0 success, 1 bad input, 2 usage error)."""
+    """Run the CLI; returns the exit status (0 success, 1 bad input, 2 usage error).
+
+    ``--debug`` may stand anywhere on the line (it is moved in front of the subcommand)."""
     _load_commands()
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
+    if debug:
+        args = ["--debug"] + [a for a in args if a != "--debug"]
     try:
         cli.main(args=args, prog_name="snnc", standalone_mode=False)
     except click.exceptions.Exit as exc:
@@ -50,16 +62,22 @@ def main(argv: Optional[List[str]] = None) -> int:
         exc.show()
         return exc.exit_code
     except click.exceptions.Abort:
-        click.echo("aborted", err=True)
-        return 1
-    except (ToolchainError, FileNotFoundError, IsADirectoryError, PermissionError) as exc:
-        if debug:
-            raise
-        msg = str(exc) if isinstance(exc, ToolchainError) else f"{exc.strerror}: '{exc.filename}'"
-        click.echo(f"error: {msg}", err=True)
+        click.echo("error: aborted (interrupted)", err=True)
         return 1
     except SystemExit as exc:  # commands that exit with a status (e.g. verify on a mismatch)
         return int(exc.code or 0) if not isinstance(exc.code, str) else 1
+    except (ToolchainError, OSError, MemoryError) as exc:
+        if debug:
+            raise
+        if isinstance(exc, ToolchainError):
+            msg = str(exc)
+        elif isinstance(exc, MemoryError):
+            msg = ("out of memory (the input needs more than this process may allocate; see the size limits in "
+                   "toolchain.limits, or raise the memory limit)")
+        else:
+            msg = _os_message(exc)
+        click.echo(f"error: {msg}", err=True)
+        return 1
     return 0
 
 

@@ -15,6 +15,9 @@ policy, work stopping at each sample's exit step), and writes the plot (default 
 """
 from __future__ import annotations
 
+import os
+import zipfile
+import zlib
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
 
@@ -30,12 +33,21 @@ __all__ = ["load_arrays", "default_steps", "report_text"]
 def load_arrays(data: str, labels: Optional[str]) -> Tuple[np.ndarray, Optional[np.ndarray]]:
     """Read ``X.npy`` (integer spikes) and ``Y.npy`` (class indices); errors name the file."""
     def _load(path: str) -> np.ndarray:
+        if os.path.isfile(path) and os.path.getsize(path) == 0:
+            raise InputError("is empty (0 bytes), not a numpy .npy array", file=path)
         try:
-            return np.load(path, allow_pickle=False)
-        except ValueError as exc:
-            raise InputError(f"not a numpy .npy array: {exc}", file=path) from exc
+            a = np.load(path, allow_pickle=False)
+        except (ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+            raise InputError(f"not a numpy .npy array: {exc}", file=path) from None
+        if not isinstance(a, np.ndarray):
+            a.close()
+            raise InputError("is an .npz archive; give one .npy array", file=path)
+        return a
 
     x = _load(data)
+    if x.ndim < 2 or x.shape[0] == 0 or x.shape[1] == 0:
+        raise InputError(f"expected (samples, time, ...) with at least one sample and one step, got shape "
+                         f"{x.shape}", file=data)
     if x.dtype != np.bool_ and not np.issubdtype(x.dtype, np.integer):
         if not np.issubdtype(x.dtype, np.floating) or not np.all(np.equal(np.mod(x, 1), 0)):
             raise InputError(f"expected integer spikes, got dtype {x.dtype} with non-integer values", file=data)
@@ -56,6 +68,12 @@ def load_arrays(data: str, labels: Optional[str]) -> Tuple[np.ndarray, Optional[
 def default_steps(program: Any, x: np.ndarray) -> int:
     """Input steps plus the compiled output latency (``metadata["output_latency_steps"]``, 0 when unknown)."""
     return int(x.shape[1]) + int(program.metadata.get("output_latency_steps", 0) or 0)
+
+
+def _check_steps(program: Any, x: np.ndarray, steps: int) -> None:
+    """At least one step, and records that fit in memory (before the simulator allocates them)."""
+    from ..limits import check_simulation_size
+    check_simulation_size(program, int(x.shape[0]), int(steps), record=True)
 
 
 def _check_classes(program: Any, y: np.ndarray, file: str) -> None:
@@ -89,6 +107,7 @@ def calibrate_cmd(build: str, data: str, labels: str, steps: Optional[int], eps:
     assert y is not None
     _check_classes(prog, y, labels)
     steps = default_steps(prog, x) if steps is None else int(steps)
+    _check_steps(prog, x, steps)
     res = simulate(prog, x, steps=steps)
     policy = co.calibrate(res.output, y, eps=eps, grid=grid, kind=kind, confidence_level=confidence_level)
     policy.calibration.update({"data": str(data), "steps_simulated": steps})
@@ -161,6 +180,12 @@ def report_cmd(build: str, data: Optional[str], labels: Optional[str], steps: Op
         if y is not None:
             _check_classes(prog, y, labels)
         steps = default_steps(prog, x) if steps is None else int(steps)
+        _check_steps(prog, x, steps)
+        if y is not None:  # the plot's folder, before the runs
+            out_plot = Path(plot_path) if plot_path else Path(build) / "cutoff_tradeoff.png"
+            if not out_plot.parent.is_dir() or not os.access(out_plot.parent, os.W_OK | os.X_OK):
+                raise ToolchainError(f"the folder '{out_plot.parent}' does not exist or is not writable",
+                                     file=str(out_plot), field="plot")
         try:
             tgt = load_target(prog.target)
         except ToolchainError:

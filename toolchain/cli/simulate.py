@@ -14,7 +14,11 @@ array per input port, keyed by port name. The logic lives in functions that take
 """
 from __future__ import annotations
 
+import os
+import sys
 import time
+import zipfile
+import zlib
 from pathlib import Path
 from typing import Dict, Optional, Tuple, Union
 
@@ -22,6 +26,7 @@ import click
 import numpy as np
 
 from ..errors import InputError, ToolchainError
+from ..limits import check_simulation_size
 from ..program import Program
 from ..sim.record import Mismatch, SimResult
 from .main import cli
@@ -38,14 +43,21 @@ def load_input(path: Union[str, Path], program: Program) -> InputLike:
     path = Path(path)
     if not path.exists():
         raise ToolchainError("no such file", file=str(path), field="input")
+    if path.is_dir():
+        raise ToolchainError("is a folder, not a .npy/.npz file", file=str(path), field="input")
+    if path.stat().st_size == 0:
+        raise InputError("is empty (0 bytes), not a numpy .npy/.npz array", file=str(path), field="input")
     try:
         if path.suffix == ".npz":
             with np.load(path, allow_pickle=False) as z:
                 data: InputLike = {k: z[k] for k in z.files}
         else:
             data = np.load(path, allow_pickle=False)
-    except (ValueError, OSError) as exc:
-        raise ToolchainError(f"cannot read as a numpy array: {exc}", file=str(path), field="input") from exc
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+        raise InputError(f"cannot read as a numpy array (truncated or another format?): {exc}", file=str(path),
+                         field="input") from None
+    if isinstance(data, dict) and not data:
+        raise InputError("the .npz archive holds no arrays", file=str(path), field="input")
 
     def add_batch(name: str, a: np.ndarray) -> np.ndarray:
         return a[None] if a.ndim == len(program.input_port(name).shape) + 1 else a
@@ -102,6 +114,70 @@ def _load_program(build: str) -> Program:
     return Program.load(build)
 
 
+def run_size(program: Program, x: InputLike, steps: Optional[int]) -> Tuple[int, int]:
+    """``(batch, steps)`` a run of ``x`` will have, from the arrays' shapes alone (nothing is allocated);
+    raises InputError for an empty batch or time axis or fewer than one step."""
+    arrays = x if isinstance(x, dict) else ({program.inputs[0].name: x} if len(program.inputs) == 1 else {})
+    batch, t_in = None, None
+    for p in program.inputs:
+        a = arrays.get(p.name)
+        if a is None or not hasattr(a, "shape"):
+            continue
+        if getattr(p, "kind", "spikes") == "bias" and a.ndim == 1 + len(p.shape):
+            batch = int(a.shape[0]) if batch is None else batch
+            continue
+        if a.ndim >= 2:
+            batch = int(a.shape[0]) if batch is None else batch
+            t_in = int(a.shape[1]) if t_in is None else t_in
+            if a.shape[0] == 0:
+                raise InputError(f"empty batch: shape {a.shape} holds no sample", node=p.name, field="input")
+            if a.shape[1] == 0:
+                raise InputError(f"empty time axis: shape {a.shape} holds no step", node=p.name, field="input")
+    if steps is not None and steps < 1:
+        raise InputError(f"--steps must be at least 1, got {steps}", field="steps")
+    if batch is not None and batch < 1:
+        raise InputError("empty batch: the input holds no sample", field="input")
+    n_steps = steps if steps is not None else t_in
+    if n_steps is None:
+        raise InputError("the input fixes no number of steps; give --steps T", field="steps")
+    return (batch if batch is not None else 1), int(n_steps)
+
+
+class _ProgressLog:
+    """An ``early_exit`` hook that stops no sample and writes a plain progress line to stderr every tenth of
+    the run (for logs; on a terminal the simulator draws its own bar)."""
+
+    def __init__(self, steps: int) -> None:
+        self.steps = steps
+        self.every = max(steps // 10, 1)
+        self.t0 = time.perf_counter()
+
+    def __call__(self, t: int, acc: np.ndarray) -> np.ndarray:
+        done = t + 1
+        if done % self.every == 0 or done == self.steps:
+            el = time.perf_counter() - self.t0
+            eta = el / done * (self.steps - done)
+            click.echo(f"simulate: step {done}/{self.steps} ({100 * done / self.steps:.0f}%), {el:.1f} s, "
+                       f"about {eta:.0f} s left", err=True)
+        return np.zeros(acc.shape[0], dtype=bool)
+
+
+def _check_output(output: str) -> None:
+    """Refuse an output path whose folder is missing or not writable, before any long run."""
+    out = Path(output)
+    parent = out.parent if str(out.parent) else Path(".")
+    if out.is_dir():
+        raise ToolchainError("is a folder; give a file name such as OUT.npz", file=str(out), field="output")
+    if not parent.is_dir():
+        raise ToolchainError(f"the folder '{parent}' does not exist", file=str(out), field="output")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ToolchainError(f"the folder '{parent}' is not writable", file=str(out), field="output")
+
+
+#: neuron-steps above which a run is "long" (as the reference simulator's own bar decides)
+LONG_RUN = 5e7
+
+
 @cli.command("simulate")
 @click.argument("build", type=click.Path(file_okay=False))
 @click.option("--input", "-i", "input_path", required=True, type=click.Path(dir_okay=False),
@@ -114,13 +190,20 @@ def _load_program(build: str) -> Program:
 def simulate_cmd(build: str, input_path: str, steps: Optional[int], backend: str, output: str,
                  record: bool, cutoff: bool) -> None:
     """Simulate the Program in BUILD on a backend and write the output spikes (and records) to OUTPUT."""
+    _check_output(output)
     program = _load_program(build)
     x = load_input(input_path, program)
+    batch, n_steps = run_size(program, x, steps)
+    check_simulation_size(program, batch, n_steps, record)
     t0 = time.perf_counter()
     if cutoff:
         from ..runtime.cutoff import simulate_with_cutoff
         res = simulate_with_cutoff(program, x, steps, backend, record)
         click.echo(f"cutoff: {res.steps_run.mean():.2f} steps per sample on average of {res.steps}")
+    elif backend == "reference" and not sys.stderr.isatty() and \
+            batch * n_steps * max(program.neuron_count, 1) > LONG_RUN:
+        from ..sim.reference import simulate
+        res = simulate(program, x, steps=steps, record=record, early_exit=_ProgressLog(n_steps))
     else:
         res = run_simulation(program, x, steps, backend, record)
     dt = time.perf_counter() - t0
@@ -145,14 +228,26 @@ def verify_cmd(build: str, input_path: Optional[str], n_random: Optional[int],
     program = _load_program(build)
     if input_path is not None:
         x = load_input(input_path, program)
+        batch, n_steps = run_size(program, x, steps)
     else:
         if steps is None:
             raise click.UsageError("--steps is required with --random")
-        x = random_input(program, n_random if n_random is not None else 1, steps, seed)
+        batch = n_random if n_random is not None else 1
+        if batch < 1:
+            raise InputError(f"--random must be at least 1, got {batch}", field="random")
+        n_steps = steps
+        if n_steps < 1:
+            raise InputError(f"--steps must be at least 1, got {n_steps}", field="steps")
+    check_simulation_size(program, batch, n_steps, record=True, backends=2)  # both records, every group
+    if input_path is None:
+        x = random_input(program, batch, n_steps, seed)
     t0 = time.perf_counter()
     mm, ref, lav = verify_program(program, x, steps)
     dt = time.perf_counter() - t0
     n_groups = len(ref.groups)
+    if ref.batch * ref.steps == 0 or n_groups == 0:  # nothing compared is no evidence
+        raise InputError(f"nothing was compared ({ref.batch} samples x {ref.steps} steps, {n_groups} groups)",
+                         field="steps")
     click.echo(f"compared {ref.batch} samples x {ref.steps} steps, {n_groups} groups (spikes, u, v) "
                f"in {dt:.1f} s")
     if mm is None:

@@ -63,19 +63,30 @@ class SimResult:
         """Write ``spikes`` (the output group's spikes, or its ``v`` for a readout), ``steps_run`` and, with
         ``record``, ``spikes/<group>``, ``u/<group>``, ``v/<group>`` of every recorded group.
 
-        Written to a temporary file and renamed, so a failure never leaves a partial file."""
+        Written to a temporary file and renamed, so a failure never leaves a partial file; errors name ``path``
+        (not the temporary file)."""
         import os
         from pathlib import Path
+
+        from ..errors import ToolchainError
         arrays = {"spikes": self.output, "steps_run": self.steps_run}
         if record:
             for kind in ("spikes", "u", "v"):
                 for g, a in getattr(self, kind).items():
                     arrays[f"{kind}/{g}"] = a
         path = Path(path)
-        tmp = path.with_name(path.name + ".tmp.npz")
+        parent = path.parent if str(path.parent) else Path(".")
+        if not parent.is_dir():
+            raise ToolchainError(f"the folder '{parent}' does not exist", file=str(path), field="output")
+        if path.is_dir():
+            raise ToolchainError("is a folder; give a file name such as OUT.npz", file=str(path), field="output")
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}.npz")
         try:
-            np.savez_compressed(tmp, **arrays)
-            os.replace(tmp, path)
+            try:
+                np.savez_compressed(tmp, **arrays)
+                os.replace(tmp, path)
+            except OSError as exc:
+                raise ToolchainError(f"cannot write: {exc.strerror or exc}", file=str(path), field="output") from None
         finally:
             if tmp.exists():
                 tmp.unlink()
@@ -93,8 +104,13 @@ class Mismatch:
     sample: int
     a: int
     b: int
+    #: True when ``field`` of ``group`` is recorded by only one side (``a``/``b``: 1 where recorded)
+    missing: bool = False
 
     def __str__(self) -> str:
+        if self.missing:
+            return (f"'{self.field}' of layer '{self.group}' is recorded by only one side "
+                    f"(first: {'yes' if self.a else 'no'}, second: {'yes' if self.b else 'no'})")
         if self.field == "steps_run":
             return f"steps_run of sample {self.sample}: {self.a} != {self.b}"
         return (f"layer '{self.group}', neuron {self.neuron}, step {self.step}, field '{self.field}', "
@@ -103,16 +119,18 @@ class Mismatch:
 
 def _ordered_groups(a: SimResult, b: SimResult) -> List[str]:
     order: List[str] = []
-    for g in list(a.groups) + list(b.groups) + list(a.spikes) + list(a.v):
+    for g in (list(a.groups) + list(b.groups) + list(a.spikes) + list(b.spikes) + list(a.u) + list(b.u)
+              + list(a.v) + list(b.v)):
         if g not in order:
             order.append(g)
     return order
 
 
 def first_mismatch(a: SimResult, b: SimResult, fields: Iterable[str] = FIELDS) -> Optional[Mismatch]:
-    """Compare every recorded spike, ``u`` and ``v`` present in both records (and the output, and
-    ``steps_run``); return the mismatch at the earliest step (ties: program order of groups, then u, v,
-    spikes, then neuron, then sample), or None when they are bit-identical."""
+    """Compare every recorded spike, ``u`` and ``v`` (and the output, and ``steps_run``); return the mismatch at
+    the earliest step (ties: program order of groups, then u, v, spikes, then neuron, then sample), or None when
+    they are bit-identical. A group/field recorded by one side only is a mismatch (``missing=True``, reported
+    first): what one backend did not record was not shown to agree."""
     if a.output.shape != b.output.shape:
         raise ValueError(f"records have different shapes: {a.output.shape} vs {b.output.shape}")
     sr = np.flatnonzero(np.asarray(a.steps_run) != np.asarray(b.steps_run))
@@ -123,10 +141,15 @@ def first_mismatch(a: SimResult, b: SimResult, fields: Iterable[str] = FIELDS) -
     best_key = None
     fields = tuple(fields)
     groups = _ordered_groups(a, b)
+    for g in groups:
+        for f in fields:
+            da, db = getattr(a, f), getattr(b, f)
+            if (g in da) != (g in db):
+                return Mismatch(g, -1, -1, f, -1, int(g in da), int(g in db), missing=True)
     for gi, g in enumerate(groups):
         for fi, f in enumerate(fields):
             da, db = getattr(a, f), getattr(b, f)
-            if g not in da or g not in db:
+            if g not in da:
                 continue
             xa, xb = np.asarray(da[g]), np.asarray(db[g])
             if xa.shape != xb.shape:
