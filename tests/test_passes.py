@@ -201,8 +201,10 @@ def test_fold_affine_bias_into_neuron():
     c = Graph([Input("in", shape=(4,)), Affine("w", weight=RNG.normal(size=(3, 4)), bias=[0.5, -0.2, 0.1]),
                CubaLIF("c", shape=(3,), tau_syn=2e-3, tau_mem=0.01, v_threshold=0.4), Output("out", shape=(3,))],
               [("in", "w"), ("w", "c"), ("c", "out")], dt=DT)
-    with pytest.warns(UserWarning, match="steady state"):
-        hc = fold_affine_bias_into_neuron(c)
+    kept = fold_affine_bias_into_neuron(c)  # default: CubaLIF keeps its Affine (quantise maps it into the current)
+    assert isinstance(kept["w"], Affine) and np.all(kept["c"].v_leak == 0)
+    with pytest.warns(UserWarning, match="phase shift persists"):
+        hc = fold_affine_bias_into_neuron(c, cuba=True)
     assert hc.metadata["notes"] and np.any(hc["c"].v_leak != 0)
     i = Graph([Input("in", shape=(4,)), Affine("w", weight=RNG.normal(size=(3, 4)), bias=[0.5, -0.2, 0.1]),
                IF("if", shape=(3,), v_threshold=1.0), Output("out", shape=(3,))],

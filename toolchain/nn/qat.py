@@ -107,7 +107,8 @@ class QuantisationAware(nn.Module):
         with warnings.catch_warnings():
             if self._compiles:  # the compiler's notes were shown on the first compile
                 warnings.simplefilter("ignore")
-            prog = compile_graph(graph, self.target, **self.compile_options)
+            # the surrogates below model a CubaLIF bias folded into the voltage bias: compile it that way
+            prog = compile_graph(graph, self.target, **{"cuba_bias": "fold", **self.compile_options})
         self.program = prog
         self._plan = I._plan(prog)
         self._fingerprint = self._current_fingerprint()

@@ -190,27 +190,29 @@ def _bypass_edges(edges: List[Edge], name: str) -> List[Edge]:
 
 
 # ----------------------------------------------------------------------------------------- bias folding
-def fold_affine_bias_into_neuron(graph: Graph) -> Graph:
-    """Move the bias of each Affine that feeds exactly one LIF/LI/CubaLIF/CubaLI into that neuron's ``v_leak``
-    (a constant input b adds r·b, or r·w_in·b through a synaptic current, to the leak target); the Affine becomes a
-    Linear. For CubaLIF/CubaLI this is exact in steady state only (the float model filters the bias through
-    tau_syn, the folded one does not) and the pass warns. IF and Integrator keep their Affine: their constant input
-    becomes the neuron's bias current in the quantise step."""
+def fold_affine_bias_into_neuron(graph: Graph, cuba: bool = False) -> Graph:
+    """Move the bias of each Affine that feeds exactly one LIF/LI into that neuron's ``v_leak`` (a constant input b
+    adds r·b to the leak target: exact); the Affine becomes a Linear. CubaLIF/CubaLI keep their Affine (the
+    quantise step carries the bias into the synaptic current exactly) unless ``cuba=True``: then r·w_in·b goes
+    into ``v_leak``, which is *not* the float model (that filters the bias through tau_syn, so the first spikes
+    move and the phase shift persists) and the pass warns. IF and Integrator keep their Affine: their constant
+    input becomes the neuron's bias current in the quantise step."""
     nodes = graph.nodes
     notes = list(graph.metadata.get("notes", []))
+    kinds = (LIF, LI, CubaLIF, CubaLI) if cuba else (LIF, LI)
     for name, node in graph.nodes.items():
         if not isinstance(node, Affine) or not np.any(node.bias != 0):
             continue
         succ = graph.successors(name)
-        if len(succ) != 1 or not isinstance(nodes[succ[0]], (LIF, LI, CubaLIF, CubaLI)):
+        if len(succ) != 1 or not isinstance(nodes[succ[0]], kinds):
             continue
         pop = nodes[succ[0]]
         b = np.asarray(node.bias, dtype=np.float64)
         if isinstance(pop, (CubaLIF, CubaLI)):
             extra = pop.r * pop.w_in * b
-            msg = (f"bias of '{name}' folded into v_leak of {pop.kind} '{pop.name}' (r*w_in*b): exact in steady "
-                   f"state; the first ~{float(np.max(pop.tau_syn)) / graph.dt:.1f} steps differ from the float "
-                   f"model, which filters the bias through tau_syn")
+            msg = (f"bias of '{name}' folded into v_leak of {pop.kind} '{pop.name}' (r*w_in*b): the float model "
+                   f"filters the bias through tau_syn (~{float(np.max(pop.tau_syn)) / graph.dt:.1f} steps), so the "
+                   f"first spikes move and the phase shift persists for the whole run")
             warnings.warn(msg, stacklevel=2)
             notes.append(msg)
         else:

@@ -47,7 +47,12 @@ from ..program import InputPort, NeuronGroup, Program, SynapseGroup
 from ..targets import TargetSpec
 from . import storage_ops as so
 
-__all__ = ["quantise", "QuantOptions", "stored_values", "with_values"]
+__all__ = ["quantise", "QuantOptions", "stored_values", "with_values", "BIAS_GROUP", "CUBA_BIAS_MODES"]
+
+#: Name of the always-on group (one neuron that spikes at every step) whose synapses carry CubaLIF biases into the
+#: synaptic current (``QuantOptions.cuba_bias = "current"``).
+BIAS_GROUP = "_bias_on"
+CUBA_BIAS_MODES = ("current", "fold")
 
 
 @dataclass(frozen=True)
@@ -62,7 +67,11 @@ class QuantOptions:
     group has few synapses. ``align_bias``: start every biased group at the voltage that hides its bias until its
     input arrives (``latency_steps`` steps, one per synapse layer), so that the compiled group runs the float
     model delayed by its latency instead of integrating the bias alone first (default True; see
-    :func:`toolchain.fixedpoint.bias_onset_voltage`).
+    :func:`toolchain.fixedpoint.bias_onset_voltage`). ``cuba_bias``: how the bias of an Affine feeding a
+    CubaLIF/CubaLI reaches the neuron: ``"current"`` (default, exact) through synapses from an always-on group
+    (:data:`BIAS_GROUP`) into the synaptic current, as the float model filters it through ``tau_syn``;
+    ``"fold"`` into the voltage bias (``r·w_in·b·dt/tau_mem`` per step), which saves the synapses but changes
+    the neuron's trajectory: its first spike comes earlier and the phase shift is never undone.
     """
 
     vth_max: int = 2 ** 14
@@ -71,6 +80,7 @@ class QuantOptions:
     reset: Optional[str] = None
     search_vth: bool = True
     align_bias: bool = True
+    cuba_bias: str = "current"
 
 
 # ------------------------------------------------------------------------------------ storage helpers
@@ -391,6 +401,14 @@ def quantise(graph: Graph, target: TargetSpec, options: Optional[QuantOptions] =
         lat[p] = max(ff) if opts.equalise_latency else min(ff)
 
     models = {p: _model(graph[p], dt, opts, target) for p in pops}
+    if opts.cuba_bias not in CUBA_BIAS_MODES:
+        raise QuantisationError(f"cuba_bias must be one of {CUBA_BIAS_MODES}, got {opts.cuba_bias!r}",
+                                field="cuba_bias")
+    bias_chains = _cuba_bias_chains(graph, pops, into, opts, dt, warn)
+    if bias_chains:
+        lat[BIAS_GROUP] = 0
+        for ch in bias_chains:
+            into[ch.dst].append(ch)
     groups: Dict[str, NeuronGroup] = {}
     synapses: List[SynapseGroup] = []
     qrep_g: Dict[str, Dict[str, Any]] = {}
@@ -410,8 +428,9 @@ def quantise(graph: Graph, target: TargetSpec, options: Optional[QuantOptions] =
             rows = _stored_rows(ch.node.weight)
             xs.append(vals * unit[rows])
         bias_aff = np.zeros(n)
+        carried = any(ch.src == BIAS_GROUP for ch in into[p])  # Affine biases go through the current instead
         for ch in into[p]:
-            if isinstance(ch.node, Affine):
+            if isinstance(ch.node, Affine) and not carried:
                 bias_aff = bias_aff + np.asarray(ch.node.bias, dtype=np.float64)
         bias_unit = 64.0 * (m.bias_v + m.c_bias * bias_aff) / m.theta  # integer bias per unit vth
         bounds: List[Tuple[float, str]] = [(float(opts.vth_max if m.spiking else target.vth_max), "vth_max")]
@@ -439,6 +458,13 @@ def quantise(graph: Graph, target: TargetSpec, options: Optional[QuantOptions] =
                             f"{beta_u * floor:.3g} > {target.u_max} and wrap around (24-bit u); the worst case is "
                             f"not guaranteed")
             bounds.append((max(cap, floor), "u headroom"))
+        beta_v = _v_neg_bound_per_unit(m, xs, into[p], bias_unit, target) if m.spiking else 0.0
+        if beta_v > 0:
+            # v must not saturate below: every inhibitory input spiking every step, against the bias (v above the
+            # threshold resets, so only the negative side can run away); like u, never below vth = 64
+            cap = 0.98 * target.v_max / beta_v
+            floor = min(64.0, min(b for b, _ in bounds))
+            bounds.append((max(cap, floor), "v headroom"))
         if not m.spiking:
             beta = _v_bound_per_unit(m, xs, into[p], bias_unit, opts, target)
             if beta > 0:
@@ -452,17 +478,28 @@ def quantise(graph: Graph, target: TargetSpec, options: Optional[QuantOptions] =
                                         f"have to be {vth_f:.3g} < 1; scale the layer's weights down (or its "
                                         f"threshold up)", node=p, field="v_threshold")
             if opts.search_vth:
-                vth = _search_vth(vth, xs, bias_unit, target)
+                vth = _search_vth(vth, [x for ch, x in zip(into[p], xs) if ch.src != BIAS_GROUP], bias_unit,
+                                  target)
             q = float(vth)
         else:
             q = vth_f
             vth = target.vth_max
         S = 64.0 * q / m.theta
         v_scale[p] = float(S[0]) if np.all(S == S[0]) else S.tolist()
-        wqs = [_quantise_values(x * q, target) for x in xs]
-        per_group_w[p] = list(zip(into[p], wqs))
+        per_group_w[p] = []
+        frac = np.zeros(n)  # a_in per step the current-bias synapses cannot carry (|frac| <= 1/2)
+        for ch, x in zip(into[p], xs):
+            if ch.src == BIAS_GROUP:
+                entries, f = _bias_synapses(ch, x * q, target)
+                per_group_w[p] += entries
+                frac += f
+            else:
+                per_group_w[p].append((ch, _quantise_values(x * q, target)))
+        wqs = [wq for _, wq in per_group_w[p]]
         du, dv, dinfo = _decays(node, m, target, warn)
-        B = bias_unit * q
+        # the sub-unit remainder of a current bias goes into the voltage bias at its steady-state value
+        # (u gains 64 f per step and keeps (4095 - du)/4096 of itself: it settles at 64 f 4096/(du + 1))
+        B = bias_unit * q + 64.0 * frac * target.decay_unity / (du + 1.0)
         bm, be, breal = _bias_split(B, target)
         bscale = float(np.max(np.abs(B))) if n else 0.0
         if bscale > 0 and np.any(np.abs(breal - B) > 0.5 * 2 ** target.bias_exp_max + 1e-9):
@@ -470,7 +507,16 @@ def quantise(graph: Graph, target: TargetSpec, options: Optional[QuantOptions] =
         v_init, onset = _bias_onset(p, node.kind, dv, vth, bm, be, lat[p], m.reset_mode, m.spiking, opts, warn)
         groups[p] = NeuronGroup(p, tuple(shapes.get(p, node.shape)), du, dv, np.full(n, vth), bm, be,
                                 reset_mode=m.reset_mode, spiking=m.spiking, source=p, v_init=v_init)
-        u_bound, v_bound = _bounds(wqs, into[p], du, dv, breal, target, opts)
+        u_bound, v_bound = _bounds(wqs, [ch for ch, _ in per_group_w[p]], du, dv, breal, target, opts)
+        if m.spiking:
+            # above the threshold v resets: it reaches at most vth << 6 plus one step's u and bias; below, the
+            # inhibitory worst case (beta_v per unit of vth)
+            v_bound = max(beta_v * q, 64.0 * vth + u_bound + float(np.max(np.abs(breal))) if n else 0.0)
+            if v_bound > target.v_max:
+                warn.append(f"{node.kind} '{p}': negative v headroom ({_headroom(target.v_max, v_bound):.2f} bits): "
+                            f"with every inhibitory input spiking at once v could reach -{v_bound:.3g}, beyond the "
+                            f"24-bit limit {target.v_max}, and saturate there (the float model does not), so the "
+                            f"neuron would recover from inhibition sooner")
         qrep_g[p] = {
             "kind": node.kind, "neurons": n, "spiking": m.spiking, "reset_mode": m.reset_mode, "vth": int(vth),
             "vth_limited_by": why if (m.spiking and vth_f < opts.vth_max) or not m.spiking else "vth_max",
@@ -480,6 +526,8 @@ def quantise(graph: Graph, target: TargetSpec, options: Optional[QuantOptions] =
             "u_bound": u_bound, "v_bound": v_bound,
             "headroom_u_bits": _headroom(target.u_max, u_bound), "headroom_v_bits": _headroom(target.v_max, v_bound),
             "latency_steps": lat[p], **onset,
+            "cuba_bias": ("current" if carried else "fold" if isinstance(node, (CubaLIF, CubaLI))
+                          and np.any(bias_aff != 0) else None),
         }
         if not m.spiking and v_bound is not None and v_bound > target.vth_max * 64:
             warn.append(f"readout '{p}': worst-case |v| {v_bound:.3g} exceeds vth << 6; it could spike or saturate")
@@ -491,6 +539,8 @@ def quantise(graph: Graph, target: TargetSpec, options: Optional[QuantOptions] =
             # feed-forward: align with the deepest path (equalise_latency) or only the Delay nodes' steps;
             # recurrent: the float graph's one-step delay minus the compiled populations' lag difference
             base = (lat[p] - lat[ch.src] - 1) if (opts.equalise_latency or ch.graph_delay) else 0
+            if ch.src == BIAS_GROUP:  # the bias reaches u at the compiled step of float step 0
+                base = lat[p] - 1
             rows, cols = _stored_rows(w), _stored_cols(w)
             s = base + ch.graph_delay + ch.src_delay[cols] + ch.dst_delay[rows]
             if ch.graph_delay and np.any(s < 0):
@@ -523,6 +573,11 @@ def quantise(graph: Graph, target: TargetSpec, options: Optional[QuantOptions] =
     if len(preds) != 1 or not isinstance(graph[preds[0]], _Population):
         raise GraphError("the Output must be fed by exactly one population", node=outs[0], field="edges")
     out_group = preds[0]
+    if bias_chains:
+        groups = {BIAS_GROUP: always_on_group(target), **groups}
+        qrep_g[BIAS_GROUP] = {"kind": "always-on", "neurons": 1, "spiking": True, "reset_mode": "zero",
+                              "vth": 1, "latency_steps": 0,
+                              "feeds": sorted({ch.dst for ch in bias_chains})}
     ports = [InputPort(i, tuple(shapes.get(i, graph[i].shape))) for i in inputs]
     for msg in warn:
         warnings.warn(msg, stacklevel=2)
@@ -535,6 +590,68 @@ def quantise(graph: Graph, target: TargetSpec, options: Optional[QuantOptions] =
     prog = Program(groups, synapses, ports, out_group, target=target.name, dt=dt,
                    quant_report={"groups": qrep_g, "synapses": qrep_s, "warnings": list(warn)}, metadata=meta)
     return prog
+
+
+def always_on_group(target: TargetSpec) -> NeuronGroup:
+    """One neuron that spikes at every step from step 0: u stays 0 (no input), the bias ``1 << 7 = 128`` exceeds
+    ``vth << 6 = 64`` at every step and the zero reset forgets v (dv = 4095 as well)."""
+    return NeuronGroup(BIAS_GROUP, (1,), du=target.decay_max, dv=target.decay_max, vth=1, bias_mant=1,
+                       bias_exp=min(7, target.bias_exp_max), reset_mode="zero", spiking=True, source=BIAS_GROUP)
+
+
+def _cuba_bias_chains(graph: Graph, pops: List[str], into: Dict[str, List[_Chain]], opts: QuantOptions, dt: float,
+                      warn: List[str]) -> List[_Chain]:
+    """Pseudo synapse nodes (one column: the summed Affine bias) from :data:`BIAS_GROUP` to every CubaLIF/CubaLI fed
+    by a biased Affine (``cuba_bias="current"``); with ``"fold"`` only the warning that the fold is inexact."""
+    out: List[_Chain] = []
+    for p in pops:
+        node = graph[p]
+        if not isinstance(node, (CubaLIF, CubaLI)):
+            continue
+        affs = [ch for ch in into[p] if isinstance(ch.node, Affine) and np.any(ch.node.bias != 0)]
+        if not affs:
+            continue
+        if opts.cuba_bias == "fold":
+            steps = float(np.max(node.tau_syn)) / dt
+            warn.append(f"{node.kind} '{p}': the bias of {', '.join(repr(c.name) for c in affs)} is folded into the "
+                        f"voltage bias (cuba_bias='fold'); the float model filters it through tau_syn "
+                        f"(~{steps:.1f} steps), so the neuron's first spikes come at other steps and, since a reset "
+                        f"does not undo a phase shift, its spike times can differ for the whole run; "
+                        f"cuba_bias='current' maps the bias exactly")
+            continue
+        b = np.sum([np.asarray(c.node.bias, dtype=np.float64) for c in affs], axis=0)
+        name = f"{p}.bias"
+        out.append(_Chain(name, Linear(name, weight=Dense(b.reshape(-1, 1))), BIAS_GROUP, p, 0,
+                          np.zeros(1, np.int64), np.zeros(node.size, np.int64)))
+    return out
+
+
+def _bias_synapses(ch: _Chain, a: np.ndarray, target: TargetSpec) -> Tuple[List[Tuple[_Chain, _WQ]], np.ndarray]:
+    """Synapse groups from :data:`BIAS_GROUP` that add the integer part of ``a`` (a_in per step, per neuron) to the
+    current exactly: one mixed-sign group with exponent >= 1 for the bulk (when some |a| exceeds 255) and
+    exponent-0 excitatory / inhibitory groups (any integer in [-255, 255]) for the rest; every group's shift is
+    then exact for the single always-on spike. Returns the groups and the remainder ``a - realised`` (|.| <= 1/2
+    unless the bias exceeds the 8-bit range at the largest exponent)."""
+    a_int = np.rint(a)
+    out: List[Tuple[_Chain, _WQ]] = []
+    real = np.zeros_like(a)
+    scale = float(np.max(np.abs(a))) if a.size else 0.0
+    if scale > 255.5:
+        hi = _quantise_values(a_int, target)  # exponent >= 1 here: a single spike's shift is exact
+        out.append((ch, hi))
+        real = real + hi.values * 2.0 ** hi.exp
+    rem = np.clip(a_int - real, -255, 255)
+    for mode, part in (("excitatory", np.maximum(rem, 0)), ("inhibitory", np.minimum(rem, 0))):
+        if not np.any(part):
+            continue
+        name = f"{ch.name}_{'pos' if mode == 'excitatory' else 'neg'}"
+        out.append((_Chain(name, Linear(name, weight=ch.node.weight), ch.src, ch.dst, 0, ch.src_delay,
+                           ch.dst_delay), _WQ(part.astype(np.int64), 0, mode, 0.0, 0.0)))
+        real = real + part
+    err = np.abs(a - real) / (scale or 1.0)
+    for _, wq in out:
+        wq.rel_err_max, wq.rel_err_rms = float(err.max()), float(np.sqrt(np.mean(err ** 2)))
+    return out, a - real
 
 
 def _bias_onset(name: str, kind: str, dv: np.ndarray, vth: int, bm: np.ndarray, be: np.ndarray,
@@ -635,6 +752,27 @@ def _u_bound_per_unit(m: _Model, xs: List[np.ndarray], chains: List[_Chain], n: 
     if m.ratio_u is not None:
         u = u / np.maximum(m.ratio_u, 1.0 / target.decay_unity)
     return float(u.max()) if n else 0.0
+
+
+def _v_neg_bound_per_unit(m: _Model, xs: List[np.ndarray], chains: List[_Chain], bias_unit: np.ndarray,
+                          target: TargetSpec) -> float:
+    """Worst-case -v (integer units) per unit of vth for a spiking group: every inhibitory input spiking every
+    step, less the always-on bias (voltage bias, and the current bias synapses at their steady state); 0 for a
+    group without leak (IF), whose float model is unbounded as well."""
+    n = bias_unit.size
+    neg, on = np.zeros(n), np.zeros(n)
+    for ch, x in zip(chains, xs):
+        rows = _stored_rows(ch.node.weight)
+        if ch.src == BIAS_GROUP:
+            on += np.bincount(rows, weights=x, minlength=n)
+        else:
+            neg += np.bincount(rows, weights=np.maximum(-x, 0), minlength=n)
+    gain = 64.0 if m.ratio_u is None else 64.0 / np.maximum(m.ratio_u, 1.0 / target.decay_unity)
+    per_step = np.maximum(neg * gain - on * gain - bias_unit, 0.0)
+    ok = m.ratio_v > 0
+    if not np.any(ok):
+        return 0.0
+    return float(np.max(per_step[ok] / m.ratio_v[ok]))
 
 
 def _v_bound_per_unit(m: _Model, xs: List[np.ndarray], chains: List[_Chain], bias_unit: np.ndarray,

@@ -1,0 +1,204 @@
+"""Conversion fidelity (issue 12): the exact CubaLIF bias, v headroom, and ``snnc fidelity`` / ``toolchain.fidelity``."""
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from toolchain.cli.main import main
+from toolchain.compile import compile_graph
+from toolchain.fidelity import EFFECTS, compare_spikes, effect_graph, fidelity, format_fidelity, normalised_graph
+from toolchain.ir import LIF, Affine, CubaLIF, Dense, Graph, Input, Output
+from toolchain.nir_io import export
+from toolchain.passes.quantise import BIAS_GROUP
+from toolchain.sim.float import simulate_float
+from toolchain.sim.reference import simulate
+from toolchain.testing import rng
+
+DT = 1e-3
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "nir-paper"
+
+
+def _cuba_net(bias_scale: float = 1.0, seed: int = 0) -> Graph:
+    """4 inputs -> Affine with a bias -> 6 CubaLIF (slow synapse) -> Output."""
+    r = rng(seed)
+    w = r.normal(0.0, 0.6, (6, 4))
+    b = bias_scale * np.array([0.9, -0.4, 0.5, 0.0, 1.3, -1.0])
+    return Graph([Input("in", shape=(4,)), Affine("fc", weight=w, bias=b),
+                  CubaLIF("c", shape=(6,), tau_syn=7e-3, tau_mem=5e-3, r=1.0, w_in=1.0, v_threshold=0.25),
+                  Output("out", shape=(6,))], [("in", "fc"), ("fc", "c"), ("c", "out")], dt=DT)
+
+
+def _quiet(fn, *a, **kw):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return fn(*a, **kw)
+
+
+def _v_error(prog, g, x) -> float:
+    """Largest |v_int / S - v_float| over all steps, in thresholds (no spike may have happened before)."""
+    fr = simulate_float(g, x.astype(float), record=True)
+    L = prog.metadata["latency_steps"]["c"]
+    xi = np.concatenate([x, np.zeros((x.shape[0], L, x.shape[2]), x.dtype)], axis=1)
+    r = simulate(prog, xi, record=True)
+    S = np.asarray(prog.metadata["v_scale"]["c"])
+    vi = r.v["c"][:, L:].astype(float) / S
+    return float(np.max(np.abs(vi - fr.states["c"]["v"]))) / 0.25
+
+
+def test_cuba_bias_reaches_the_current_exactly():
+    g = _cuba_net(bias_scale=0.05)  # small: no neuron reaches the threshold, so v can be compared at every step
+    x = np.zeros((1, 60, 4), np.int32)
+    prog = _quiet(compile_graph, g, "loihi2", partition=False)
+    assert BIAS_GROUP in prog.groups and prog.quant_report["groups"]["c"]["cuba_bias"] == "current"
+    on = prog.groups[BIAS_GROUP]
+    syn = [s for s in prog.synapses if s.src == BIAS_GROUP]
+    assert syn and all(s.dst == "c" and s.delay == prog.metadata["latency_steps"]["c"] - 1 for s in syn)
+    # only the sub-unit remainder of each bias (|f| <= 1/2 a_in) is left for the voltage bias, at its steady state
+    c = prog.groups["c"]
+    rest = np.abs(c.bias_mant.astype(np.int64) << c.bias_exp)
+    assert np.all(rest <= 32 * 4096 / (c.du.astype(np.int64) + 1) + 1) and rest.max() > 0
+    r = simulate(prog, np.zeros((1, 10, 4), np.int32), record=True)
+    assert r.spikes[BIAS_GROUP].all() and on.size == 1  # the always-on neuron spikes at every step
+    err_current = _v_error(prog, g, x)
+    folded = _quiet(compile_graph, g, "loihi2", partition=False, cuba_bias="fold")
+    assert BIAS_GROUP not in folded.groups and folded.quant_report["groups"]["c"]["cuba_bias"] == "fold"
+    err_fold = _v_error(folded, g, x)
+    assert err_current < 3e-3, err_current       # the integer v follows the float v (rounding only)
+    assert err_fold > 20 * err_current and err_fold > 0.02, (err_fold, err_current)  # the fold does not
+
+
+def test_cuba_bias_with_input_matches_the_float_model_spike_for_spike():
+    g = _cuba_net(bias_scale=1.0, seed=3)
+    rep = _quiet(fidelity, g, random=6, steps=200, rate=0.3, seed=1)
+    assert rep.layers["c"].spikes_ref > 100
+    # bias handling costs nothing: the float model with the realised bias is the float model
+    assert rep.attribution["bias"]["c"].agreement >= 0.999
+    assert rep.attribution["integer_vs_all"]["c"].agreement >= 0.995
+    fold = _quiet(fidelity, g, random=6, steps=200, rate=0.3, seed=1, cuba_bias="fold")
+    assert fold.attribution["bias"]["c"].agreement < rep.attribution["bias"]["c"].agreement - 0.005
+
+
+def test_fold_warns_that_the_shift_persists():
+    with pytest.warns(UserWarning, match="phase shift is never undone|can differ for the whole run"):
+        compile_graph(_cuba_net(), "loihi2", partition=False, cuba_bias="fold")
+    with pytest.raises(Exception, match="cuba_bias"):
+        _quiet(compile_graph, _cuba_net(), "loihi2", partition=False, cuba_bias="leak")
+
+
+def test_negative_v_headroom_is_a_warning_naming_the_group():
+    # a leak target 5000 thresholds below zero: v would settle far beyond the 24-bit range even at vth = 64
+    g = Graph([Input("in", shape=(2,)), Affine("fc", weight=np.ones((3, 2)), bias=np.zeros(3)),
+               LIF("deep", shape=(3,), tau=1.0, v_leak=-5000.0, v_threshold=1.0), Output("out", shape=(3,))],
+              [("in", "fc"), ("fc", "deep"), ("deep", "out")], dt=DT)
+    with pytest.warns(UserWarning, match=r"LIF 'deep': negative v headroom \(-"):
+        prog = compile_graph(g, "loihi2", partition=False)
+    assert prog.quant_report["groups"]["deep"]["headroom_v_bits"] < 0
+    # and where the headroom allows, the threshold comes down instead of v saturating
+    g2 = Graph([Input("in", shape=(2,)), Affine("fc", weight=np.ones((3, 2)), bias=np.zeros(3)),
+                LIF("ok", shape=(3,), tau=0.1, v_leak=-50.0, v_threshold=1.0), Output("out", shape=(3,))],
+               [("in", "fc"), ("fc", "ok"), ("ok", "out")], dt=DT)
+    p2 = _quiet(compile_graph, g2, "loihi2", partition=False)
+    q = p2.quant_report["groups"]["ok"]
+    assert q["vth_limited_by"] == "v headroom" and q["headroom_v_bits"] >= 0
+    r = simulate(p2, np.zeros((1, 400, 2), np.int32), record=True)
+    assert np.abs(r.v["ok"].astype(np.int64)).max() < 2 ** 23 - 1  # never saturates
+
+
+def test_compare_spikes_figures():
+    a = np.zeros((2, 5, 3))
+    b = a.copy()
+    a[0, 1, 0] = a[1, 3, 2] = a[1, 4, 2] = 1
+    b[0, 1, 0] = b[1, 4, 2] = 1
+    b[1, 2, 1] = 1
+    f = compare_spikes(a, b)
+    assert f.agreement == pytest.approx(1 - 2 / 30) and f.first_divergence == 2
+    assert f.spikes_ref == 3 and f.spikes_other == 3 and f.argmax_agreement == 0.5
+    same = compare_spikes(a, a)
+    assert same.agreement == 1.0 and same.first_divergence is None and same.count_corr == pytest.approx(1.0)
+
+
+def test_effect_graph_switches_one_cause_at_a_time():
+    g = _cuba_net(seed=5)
+    prog = _quiet(compile_graph, g, "loihi2", partition=False)
+    gn = normalised_graph(g)
+    x = (rng(2).random((3, 80, 4)) < 0.3).astype(float)
+    base = simulate_float(gn, x).output
+    w = effect_graph(gn, prog, ["weights"])
+    assert not np.array_equal(w["fc"].weight.to_dense(), gn["fc"].weight.to_dense())
+    assert np.allclose(w["fc"].weight.to_dense(), gn["fc"].weight.to_dense(), rtol=0.02, atol=0.01)
+    d = effect_graph(gn, prog, ["decays"])
+    assert d["c"].tau_syn[0] != gn["c"].tau_syn[0] and d["fc"] == gn["fc"]
+    # decays keep the input gain: dt/tau_syn * w_in and dt/tau_mem * r are unchanged
+    np.testing.assert_allclose(DT / d["c"].tau_syn * d["c"].w_in, DT / gn["c"].tau_syn * gn["c"].w_in)
+    np.testing.assert_allclose(DT / d["c"].tau_mem * d["c"].r, DT / gn["c"].tau_mem * gn["c"].r)
+    assert np.array_equal(simulate_float(effect_graph(gn, prog, []), x).output, base)
+    with pytest.raises(Exception, match="unknown effect"):
+        effect_graph(gn, prog, ["colour"])
+    assert set(EFFECTS) == {"weights", "decays", "bias", "reset"}
+
+
+@pytest.mark.skipif(not DATA.is_dir(), reason="../shared/data/nir-paper not present")
+def test_braille_bias_zero_loses_no_more_than_its_weights():
+    rep = _quiet(fidelity, str(DATA / "braille_noDelay_bias_zero.nir"), dt=1e-4, reset="zero", random=12,
+                 steps=200, rate=0.3, seed=0)
+    assert all(v == 0 for v in rep.saturation.values()), rep.saturation  # the hidden layer used to saturate
+    out = rep.layers["lif2"].agreement
+    ceiling = rep.attribution["weights"]["lif2"].agreement
+    assert out >= ceiling - 0.01, (out, ceiling)
+    assert rep.attribution["integer_vs_all"]["lif2"].agreement >= 0.98
+    assert rep.attribution["bias"]["lif2"].agreement >= 0.995
+
+
+def test_cli_fidelity_on_a_file_and_a_build(tmp_path, capsys):
+    g = _cuba_net(seed=1)
+    f = tmp_path / "net.nir"
+    export(g, f)
+    out_json = tmp_path / "fid.json"
+    assert main(["fidelity", str(f), "--dt", "1e-3", "--random", "3", "--steps", "40", "--json", str(out_json)]) == 0
+    text = capsys.readouterr().out
+    assert "agreement" in text and "attribution" in text and "integer vs all" in text
+    doc = json.loads(out_json.read_text())
+    assert set(doc["layers"]) == {"c"} and set(doc["attribution"]) >= set(EFFECTS) | {"all", "integer_vs_all"}
+    prog = _quiet(compile_graph, g, "loihi2")
+    prog.metadata["file"] = "net.nir"
+    build = tmp_path / "build"
+    prog.save(build)
+    x = (rng(0).random((2, 30, 4)) < 0.3).astype(np.int32)
+    np.save(tmp_path / "x.npy", x)
+    assert main(["fidelity", str(build), "--input", str(tmp_path / "x.npy"), "--no-attribution"]) == 0
+    assert "2 sample(s) x 30 steps" in capsys.readouterr().out
+
+
+def test_cli_fidelity_bad_input_is_one_error_line(tmp_path, capsys):
+    g = _cuba_net()
+    f = tmp_path / "net.nir"
+    export(g, f)
+    assert main(["fidelity", str(tmp_path / "missing.nir"), "--random", "2"]) == 1
+    assert main(["fidelity", str(f), "--dt", "1e-3", "--input", str(tmp_path / "none.npy")]) == 1
+    np.save(tmp_path / "bad.npy", np.zeros((2, 10, 5), np.int32))
+    assert main(["fidelity", str(f), "--dt", "1e-3", "--input", str(tmp_path / "bad.npy")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 3 and all(line.startswith("error: ") for line in err)
+    assert "none.npy" in err[1] and "(batch, time, 4)" in err[2]
+
+
+@pytest.mark.skipif(not DATA.is_dir(), reason="../shared/data/nir-paper not present")
+@pytest.mark.parametrize("name", ["braille_noDelay_bias_zero.nir", "braille_noDelay_noBias_subtract.nir",
+                                  "braille_noDelay_bias_zero_subgraph.nir", "lif_norse.nir",
+                                  pytest.param("cnn_sinabs.nir", marks=pytest.mark.slow)])
+def test_cli_fidelity_on_every_nir_paper_graph(name, capsys):
+    reset = "subtract" if "subtract" in name else "zero"
+    assert main(["fidelity", str(DATA / name), "--dt", "1e-4", "--reset", reset, "--random", "2", "--steps",
+                 "40"]) == 0
+    text = capsys.readouterr().out
+    assert "float source vs integer program" in text and "integer vs all" in text
+
+
+def test_format_lists_every_layer():
+    rep = _quiet(fidelity, _cuba_net(), random=2, steps=20)
+    txt = format_fidelity(rep)
+    assert "c " in txt and "weights" in txt and "decays" in txt
