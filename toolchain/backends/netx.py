@@ -73,7 +73,7 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Tuple, Union
+from typing import Any, List, Optional, Tuple, Union
 
 import numpy as np
 
@@ -82,7 +82,8 @@ from ..errors import ToolchainError
 from ..program import NeuronGroup, Program, SynapseGroup
 
 __all__ = ["export_netx", "check_netx", "netx_dense_weights", "netx_optimize_weight_bits", "lava_sign_mode",
-           "netx_chain", "NETX_EXTRA_DELAY", "NetxWeights"]
+           "netx_chain", "netx_network_args", "flatten_perm", "compile_for_netx", "NETX_EXTRA_DELAY", "NetxWeights",
+           "NetxLayer", "ChainLink"]
 
 #: Steps netx adds between the Program's input and its groups with the layout written here: none (no input
 #: neuron layer). Spikes of group k at step t in the Program are spikes of netx layer k at step t.
@@ -210,11 +211,23 @@ def netx_dense_weights(weight: np.ndarray) -> NetxWeights:
     return NetxWeights(used, -scale_bits, num_weight_bits, sign, exact, reason)
 
 
-def netx_chain(program: Program) -> List[Tuple[SynapseGroup, NeuronGroup]]:
-    """The Program as a netx chain: ``[(synapse into g0, g0), (synapse into g1, g1), ...]`` ending at the output.
+@dataclass
+class ChainLink:
+    """One netx layer of a Program: the group, the synapse groups into it from the previous layer (``ff``, one
+    per delay) and its self-recurrent synapse groups (``rec``)."""
 
-    Raises :class:`ToolchainError` naming the port, group or synapse and the field when the Program is not a
-    single feed-forward chain from one binary input port (see the module docstring).
+    group: NeuronGroup
+    ff: List[SynapseGroup]
+    rec: List[SynapseGroup]
+
+
+def netx_chain(program: Program) -> List[ChainLink]:
+    """The Program as a netx chain of layers ``input -> g0 -> g1 -> ... -> output``.
+
+    The input is one spike port (binary) feeding ``g0``, or one bias port whose target is ``g0`` (netx's input
+    layer with neurons). Between consecutive groups any number of synapse groups (different delays) is allowed;
+    a group may have self-recurrent synapse groups (netx's ``dense_rec``). Raises :class:`ToolchainError` naming
+    the port, group or synapse and the field otherwise.
     """
     if len(program.inputs) != 1:
         raise ToolchainError(f"netx networks have one input; the program has {len(program.inputs)} input ports",
@@ -225,69 +238,68 @@ def netx_chain(program: Program) -> List[Tuple[SynapseGroup, NeuronGroup]]:
                              "file (netx takes the input's message bits from Network(input_message_bits=...))",
                              node=port.name, field="num_message_bits")
     for s in program.synapses:
-        if s.recurrent or s.src == s.dst:
-            raise ToolchainError("recurrent synapses are not supported by the netx export (dense chain only)",
-                                 node=s.name, field="recurrent")
-    chain: List[Tuple[SynapseGroup, NeuronGroup]] = []
-    src = port.name
+        if s.recurrent and s.src != s.dst:
+            raise ToolchainError("recurrent synapses between different groups cannot be held by netx (only a "
+                                 "layer's own recurrent matrix, dense_rec)", node=s.name, field="recurrent")
+    chain: List[ChainLink] = []
     seen = set()
+    if port.kind == "bias":
+        first = program.groups[port.target]
+        ins = [s for s in program.synapses_into(first.name) if s.src != first.name]
+        if ins:
+            raise ToolchainError("a group fed through its bias (netx's input layer) cannot also receive synapses",
+                                 node=first.name, field="synapses")
+        rec = [s for s in program.synapses_into(first.name) if s.src == first.name]
+        if rec:
+            raise ToolchainError("netx's input layer has no recurrent synapses", node=rec[0].name, field="recurrent")
+        chain.append(ChainLink(first, [], []))
+        seen.add(first.name)
+        src = first.name
+    else:
+        src = port.name
     while True:
-        outs = program.synapses_from(src)
+        outs = [s for s in program.synapses_from(src) if s.dst != src]
         if not outs:
             break
-        if len(outs) > 1:
-            raise ToolchainError(f"'{src}' projects to {len(outs)} groups ({', '.join(s.dst for s in outs)}); "
-                                 "netx layers form a single chain (no fan-out or skip connections)",
-                                 node=src, field="synapses")
-        syn = outs[0]
-        ins = program.synapses_into(syn.dst)
-        if len(ins) > 1:
-            raise ToolchainError(f"group receives {len(ins)} synapse groups "
-                                 f"({', '.join(s.name for s in ins)}); netx layers have one input each "
-                                 "(no skip connections)", node=syn.dst, field="synapses")
-        if syn.dst in seen:  # pragma: no cover - cycles are recurrent synapses, refused above
-            raise ToolchainError("cycle in the synapse graph", node=syn.dst, field="synapses")
-        seen.add(syn.dst)
-        chain.append((syn, program.groups[syn.dst]))
-        src = syn.dst
-    if not chain:
+        dsts = sorted({s.dst for s in outs})
+        if len(dsts) > 1:
+            raise ToolchainError(f"'{src}' projects to {len(dsts)} groups ({', '.join(dsts)}); netx layers form a "
+                                 "single chain (no fan-out or skip connections)", node=src, field="synapses")
+        dst = dsts[0]
+        ins = [s for s in program.synapses_into(dst) if s.src != dst]
+        other = [s for s in ins if s.src != src]
+        if other:
+            raise ToolchainError(f"group receives synapses from '{other[0].src}' besides '{src}'; netx layers have "
+                                 "one input each (no skip connections)", node=dst, field="synapses")
+        if dst in seen:  # pragma: no cover - cycles other than self-loops are refused above
+            raise ToolchainError("cycle in the synapse graph", node=dst, field="synapses")
+        seen.add(dst)
+        chain.append(ChainLink(program.groups[dst], ins, [s for s in program.synapses_into(dst) if s.src == dst]))
+        src = dst
+    if not chain or (port.kind != "bias" and len(chain) == 0):
         raise ToolchainError("the input port feeds no neuron group", node=port.name, field="synapses")
-    if chain[-1][1].name != program.output:
-        raise ToolchainError(f"the chain from the input ends at '{chain[-1][1].name}', not at the output "
-                             f"'{program.output}'", node=chain[-1][1].name, field="output")
+    if chain[-1].group.name != program.output:
+        raise ToolchainError(f"the chain from the input ends at '{chain[-1].group.name}', not at the output "
+                             f"'{program.output}'", node=chain[-1].group.name, field="output")
     missing = [g for g in program.groups if g not in seen]
     if missing:
         raise ToolchainError(f"group is not on the chain input -> ... -> output "
-                             f"({' -> '.join([port.name] + [g.name for _, g in chain])}); netx cannot hold it",
+                             f"({' -> '.join([port.name] + [c.group.name for c in chain])}); netx cannot hold it",
                              node=missing[0], field="groups")
     return chain
 
 
-def _file_weights(syn: SynapseGroup) -> np.ndarray:
-    """The integer matrix to write for one synapse group: Lava's effective weights with ``weight_exp`` folded
-    in, checked to pass netx's rescaling unchanged."""
-    w = fx.lava_weights(syn.weight.to_dense(), syn.num_weight_bits, syn.sign_mode).astype(np.int64)
+def _folded(syn: SynapseGroup, w: np.ndarray) -> np.ndarray:
+    """Lava's effective weights ``w`` (int64) with the synapse's ``weight_exp`` folded in (netx has no exponent)."""
     e = syn.weight_exp
     if e >= 0:
-        wf = w << e
-    else:
-        k = -e
-        if np.any(w % (1 << k)):
-            raise ToolchainError(f"weight_exp {e} cannot be folded into the weights (netx has no weight exponent "
-                                 f"field): floor(sum / 2^{k}) is not a per-weight sum unless every weight is a "
-                                 f"multiple of 2^{k}", node=syn.name, field="weight_exp")
-        wf = w >> k
-    nx = netx_dense_weights(wf)
-    if not nx.exact:
-        hint = ""
-        if e > 0:
-            need = int(np.ceil(np.log2(max(float(np.abs(wf).max()) / 254.0, 1.0))))
-            hint = (f" (weight_exp {e} is folded into the weights because netx files carry no weight exponent; "
-                    f"compile with a vth_max about 2^{max(need, 1)} times smaller: the compiler scales weights "
-                    "with the threshold)")
-        raise ToolchainError(f"netx would not reproduce these weights: {nx.reason}{hint}", node=syn.name,
-                             field="weight")
-    return wf.astype(np.int32)
+        return w << e
+    k = -e
+    if np.any(w % (1 << k)):
+        raise ToolchainError(f"weight_exp {e} cannot be folded into the weights (netx has no weight exponent "
+                             f"field): floor(sum / 2^{k}) is not a per-weight sum unless every weight is a "
+                             f"multiple of 2^{k}", node=syn.name, field="weight_exp")
+    return w >> k
 
 
 def _file_bias(group: NeuronGroup) -> np.ndarray:
@@ -303,28 +315,200 @@ def _file_bias(group: NeuronGroup) -> np.ndarray:
     return (eff // step).astype(np.int32)
 
 
-def _neuron_field(values: np.ndarray) -> np.ndarray:
+def _neuron_field(values: np.ndarray, shape: Tuple[int, ...] = ()) -> np.ndarray:
+    """A scalar when every neuron shares the value, else one value per neuron in the layer's netx shape."""
     v = np.asarray(values).astype(np.int32)
-    return np.array(v[0], np.int32) if v.size and np.all(v == v[0]) else v
+    if v.size and np.all(v == v[0]):
+        return np.array(v[0], np.int32)
+    return v.reshape(shape) if shape and len(shape) > 1 else v
 
 
 def _check_group(group: NeuronGroup) -> None:
     if group.reset_mode != "zero":
         raise ToolchainError(f"reset_mode '{group.reset_mode}': netx's CUBA neuron is Lava's LIF, which resets "
-                             "v to zero", node=group.name, field="reset_mode")
+                             "v to zero (compile with --reset zero)", node=group.name, field="reset_mode")
     if np.any(group.v_init):
         raise ToolchainError("a netx file cannot set an initial voltage (the group starts below zero to hide its "
                              "bias until its input arrives); compile with align_bias=False (snnc compile "
-                             "--no-align-bias) to export it", node=group.name, field="v_init")
+                             "--no-align-bias), or use compile_for_netx, to export it", node=group.name,
+                             field="v_init")
 
 
-def _netx_layers(program: Program) -> List[Tuple[NeuronGroup, np.ndarray, np.ndarray, int]]:
-    """Every check, and per layer ``(group, file weights, file bias, delay)``."""
-    layers = []
-    for syn, group in netx_chain(program):
-        _check_group(group)
-        layers.append((group, _file_weights(syn), _file_bias(group), int(syn.delay)))
-    return layers
+@dataclass
+class NetxLayer:
+    """One ``/layer/<k>`` entry to write: ``kind`` input | conv | flatten | dense | dense_rec; ``group`` (None for
+    flatten and for an input layer without neurons); ``shape`` in netx order (W, H, C) or (n,); the file's
+    ``weight``/``weight_rec``/``bias``/``delay`` (already folded and checked) and conv geometry in ``extra``."""
+
+    kind: str
+    shape: Tuple[int, ...]
+    group: "NeuronGroup | None" = None
+    weight: "np.ndarray | None" = None
+    weight_rec: "np.ndarray | None" = None
+    bias: "np.ndarray | None" = None
+    delay: "np.ndarray | None" = None
+    extra: "dict | None" = None
+
+
+def _is_grid(shape: Tuple[int, ...]) -> bool:
+    return len(shape) == 3
+
+
+def _reset_schedule(chain: List[ChainLink]) -> Tuple[int, int]:
+    """The ``(reset_interval, reset_offset)`` to pass to ``netx.hdf5.Network`` so that the k-th layer gets the
+    Program's reset (lava-dl gives layer k the offset ``reset_offset + 1 + k``); (0, 0) when no group resets."""
+    groups = [c.group for c in chain]
+    ri = {g.reset_interval for g in groups}
+    if ri == {0}:
+        return 0, 0
+    if len(ri) != 1:
+        raise ToolchainError(f"groups reset with different intervals {sorted(ri)}; netx has one reset_interval",
+                             node=groups[0].name, field="reset_interval")
+    interval = ri.pop()
+    base = (groups[0].reset_offset - 1) % interval
+    for k, g in enumerate(groups):
+        if g.reset_offset != (base + 1 + k) % interval:
+            raise ToolchainError(f"reset_offset {g.reset_offset} is not lava-dl's reset_offset + 1 + {k} "
+                                 f"(= {(base + 1 + k) % interval})", node=g.name, field="reset_offset")
+    return interval, base
+
+
+def _dense_file(link: ChainLink, n_in: int) -> Tuple[np.ndarray, "np.ndarray | None"]:
+    """The merged file matrix (weight_exp folded) and its per-synapse delays (None when all are 0)."""
+    n_out = link.group.size
+    w = np.zeros((n_out, n_in), np.int64)
+    d = np.zeros((n_out, n_in), np.int64)
+    taken = np.zeros((n_out, n_in), bool)
+    for syn in link.ff:
+        if syn.weight.shape[1] != n_in:  # pragma: no cover - Program checks shapes
+            raise ToolchainError("weight shape does not match the previous layer", node=syn.name, field="weight")
+        mask = syn.weight.stored_mask()
+        if np.any(taken & mask):
+            raise ToolchainError("two synapse groups store the same synapse; netx has one weight and one delay per "
+                                 "synapse", node=syn.name, field="weight")
+        eff = fx.lava_weights(syn.weight.to_dense(), syn.num_weight_bits, syn.sign_mode).astype(np.int64)
+        w += np.where(mask, _folded(syn, eff), 0)
+        d[mask] = syn.delay
+        taken |= mask
+    return w, (d if np.any(d) else None)
+
+
+def _rec_file(link: ChainLink) -> Tuple[np.ndarray, "np.ndarray | None"]:
+    n = link.group.size
+    return _dense_file(ChainLink(link.group, link.rec, []), n)
+
+
+def _exact_or_raise(m: np.ndarray, name: str, fld: str, syns: List[SynapseGroup]) -> NetxWeights:
+    nx = netx_dense_weights(m)
+    if not nx.exact:
+        e = max((s.weight_exp for s in syns), default=0)
+        hint = ""
+        if e > 0:
+            need = int(np.ceil(np.log2(max(float(np.abs(m).max()) / 254.0, 1.0))))
+            hint = (f" (weight_exp {e} is folded into the weights because netx files carry no weight exponent; "
+                    f"compile with a vth_max about 2^{max(need, 1)} times smaller, or with "
+                    "toolchain.backends.netx.compile_for_netx / snnc compile --netx, which chooses it)")
+        raise ToolchainError(f"netx would not reproduce these weights: {nx.reason}{hint}", node=name, field=fld)
+    return nx
+
+
+def _conv_layer(link: ChainLink, prev_shape: Tuple[int, ...]) -> NetxLayer:
+    from ..ir.storage import Conv
+    if len(link.ff) != 1 or link.rec:
+        raise ToolchainError("a convolution layer takes exactly one synapse group without delay or recurrence",
+                             node=link.group.name, field="synapses")
+    syn = link.ff[0]
+    w = syn.weight
+    assert isinstance(w, Conv)
+    if syn.delay:
+        raise ToolchainError("netx conv layers have no synaptic delay", node=syn.name, field="delay")
+    if tuple(w.in_shape) != tuple(prev_shape) and int(np.prod(prev_shape)) != int(np.prod(w.in_shape)):
+        raise ToolchainError(f"convolves a {w.in_shape} grid, the previous layer is {prev_shape}", node=syn.name,
+                             field="weight")
+    k = _folded(syn, fx.lava_weights(w.kernel, syn.num_weight_bits, syn.sign_mode).astype(np.int64))
+    if k.min(initial=0) < -256 or k.max(initial=0) > 255:
+        raise ToolchainError(f"kernel values [{k.min()}, {k.max()}] after folding weight_exp {syn.weight_exp} "
+                             "leave Loihi's 9-bit signed weights", node=syn.name, field="weight")
+    if np.abs(k).reshape(k.shape[0], -1).sum(axis=1).max(initial=0) >= 2 ** 23:
+        raise ToolchainError("kernel sums could reach Lava Conv's 24-bit output clamp", node=syn.name, field="weight")
+    g = link.group
+    _check_group(g)
+    bias = _file_bias(g).reshape(w.out_shape)
+    per_channel = bias.reshape(-1, w.out_shape[2])
+    bias_out = per_channel[0] if np.all(per_channel == per_channel[0]) else bias
+    return NetxLayer("conv", tuple(w.out_shape), g, weight=k.astype(np.int32),
+                     bias=bias_out if np.any(bias_out) else None,
+                     extra={"stride": w.stride, "padding": w.padding, "dilation": w.dilation, "groups": w.groups,
+                            "in_shape": w.in_shape})
+
+
+def _netx_layers(program: Program) -> Tuple[List[NetxLayer], Tuple[int, int]]:
+    """Every check, and the layers to write; plus ``(reset_interval, reset_offset)`` for ``Network``."""
+    from ..ir.storage import Conv
+    chain = netx_chain(program)
+    schedule = _reset_schedule(chain)
+    port = program.inputs[0]
+    layers: List[NetxLayer] = []
+    if port.kind == "bias":
+        g = chain[0].group
+        _check_group(g)
+        if np.any(g.bias_mant):
+            raise ToolchainError("netx's input layer takes its bias from the input (the reader ignores a stored "
+                                 "one); this group has a bias of its own", node=g.name, field="bias_mant")
+        shape = tuple(port.shape) if len(port.shape) in (1, 3) else (g.size,)
+        layers.append(NetxLayer("input", shape, g))
+        prev_shape, links = shape, chain[1:]
+    else:
+        first = chain[0].ff
+        conv_first = len(first) == 1 and isinstance(first[0].weight, Conv)
+        shape = tuple(first[0].weight.in_shape) if conv_first else (port.size,)
+        layers.append(NetxLayer("input", shape))
+        prev_shape, links = shape, chain
+    for link in links:
+        g = link.group
+        if any(isinstance(s.weight, Conv) for s in link.ff):
+            lay = _conv_layer(link, prev_shape)
+            layers.append(lay)
+            prev_shape = lay.shape
+            continue
+        _check_group(g)
+        n_in = int(np.prod(prev_shape))
+        wff, dff = _dense_file(link, n_in)
+        if _is_grid(prev_shape):  # netx flattens a grid in (C, H, W) order: permute our (W, H, C) columns
+            layers.append(NetxLayer("flatten", (n_in,)))
+            perm = flatten_perm(prev_shape)
+            wf = np.zeros_like(wff)
+            wf[:, perm] = wff
+            wff = wf
+            if dff is not None:
+                df = np.zeros_like(dff)
+                df[:, perm] = dff
+                dff = df
+        lay = NetxLayer("dense", (g.size,), g, weight=None, bias=_file_bias(g), delay=dff)
+        if link.rec:
+            wrec, drec = _rec_file(link)
+            nx = _exact_or_raise(np.hstack([wff, wrec]), link.rec[0].name, "weight", link.ff + link.rec)
+            if dff is not None or drec is not None:
+                same = dff is not None and drec is not None and dff.shape == drec.shape and np.array_equal(dff, drec)
+                if not same or nx.weight_exp != 0:
+                    raise ToolchainError("a delayed recurrent layer: lava-dl 0.6.0 gives its dense_rec DelayDense "
+                                         "pair the feed-forward delay matrix and no weight exponent, so only equal "
+                                         "delays with unscaled weights are exact", node=link.rec[0].name,
+                                         field="delay")
+            lay.kind, lay.weight, lay.weight_rec = "dense_rec", wff.astype(np.int32), wrec.astype(np.int32)
+        else:
+            _exact_or_raise(wff, link.ff[0].name if link.ff else g.name, "weight", link.ff)
+            lay.weight = wff.astype(np.int32)
+        layers.append(lay)
+        prev_shape = (g.size,)
+    return layers, schedule
+
+
+def flatten_perm(shape: Tuple[int, int, int]) -> np.ndarray:
+    """For each neuron of a (W, H, C) grid in the Program's order, its index in netx's (C, H, W) flattening."""
+    w, h, c = shape
+    x, y, ch = np.unravel_index(np.arange(w * h * c), (w, h, c))
+    return (ch * h + y) * w + x
 
 
 def _check_path(path: Path) -> Path:
@@ -351,11 +535,13 @@ def export_netx(program: Program, path: Union[str, os.PathLike]) -> Path:
     Everything is checked before anything is written; the file is written to a temporary sibling and renamed
     into place, so an error never leaves a partial file (an existing file at ``path`` is replaced only on
     success). Raises :class:`ToolchainError` naming the group or synapse and the field that netx cannot hold.
+    The file's root attributes ``reset_interval``/``reset_offset`` say what to pass to ``netx.hdf5.Network``
+    (lava-dl's reader ignores them; :mod:`toolchain.backends.deploy` writes them into the run script).
     """
     import h5py
 
     path = Path(path)
-    layers = _netx_layers(program)
+    layers, (interval, offset) = _netx_layers(program)
     parent = _check_path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent)
     os.close(fd)
@@ -365,28 +551,45 @@ def export_netx(program: Program, path: Union[str, os.PathLike]) -> Path:
             f.attrs["target"] = program.target
             f.attrs["dt"] = float(program.dt)
             f.attrs["input"] = program.inputs[0].name
-            f.attrs["groups"] = [lay[0].name for lay in layers]
+            f.attrs["input_kind"] = program.inputs[0].kind
+            f.attrs["groups"] = [lay.group.name for lay in layers if lay.group is not None]
+            f.attrs["reset_interval"] = int(interval)
+            f.attrs["reset_offset"] = int(offset)
             top = f.create_group("layer")
-            inp = top.create_group("0")
-            inp.create_dataset("type", (1,), "S10", [b"input"])
-            inp.create_dataset("shape", data=np.asarray(program.inputs[0].shape, np.int64))
-            for k, (group, wf, bias, delay) in enumerate(layers, start=1):
-                lay = top.create_group(str(k))
-                lay.attrs["group"] = group.name
-                lay.create_dataset("type", (1,), "S10", [b"dense"])
-                lay.create_dataset("shape", data=np.asarray([group.size], np.int64))
-                lay.create_dataset("weight", data=wf)
-                if np.any(bias):
-                    lay.create_dataset("bias", data=bias)
-                if delay:  # netx then builds a DelayDense with this delay on every synapse
-                    lay.create_dataset("delay", data=np.int64(delay))
-                neu = lay.create_group("neuron")
-                neu.create_dataset("type", (1,), "S10", [b"CUBA"])
-                neu.create_dataset("iDecay", data=_neuron_field(group.du.astype(np.int64) + 1))
-                neu.create_dataset("vDecay", data=_neuron_field(group.dv))
-                neu.create_dataset("vThMant", data=_neuron_field(group.vth))
-                neu.create_dataset("refDelay", data=np.int32(1))
-                neu.create_dataset("gradedSpike", data=False)
+            for k, lay in enumerate(layers):
+                h = top.create_group(str(k))
+                h.create_dataset("type", (1,), "S10", [lay.kind.encode()])
+                h.create_dataset("shape", data=np.asarray(lay.shape[::-1], np.int64))  # netx reverses it
+                if lay.group is not None:
+                    h.attrs["group"] = lay.group.name
+                if lay.kind == "conv":
+                    e = lay.extra or {}
+                    h.create_dataset("weight", data=lay.weight.astype(np.float32))
+                    for key in ("stride", "padding", "dilation"):  # (H, W): netx reverses to (x, y)
+                        h.create_dataset(key, data=np.asarray(e[key], np.int64))
+                    h.create_dataset("groups", data=np.int64(e["groups"]))
+                    h.create_dataset("inChannels", data=np.int64(e["in_shape"][2]))
+                    h.create_dataset("outChannels", data=np.int64(lay.shape[2]))
+                    h.create_dataset("kernelSize", data=np.asarray(lay.weight.shape[2:], np.int64))
+                elif lay.kind in ("dense", "dense_rec"):
+                    h.create_dataset("weight", data=lay.weight)
+                    if lay.weight_rec is not None:
+                        h.create_dataset("weight_rec", data=lay.weight_rec)
+                    if lay.delay is not None:  # netx builds a DelayDense with these per-synapse delays
+                        d = lay.delay
+                        h.create_dataset("delay", data=np.int64(d.flat[0]) if np.all(d == d.flat[0]) else d)
+                if lay.bias is not None and np.any(lay.bias):
+                    h.create_dataset("bias", data=np.asarray(lay.bias, np.float32))
+                if lay.group is not None:
+                    g = lay.group
+                    shp = lay.shape
+                    neu = h.create_group("neuron")
+                    neu.create_dataset("type", (1,), "S10", [b"CUBA"])
+                    neu.create_dataset("iDecay", data=_neuron_field(g.du.astype(np.int64) + 1, shp))
+                    neu.create_dataset("vDecay", data=_neuron_field(g.dv, shp))
+                    neu.create_dataset("vThMant", data=_neuron_field(g.vth, shp))
+                    neu.create_dataset("refDelay", data=np.int32(1))
+                    neu.create_dataset("gradedSpike", data=False)
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -395,3 +598,81 @@ def export_netx(program: Program, path: Union[str, os.PathLike]) -> Path:
             pass
         raise
     return path
+
+
+def netx_network_args(program: Program) -> dict:
+    """The arguments to pass to ``lava.lib.dl.netx.hdf5.Network`` besides ``net_config`` so that it computes
+    ``program``: ``{"reset_interval": R or None, "reset_offset": o}`` (checked like :func:`export_netx`)."""
+    _, (interval, offset) = _netx_layers(program)
+    return {"reset_interval": interval or None, "reset_offset": offset}
+
+
+def round_biases_for_netx(program: Program) -> Tuple[Program, List[str]]:
+    """netx fixes ``bias_exp = 6``: give every group whose effective bias is not a multiple of 64 the nearest one
+    (``bias_mant = round(bias / 64)``, clipped to 13 bits, ``bias_exp = 6``). Returns the new Program (a copy;
+    the input is unchanged) and one line per changed group with the largest change relative to the threshold."""
+    import dataclasses
+    changes: List[str] = []
+    groups = []
+    for g in program.groups.values():
+        eff = fx.effective_bias(g.bias_mant, g.bias_exp).astype(np.int64)
+        if not np.any(eff % (1 << NETX_BIAS_EXP)):
+            groups.append(g)
+            continue
+        mant = np.clip(np.round(eff / float(1 << NETX_BIAS_EXP)), -4096, 4095).astype(np.int64)
+        err = np.abs((mant << NETX_BIAS_EXP) - eff)
+        thr = np.maximum(fx.effective_threshold(g.vth), 1)
+        changes.append(f"group '{g.name}': biases rounded to multiples of 64 (netx fixes bias_exp = 6); largest "
+                       f"change {int(err.max())} = {float((err / thr).max()):.2%} of the threshold")
+        groups.append(dataclasses.replace(g, bias_mant=mant, bias_exp=NETX_BIAS_EXP))
+    if not changes:
+        return program, changes
+    out = Program(groups, program.synapses, program.inputs, program.output, target=program.target, dt=program.dt,
+                  placement=program.placement, report=dict(program.report), quant_report=program.quant_report,
+                  metadata=dict(program.metadata))
+    return out, changes
+
+
+def compile_for_netx(graph: Any, target: Any = "loihi2", dt: Optional[float] = None, reset: Optional[str] = None,
+                     **options: Any) -> Program:
+    """:func:`toolchain.compile.compile_graph` with the representation a netx file can hold, instead of refusing.
+
+    netx has no weight exponent, no initial voltage and a fixed bias exponent, so: ``align_bias`` is turned off
+    (unless given), ``vth_max`` is halved from the requested value (default 2^14) until every layer's weights
+    fold into netx's range with ``weight_exp <= 0`` (the compiler scales weights with the threshold), and
+    biases are rounded to multiples of 64 (:func:`round_biases_for_netx`). What was changed is listed in
+    ``program.metadata["netx_changes"]`` (and printed by ``snnc compile --netx``); the returned Program is what
+    the file computes, bit for bit. Errors other than weight range (e.g. subtractive reset, recurrence between
+    groups) are raised as :func:`export_netx` would.
+    """
+    from ..compile import compile_graph
+    from ..passes.partition import partition as place
+    from ..targets import load_target
+    changes: List[str] = []
+    opts = dict(options)
+    if "align_bias" not in opts:
+        opts["align_bias"] = False
+        changes.append("align_bias off: netx cannot set initial voltages, so biased groups integrate their bias "
+                       "from step 0, not from their input's arrival")
+    requested = int(opts.pop("vth_max", 2 ** 14))
+    vth = requested
+    while True:
+        prog = compile_graph(graph, target, dt=dt, reset=reset, vth_max=vth, **opts)
+        prog, bias_changes = round_biases_for_netx(prog)
+        try:
+            _netx_layers(prog)
+            break
+        except ToolchainError as exc:
+            if exc.field in ("weight", "weight_exp") and vth > 2:
+                vth //= 2
+                continue
+            raise
+    if vth != requested:
+        changes.append(f"vth_max {requested} -> {vth}: netx files have no weight exponent, so weights and "
+                       "thresholds were scaled until every layer's weights fit netx's 8-bit range")
+    changes += bias_changes
+    if bias_changes and prog.placement is not None:
+        prog = place(prog, load_target(target))
+    prog.metadata["netx_changes"] = changes
+    prog.metadata.setdefault("compile_options", {})["vth_max"] = vth
+    return prog

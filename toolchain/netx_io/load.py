@@ -54,7 +54,8 @@ from ..errors import ToolchainError
 from ..ir.storage import Conv, Csr, Dense, conv_output_hw
 from ..program import InputPort, NeuronGroup, Program, SynapseGroup
 
-__all__ = ["load_netx", "NetxImportError", "NETX_SUFFIXES", "is_netx_file", "NETX_UNSUPPORTED"]
+__all__ = ["load_netx", "NetxImportError", "NETX_SUFFIXES", "is_netx_file", "NETX_UNSUPPORTED", "format_netx_layers",
+           "netx_inspect_text"]
 
 NETX_SUFFIXES = (".net",)
 
@@ -204,13 +205,6 @@ def _neuron(r: _Reader, lay: Any, i: int, name: str, shape: Tuple[int, ...], bia
                        reset_interval=ri, reset_offset=(r.reset_offset + 1 + k) if ri else 0)
 
 
-def _flatten_perm(shape: Tuple[int, int, int]) -> np.ndarray:
-    """For each neuron of a (W, H, C) group in our order, its index in netx's flattened (C, H, W) order."""
-    w, h, c = shape
-    x, y, ch = np.unravel_index(np.arange(w * h * c), (w, h, c))
-    return (ch * h + y) * w + x
-
-
 def _delay_matrix(r: _Reader, delay: np.ndarray, n_out: int, n_in: int, i: int) -> np.ndarray:
     """netx's delay forms (``hdf5.py`` ``create_dense``): scalar, per output neuron, per input, or per synapse;
     clamped to [0, 62] with a warning as netx does."""
@@ -320,7 +314,7 @@ def load_netx(path: Union[str, os.PathLike], reset_interval: Optional[int] = Non
 def _build(r: _Reader, layers: Any, input_message_bits: int, sparse_fc_layer: bool) -> None:
     """Follow ``Network._create`` layer by layer."""
     import h5py
-    from ..backends.netx import netx_optimize_weight_bits
+    from ..backends.netx import flatten_perm, netx_optimize_weight_bits
     prev: Optional[_Layer] = None          # the last layer built (a group)
     in_shape: Optional[Tuple[int, ...]] = None
     flatten_next = False
@@ -421,7 +415,7 @@ def _build(r: _Reader, layers: Any, input_message_bits: int, sparse_fc_layer: bo
                 if not flatten_next:
                     raise r.err(f"a dense layer after the {src_shape} grid of '{prev.name}' needs a flatten layer "
                                 "in between", i, "type")
-                w = w[:, _flatten_perm(src_shape)]
+                w = w[:, flatten_perm(src_shape)]
             elif len(src_shape) > 1:  # the input port is fed flat in netx's (C, H, W) order: keep it flat
                 r.inputs[-1] = InputPort("input", (n_in,), input_message_bits)
             flatten_next = False
@@ -488,3 +482,47 @@ def _spike_port(r: _Reader, shape: Tuple[int, ...], input_message_bits: int) -> 
     if not r.inputs:
         r.inputs.append(InputPort("input", tuple(shape), input_message_bits))
     return r.inputs[0].name
+
+
+def format_netx_layers(program: Program) -> str:
+    """The netx file's layers as read: type, group, shape, neurons, synapses, weight exponent/bits, delays."""
+    rows = [("layer", "type", "group", "shape", "neurons", "synapses", "w exp/bits", "delay")]
+    for d in program.metadata.get("netx", {}).get("layers", []):
+        wb = (f"{d['weight_exp']}/{d['num_weight_bits']}" if "weight_exp" in d
+              else "0/9 (conv)" if d["type"] == "conv" else "-")
+        rows.append((str(d["layer"]), d["type"], d["group"], "x".join(map(str, d["shape"])), str(d["neurons"]),
+                     str(d["synapses"]), wb, "-" if not d.get("delay") else "{}..{}".format(*d["delay"])))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def netx_inspect_text(path: Union[str, os.PathLike], reset_interval: Optional[int] = None) -> str:
+    """What ``snnc inspect`` prints for a netx file: the chain, the layer table, neuron parameter ranges per
+    group, the input and the reader's notes."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        prog = load_netx(path, reset_interval=reset_interval)
+    port = prog.inputs[0]
+    inp = (f"input '{port.name}': {'x'.join(map(str, port.shape))} "
+           + ("bias mantissas of the input layer (one frame per sample, as lava-dl's PilotNet test feeds it)"
+              if port.kind == "bias" else
+              f"{'binary' if not port.num_message_bits else f'{port.num_message_bits}-bit'} spikes per step"))
+    chain = " -> ".join([f"in {port.size}"] + [f"{g.size}{' (recurrent)' if any(s.src == s.dst == g.name for s in prog.synapses) else ''}"
+                                               for g in prog.groups.values()])
+
+    def rng(a: np.ndarray) -> str:
+        lo, hi = int(np.min(a)), int(np.max(a))
+        return str(lo) if lo == hi else f"{lo}..{hi}"
+
+    params = [f"  {g.name:8s} du {rng(g.du)}  dv {rng(g.dv)}  vth {rng(g.vth)}  bias {rng(g.bias_mant)}<<"
+              f"{rng(g.bias_exp)}" + (f"  reset every {g.reset_interval} (offset {g.reset_offset})"
+                                      if g.reset_interval else "") for g in prog.groups.values()]
+    notes = list(prog.metadata["netx"]["notes"]) + [str(w.message) for w in caught]
+    sim = prog.metadata["netx"]["simulation"]
+    return "\n".join([f"file: {os.fspath(path)} (lava-dl netx, already integer: nothing is re-quantised)",
+                      f"network: {chain}", inp, f"neurons {prog.neuron_count}, synapses {prog.synapse_count}"
+                      + (f", simulation {sim}" if sim else ""), "", format_netx_layers(prog), "",
+                      "neuron parameters (Lava LIF fields):", *params, "",
+                      f"notes ({len(notes)}):" if notes else "notes: none", *[f"  - {n}" for n in notes]])

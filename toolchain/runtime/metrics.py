@@ -237,6 +237,15 @@ def _index_bits(n_in: int) -> int:
     return max(1, int(math.ceil(math.log2(max(n_in, 2)))))
 
 
+def _nonzero_fan_out(w: Any) -> np.ndarray:
+    """Non-zero stored synapses out of each input (float64, length n_in), without a dense matrix for sparse
+    storage (a PilotNet conv layer would need gigabytes)."""
+    from ..ir.storage import Csr
+    if isinstance(w, Csr):
+        return np.bincount(np.asarray(w.indices)[np.asarray(w.data) != 0], minlength=w.shape[1]).astype(np.float64)
+    return (w.to_dense() != 0).sum(axis=0).astype(np.float64)
+
+
 def static_metrics_program(program: Any) -> Dict[str, Any]:
     """Footprint (bytes at the integer fields' bit widths), connection sparsity, neuron and synapse counts."""
     weight_bits = index_bits = 0
@@ -248,9 +257,8 @@ def static_metrics_program(program: Any) -> Dict[str, Any]:
         weight_bits += nnz * int(s.num_weight_bits)
         if w.kind != "dense":
             index_bits += nnz * _index_bits(int(w.shape[1]))
-        dense = w.to_dense()
-        total += int(dense.size)
-        zeros += int(dense.size - np.count_nonzero(dense))
+        total += int(w.shape[0]) * int(w.shape[1])  # zeros: the stored zero weights plus the entries not stored
+        zeros += int(w.shape[0]) * int(w.shape[1]) - int(np.count_nonzero(w.stored_values()))
     neurons = int(sum(g.size for g in program.groups.values()))
     param_bits = weight_bits + index_bits + neurons * NEURON_PARAM_BITS
     return {
@@ -337,8 +345,7 @@ def workload_program(program: Any, sim: Any, inputs: Any, steps: Optional[Any] =
     for s in program.synapses:
         if s.src not in counted:
             continue
-        dense = s.weight.to_dense()
-        nz_fan = (dense != 0).sum(axis=0).astype(np.float64)
+        nz_fan = _nonzero_fan_out(s.weight)
         stored_fan = s.weight.col_fan_out().astype(np.float64)
         per_in = counted[s.src]
         lo = LayerOps(s.name, spiking_input=sources[s.src][1])
