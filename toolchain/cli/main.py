@@ -21,6 +21,7 @@ _COMMAND_MODULES: List[str] = [
     "toolchain.cli.demo",
     "toolchain.cli.simulate",
     "toolchain.cli.fidelity",
+    "toolchain.cli.deploy",
 ]
 
 
