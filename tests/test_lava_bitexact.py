@@ -18,11 +18,20 @@ from toolchain.backends.lava import LavaStepper, run_lava  # noqa: E402
 from toolchain.ir.storage import Dense  # noqa: E402
 from toolchain.program import InputPort, NeuronGroup, Program, SynapseGroup  # noqa: E402
 from toolchain.sim.reference import simulate  # noqa: E402
-from toolchain.testing import int_inputs, int_program  # noqa: E402
+from toolchain.testing import activity, int_inputs, int_program, make_active  # noqa: E402
 
 
-def assert_bit_exact(program: Program, x: np.ndarray, steps=None) -> None:
+def assert_bit_exact(program: Program, x: np.ndarray, steps=None, active: bool = False,
+                     saturated: bool = False) -> None:
+    """Every spike, u and v of every group equal on both backends; with ``active`` every spiking group spiked,
+    with ``saturated`` some ``v`` reached the 24-bit bound (so the comparison covered those paths)."""
     ref = simulate(program, x, steps=steps, record=True)
+    if active:
+        silent = [g for g, grp in program.groups.items() if grp.spiking and not ref.spikes[g].any()]
+        assert not silent, f"groups {silent} never spike: the comparison would show nothing"
+    if saturated:
+        assert any((np.abs(ref.v[g].astype(np.int64)) >= 2 ** 23 - 1).any() for g in program.groups), \
+            "no v reached the 24-bit bound in a saturation case"
     lav = run_lava(program, x, steps=steps, record=True)
     mm = ref.first_mismatch(lav)
     assert mm is None, f"reference vs Lava: first mismatch at {mm}"
@@ -35,11 +44,13 @@ _SIGN_SETS = [("mixed",), ("excitatory",), ("inhibitory",), ("mixed", "excitator
 
 
 @st.composite
-def programs(draw, max_n: int = 10, max_layers: int = 3):
-    """A random integer Program plus an input, steps drawn small."""
+def programs(draw, max_n: int = 10, max_layers: int = 3, max_steps: int = 14, max_batch: int = 1):
+    """A random integer Program plus an input, steps drawn small; every spiking group spikes on the input and
+    the extreme-parameter cases saturate (:func:`toolchain.testing.make_active`). Returns (program, x, extreme)."""
     n_layers = draw(st.integers(1, max_layers))
-    sizes = [draw(st.integers(1, max_n + 2))] + [draw(st.integers(1, max_n)) for _ in range(n_layers)]
     extreme = draw(st.booleans())
+    lo = 2 if extreme else 1  # a saturating neuron and an active one fit in a group of two
+    sizes = [draw(st.integers(1, max_n + 2))] + [draw(st.integers(lo, max_n)) for _ in range(n_layers)]
     opts = dict(
         storage=draw(st.sampled_from(["dense", "csr", "structured", "mixed"])),
         density=draw(st.sampled_from([0.2, 0.5, 0.9])),
@@ -58,25 +69,42 @@ def programs(draw, max_n: int = 10, max_layers: int = 3):
     )
     seed = draw(st.integers(0, 2 ** 16))
     program = int_program(sizes, seed=seed, **opts)
-    steps = draw(st.integers(4, 14))
+    steps = draw(st.integers(4, max_steps))
     rate = draw(st.sampled_from([0.1, 0.4, 0.9]))
-    x = int_inputs(program, 1, steps, rate=rate, seed=seed)
-    return program, x
+    x = int_inputs(program, draw(st.integers(1, max_batch)), steps, rate=rate, seed=seed)
+    return make_active(program, x, saturate=extreme), x, extreme
 
 
-@settings(max_examples=10, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
-@given(programs())
+# The default run: 16 programs of up to 16 neurons per group, 4-24 steps, batches of 1-2 (about 20 s of Lava
+# start-ups); derandomized so that it is the same 16 every run. ``-m slow`` draws 120 larger ones at random.
+@settings(max_examples=16, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+@given(programs(max_n=16, max_steps=24, max_batch=2))
 def test_random_programs_bit_exact(case) -> None:
-    program, x = case
-    assert_bit_exact(program, x)
+    program, x, extreme = case
+    assert_bit_exact(program, x, active=True, saturated=extreme)
 
 
 @pytest.mark.slow
 @settings(max_examples=120, deadline=None, suppress_health_check=list(HealthCheck))
-@given(programs(max_n=24, max_layers=4))
+@given(programs(max_n=24, max_layers=4, max_steps=40, max_batch=3))
 def test_random_programs_bit_exact_slow(case) -> None:
-    program, x = case
-    assert_bit_exact(program, x)
+    program, x, extreme = case
+    assert_bit_exact(program, x, active=True, saturated=extreme)
+
+
+def test_make_active_turns_silent_programs_into_active_ones() -> None:
+    """The repair the generator relies on: a program that never spikes (thresholds out of reach) spikes in
+    every group afterwards, and a saturation case reaches the bound; what was active stays untouched."""
+    p = int_program((6, 5, 4), seed=3, vth_range=(2 ** 16, 2 ** 16 + 1))
+    x = int_inputs(p, 1, 8, rate=0.3, seed=3)
+    assert activity(p, x)["silent"] == ["g0", "g1"]
+    q = make_active(p, x, saturate=True)
+    assert activity(q, x)["silent"] == [] and activity(q, x)["saturated"]
+    assert all(np.array_equal(q.groups[g].vth[1:-1], p.groups[g].vth[1:-1]) for g in p.groups)
+    active = int_program((6, 5, 4), seed=3)
+    assert activity(active, int_inputs(active, 1, 8, seed=3))["silent"] == []
+    same = make_active(active, int_inputs(active, 1, 8, seed=3))
+    assert all(np.array_equal(same.groups[g].vth, active.groups[g].vth) for g in active.groups)
 
 
 # --------------------------------------------------------------------------- named cases (always run)

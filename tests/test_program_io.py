@@ -92,21 +92,40 @@ def test_save_replaces_a_build_but_refuses_other_directories(tmp_path):
 
 
 def test_failed_save_leaves_nothing_half_written(tmp_path, monkeypatch):
+    import toolchain.build_io as bio
     p, p2 = _mixed_program(), _mixed_program(partition=False)
     build = tmp_path / "build"
     p.save(build)
     before = sorted(x.name for x in tmp_path.iterdir())
+    real = bio._write_file
 
-    def boom(*a, **k):
-        raise OSError("disk full")
-    monkeypatch.setattr(np, "savez", boom)
+    def boom(path, data):  # a disk that fills up half-way through the file
+        with open(path, "wb") as fh:
+            fh.write(data[: len(data) // 2])
+        raise OSError(28, "disk full")
+    monkeypatch.setattr(bio, "_write_file", boom)
     with pytest.raises(OSError, match="disk full"):
         p2.save(build)
     with pytest.raises(OSError):
         p2.save(tmp_path / "fresh")
-    assert sorted(x.name for x in tmp_path.iterdir()) == before  # no temp dirs, no partial "fresh"
+    assert sorted(x.name for x in tmp_path.iterdir()) == before  # no temp dirs, no partial "fresh", no lock
+    assert sorted(x.name for x in build.iterdir()) == ["arrays.npz", "program.json"]  # no temp files inside
     monkeypatch.undo()
     assert programs_equal(Program.load(build), p)  # the old build is intact
+
+    calls = []
+
+    def second_fails(path, data):  # the arrays are replaced, then writing program.json fails
+        calls.append(path)
+        if len(calls) == 2:
+            raise OSError(28, "disk full")
+        real(path, data)
+    monkeypatch.setattr(bio, "_write_file", second_fails)
+    with pytest.raises(OSError):
+        p2.save(build)
+    monkeypatch.undo()
+    with pytest.raises(ToolchainError, match="does not match this program.json"):  # detected, not mixed silently
+        Program.load(build)
 
 
 def test_load_errors_name_the_file(tmp_path):

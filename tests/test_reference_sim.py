@@ -323,3 +323,21 @@ def test_graded_24bit_sums_beyond_int32(delay: int, wmax: int) -> None:
         want = _naive_simulate(p, x, 4 + delay)
         for f in ("u", "v", "spikes"):
             np.testing.assert_array_equal(getattr(got, f)["a"], want[f]["a"])
+
+
+def test_first_mismatch_counts_a_group_missing_from_one_record() -> None:
+    """A group (or field) recorded by one side only is a mismatch: what was not recorded was not shown equal."""
+    p = int_program((6, 5, 4), seed=1)
+    x = int_inputs(p, 2, 6, seed=1)
+    a = simulate(p, x, record=True)
+    assert a.first_mismatch(simulate(p, x, record=True)) is None
+    for f in ("spikes", "u", "v"):
+        b = simulate(p, x, record=True)
+        del getattr(b, f)["g0"]
+        mm = a.first_mismatch(b)
+        assert mm is not None and mm.missing and (mm.group, mm.field, mm.a, mm.b) == ("g0", f, 1, 0)
+        assert "recorded by only one side" in str(mm)
+        mm = b.first_mismatch(a)  # and the other way round
+        assert mm is not None and (mm.a, mm.b) == (0, 1)
+    only_out = simulate(p, x, record=False)
+    assert a.first_mismatch(only_out).missing  # a full record is not "equal" to an output-only one

@@ -1,12 +1,15 @@
 """Program save/load: a build directory with ``program.json`` (structure, reports; versioned) and ``arrays.npz``
-(every integer array, with its dtype). Written atomically: a temporary sibling directory renamed into place."""
+(every integer array, with its dtype). Written under a lock and atomically, replacing only our own files
+(:mod:`toolchain.build_io`); loading checks every field's type, the arrays' hash and the target's limits."""
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import math
 import os
-import shutil
-import tempfile
+import zipfile
+import zlib
 from pathlib import Path
 from typing import Any, Dict
 
@@ -109,38 +112,11 @@ def _encode(p: Program) -> tuple:
 
 
 def save_program(p: Program, path: "str | os.PathLike") -> Path:
-    out = Path(path)
-    if out.exists() and not out.is_dir():
-        raise ToolchainError("exists and is not a directory; refusing to overwrite it", file=str(out))
-    if out.is_dir() and any(out.iterdir()) and not (out / JSON_FILE).is_file():
-        raise ToolchainError("exists, is not empty and holds no program build; refusing to overwrite it",
-                             file=str(out))
+    """Write ``p`` to build folder ``path`` under its lock, atomically, replacing only our own files and with bytes
+    that depend only on the Program (see :func:`toolchain.build_io.write_build`)."""
+    from .build_io import write_build
     doc, arrays = _encode(p)  # may raise before anything touches the disk
-    text = json.dumps(doc, indent=1, allow_nan=False)
-    parent = out.parent if str(out.parent) else Path(".")
-    parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=parent))
-    try:
-        with open(tmp / ARRAYS_FILE, "wb") as fh:
-            np.savez(fh, **arrays)
-        with open(tmp / JSON_FILE, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        if out.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=parent))
-            os.rmdir(old)
-            os.rename(out, old)
-            try:
-                os.rename(tmp, out)
-            except BaseException:
-                os.rename(old, out)
-                raise
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.rename(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out
+    return write_build(path, doc, arrays, JSON_FILE, ARRAYS_FILE)
 
 
 def load_program(path: "str | os.PathLike") -> Program:
@@ -160,10 +136,22 @@ def load_program(path: "str | os.PathLike") -> Program:
     if not af.is_file():
         raise ToolchainError("missing", file=str(af))
     try:
-        with np.load(af, allow_pickle=False) as npz:
+        blob = af.read_bytes()
+        with np.load(io.BytesIO(blob), allow_pickle=False) as npz:
             arrays = {k: npz[k] for k in npz.files}
-    except (OSError, ValueError) as exc:
-        raise ToolchainError(f"cannot read: {exc}", file=str(af)) from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+        raise ToolchainError(f"cannot read (truncated or not an .npz archive): {exc}", file=str(af)) from None
+    from .build_io import check_document, check_loaded
+    try:
+        check_document(doc, arrays, str(jf), ARRAYS_FILE, hashlib.sha256(blob).hexdigest())
+    except ToolchainError as exc:
+        raise ToolchainError(exc.message, file=str(root), node=exc.node, field=exc.field) from None
+    program = _decode(doc, arrays, root)
+    check_loaded(program, str(root))
+    return program
+
+
+def _decode(doc: Dict[str, Any], arrays: Dict[str, np.ndarray], root: Path) -> Program:
     try:
         groups = [NeuronGroup(g["name"], tuple(g["shape"]), *(arrays[f"g/{i}/{f}"] for f in
                                                              ("du", "dv", "vth", "bias_mant", "bias_exp")),
@@ -188,10 +176,15 @@ def load_program(path: "str | os.PathLike") -> Program:
         raise ToolchainError(f"incomplete build: missing {exc}", file=str(root)) from None
     except ToolchainError as exc:
         raise ToolchainError(exc.message, file=str(root), node=exc.node, field=exc.field) from None
+    except (TypeError, ValueError, IndexError) as exc:  # a field of the right type but an impossible value
+        raise ToolchainError(f"malformed build: {type(exc).__name__}: {exc}", file=str(root)) from None
 
 
 def program_state(p: Program) -> tuple:
-    """A comparable snapshot (JSON document + arrays with dtypes) of a Program."""
+    """A comparable snapshot (JSON document + arrays with dtypes) of a Program, as a build would store it (no
+    wall-clock timings, file names without their folders: :func:`toolchain.build_io.portable`)."""
+    from .build_io import portable
     doc, arrays = _encode(p)
+    doc = portable(doc)
     return (json.dumps(doc, sort_keys=True),
             tuple(sorted((k, str(v.dtype), v.shape, v.tobytes()) for k, v in arrays.items())))

@@ -33,7 +33,7 @@ import numpy as np
 
 from .errors import ToolchainError
 
-__all__ = ["build_lock", "write_build", "npz_bytes", "portable", "check_document", "check_loaded", "VOLATILE_METADATA",
+__all__ = ["build_lock", "write_build", "check_writable", "npz_bytes", "portable", "check_document", "check_loaded", "VOLATILE_METADATA",
            "BuildLockedError"]
 
 #: metadata keys that differ between two identical compiles and are therefore not stored
@@ -185,6 +185,20 @@ def write_build(out: "str | os.PathLike", doc: Dict[str, Any], arrays: Dict[str,
             shutil.rmtree(tmp_dir, ignore_errors=True)
             raise
     return out
+
+
+def check_writable(folder: "str | os.PathLike", file: str, field: str) -> None:
+    """Raise a ToolchainError naming ``file`` unless a file can be created in ``folder`` (tried for real: a
+    temporary file is created and removed, so read-only mounts and /proc are caught even for root)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ToolchainError(f"the folder '{folder}' does not exist", file=file, field=field)
+    try:
+        with tempfile.TemporaryFile(dir=folder, prefix=".snnc-probe-"):
+            pass
+    except OSError as exc:
+        raise ToolchainError(f"the folder '{folder}' is not writable ({exc.strerror or exc})", file=file,
+                             field=field) from None
 
 
 # ------------------------------------------------------------------------------------------------- loading

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from typing import Any, Optional, Union
 
 from .errors import GraphError, QuantisationError, ToolchainError
@@ -91,39 +92,61 @@ def compile_graph(graph: Graph, target: Union[str, os.PathLike, TargetSpec] = "l
 def compile_file(path: Union[str, os.PathLike], target: Union[str, os.PathLike, TargetSpec] = "loihi2",
                  dt: Optional[float] = None, reset: Optional[str] = None, preset: Optional[str] = None,
                  **options: Any) -> Program:
-    """Load a ``.nir`` file with :func:`toolchain.nir_io.load` and compile it (see :func:`compile_graph`).
+    """Load a ``.nir`` file with :func:`toolchain.nir_io.load` and compile it (see :func:`compile_graph`); a
+    lava-dl netx ``.net`` file is read with :func:`toolchain.netx_io.compile_netx` instead (already integer:
+    options ``reset_interval``, ``reset_offset``, ``input_message_bits``, ``sparse_fc_layer``, ``partition``).
+    ``for_netx=True`` compiles a NIR file with :func:`toolchain.backends.netx.compile_for_netx` (a
+    representation a netx file can hold; what changed is in ``metadata["netx_changes"]``).
 
     Errors name the file. ``metadata["file"]`` is the file's name (no folder: builds do not depend on where the
     input lies) and ``metadata["file_sha256"]`` its content's hash."""
-    import hashlib
     from .limits import check_nir_compile_size
+    from .netx_io import compile_netx, is_netx_file
     from .nir_io import load
-    if os.path.isfile(path):
-        check_nir_compile_size(path)  # weights the compiler could not hold are refused before the file is read
+    for_netx = bool(options.pop("for_netx", False))
+    if is_netx_file(path):
+        prog = compile_netx(path, target, dt=dt, reset=reset, preset=preset, **options)
+        prog.metadata["file"] = os.path.basename(os.fspath(path))
+        prog.metadata["file_sha256"] = _sha256(path)
+        return prog
+    if os.path.isfile(path):  # what the compiler or the target could not hold is refused before reading the file
+        check_nir_compile_size(path, spec=target if isinstance(target, TargetSpec) else _try_target(target))
     graph = load(path, dt=dt, reset=reset, preset=preset)
     try:
-        prog = compile_graph(graph, target, dt=None if graph.dt is not None else dt, reset=reset, **options)
+        if for_netx:
+            from .backends.netx import compile_for_netx
+            prog = compile_for_netx(graph, target, dt=None if graph.dt is not None else dt, reset=reset, **options)
+        else:
+            prog = compile_graph(graph, target, dt=None if graph.dt is not None else dt, reset=reset, **options)
     except ToolchainError as exc:
         if exc.file is not None:
             raise
         raise _with_file(exc, os.fspath(path)) from exc
     prog.metadata["file"] = os.path.basename(os.fspath(path))
+    prog.metadata["file_sha256"] = _sha256(path)
+    return prog
+
+
+def _sha256(path: Union[str, os.PathLike]) -> str:
+    import hashlib
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             h.update(chunk)
-    prog.metadata["file_sha256"] = h.hexdigest()
-    return prog
+    return h.hexdigest()
+
+
+def _try_target(target: Union[str, os.PathLike]) -> Optional[TargetSpec]:
+    try:
+        return load_target(target)
+    except ToolchainError:
+        return None  # compile_graph names the bad target
 
 
 def _with_file(exc: ToolchainError, file: str) -> ToolchainError:
     """``exc`` re-made with ``file`` set (same type and extra attributes where the constructor allows); the
     runner's list of the passes before the failing one (kept in ``passes_before``) is left out of the line."""
-    msg = exc.message
-    name = getattr(exc, "pass_name", None)
-    tail = f" [in pass '{name}'; passes before: "
-    if name and tail in msg:
-        msg = msg[:msg.rindex(tail)] + f" [in pass '{name}']"
+    msg = re.sub(r" \[in pass '([^']*)'; passes before: [^\]]*\]", r" [in pass '\1']", exc.message)
     try:
         new = type(exc)(msg, file=file, node=exc.node, field=exc.field)
     except TypeError:  # a subclass with another constructor

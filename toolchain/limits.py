@@ -153,14 +153,48 @@ def check_hdf5_sizes(path: "str | os.PathLike", budget: Optional[int] = None) ->
             f"(limit: {why})", file=str(path), node=node, field=field)
 
 
-def check_nir_compile_size(path: "str | os.PathLike", budget: Optional[int] = None) -> None:
-    """Refuse, from the headers alone, a NIR file whose weights the compiler could not hold
-    (:data:`COMPILE_BYTES_PER_WEIGHT` per stored weight element) before the file is read."""
+#: NIR node types that are neuron populations (their parameter arrays have one entry per neuron)
+NIR_NEURON_TYPES = ("LIF", "CubaLIF", "IF", "LI", "CubaLI", "Integrator")
+
+
+def _nir_neurons(path: Path) -> List[Tuple[str, int]]:
+    """``(node, neurons)`` of every neuron node of a NIR file, from dataset headers (and the tiny type strings)."""
+    import h5py
+    out: List[Tuple[str, int]] = []
+
+    def visit(name: str, obj) -> None:
+        if isinstance(obj, h5py.Group) and "type" in obj and isinstance(obj["type"], h5py.Dataset):
+            t = obj["type"][()]
+            t = t.decode("utf8", "replace") if isinstance(t, bytes) else str(t)
+            if t in NIR_NEURON_TYPES:
+                sizes = [int(np.prod(v.shape, dtype=np.float64)) for k, v in obj.items()
+                         if k != "type" and isinstance(v, h5py.Dataset) and v.shape]
+                out.append((_node_field(name + "/x")[0] or name, max(sizes or [0])))
+
+    with h5py.File(str(path), "r") as f:
+        f.visititems(visit)
+    return out
+
+
+def check_nir_compile_size(path: "str | os.PathLike", spec=None, budget: Optional[int] = None) -> None:
+    """Refuse, from the headers alone and before the file is read, a NIR file whose weights the compiler could
+    not hold (:data:`COMPILE_BYTES_PER_WEIGHT` per stored weight element) or, with a target ``spec``, whose
+    neurons exceed the whole target."""
     path = Path(path)
     try:
         sets = [(n, s) for n, s, _ in _hdf5_datasets(path) if n.rsplit("/", 1)[-1] == "weight"]
-    except OSError:
-        return  # not readable as HDF5: the loader says why
+        neurons = _nir_neurons(path) if spec is not None else []
+    except (OSError, ValueError, TypeError):
+        return  # not readable as HDF5 (or odd): the loader says why
+    if neurons:
+        total = sum(c for _, c in neurons)
+        limit = spec.total_cores * spec.neurons_per_core
+        if total > limit:
+            node, count = max(neurons, key=lambda t: t[1])
+            raise ResourceError(f"the network has {total:,} neurons; target '{spec.name}' holds at most {limit:,} "
+                                f"({spec.chips} chips x {spec.cores_per_chip} cores x {spec.neurons_per_core} "
+                                f"neurons; largest population: '{node}' with {count:,}); prune or use a larger "
+                                f"system", file=str(path), node=node, field="neurons")
     if not sets:
         return
     counts = [int(np.prod(s, dtype=np.float64)) if s else 1 for _, s in sets]

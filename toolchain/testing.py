@@ -395,3 +395,109 @@ def random_class_outputs(n: int = 300, steps: int = 12, classes: int = 3, seed: 
     rates[np.arange(n), labels] = r.uniform(0.3, 0.8, n)
     outputs = (r.random((n, steps, classes)) < rates[:, None, :]).astype(np.float64)
     return outputs, labels.astype(np.int64)
+
+
+# ---------------------------------------------------------------------------------------------- bad inputs
+#: NIR files :func:`bad_nir_file` writes, each a defect a user can hand the compiler (issue 13)
+BAD_NIR_KINDS = ("ff", "cycle", "self_loop", "r_zero", "no_dt", "huge_weight", "many_neurons")
+
+
+def bad_nir_file(path, kind: str, n: int = 4, neurons: int = 9_000_000):
+    """Write a small NIR file of ``kind`` (see :data:`BAD_NIR_KINDS`) to ``path`` with ``nir.write``:
+
+    ``ff``: a valid feed-forward in -> Linear -> LIF -> out (no dt stored) that compiles with ``--dt``;
+    ``cycle``: two Affine nodes feeding each other with no neuron between; ``self_loop``: a Linear feeding itself;
+    ``r_zero``: a LIF with r = 0; ``no_dt``: as ``ff`` (for the missing-dt message); ``huge_weight``: an Affine
+    whose weight dataset *declares* 1,000,000 x 1,000 float32 (4 GB; the file stays small because the data
+    is never written); ``many_neurons``: a LIF population whose parameter datasets declare ``neurons`` entries
+    (more than a Loihi 2 system's 8.4 M by default; also unwritten). Returns the path."""
+    import h5py
+    import nir
+    from pathlib import Path
+    path = Path(path)
+
+    def lif(m: int, r: float = 1.0):
+        return nir.LIF(tau=np.full(m, 0.02), r=np.full(m, r), v_leak=np.zeros(m), v_threshold=np.full(m, 0.5))
+
+    inp, out = nir.Input(np.array([n])), nir.Output(np.array([n]))
+    w = np.eye(n) * 2.0
+    if kind in ("ff", "no_dt", "huge_weight"):
+        nodes = {"in": inp, "fc": nir.Affine(w, np.zeros(n)), "lif": lif(n), "out": out}
+        edges = [("in", "fc"), ("fc", "lif"), ("lif", "out")]
+    elif kind == "many_neurons":
+        nodes = {"in": inp, "lif": lif(n), "out": out}
+        edges = [("in", "lif"), ("lif", "out")]
+    elif kind == "cycle":
+        nodes = {"in": inp, "a": nir.Affine(w, np.zeros(n)), "b": nir.Affine(w, np.zeros(n)), "lif": lif(n),
+                 "out": out}
+        edges = [("in", "a"), ("a", "b"), ("b", "a"), ("b", "lif"), ("lif", "out")]
+    elif kind == "self_loop":
+        nodes = {"in": inp, "fc": nir.Linear(w), "fcs": nir.Linear(w), "lif": lif(n), "out": out}
+        edges = [("in", "fc"), ("fc", "lif"), ("lif", "fcs"), ("fcs", "fcs"), ("fcs", "lif"), ("lif", "out")]
+    elif kind == "r_zero":
+        nodes = {"in": inp, "fc": nir.Linear(w), "lif": lif(n, r=0.0), "out": out}
+        edges = [("in", "fc"), ("fc", "lif"), ("lif", "out")]
+    else:
+        raise ValueError(f"unknown kind {kind!r}; kinds: {BAD_NIR_KINDS}")
+    nir.write(str(path), nir.NIRGraph(nodes=nodes, edges=edges))
+    if kind == "huge_weight":
+        with h5py.File(str(path), "a") as f:
+            g = f["node/nodes/fc"]
+            del g["weight"]
+            g.create_dataset("weight", shape=(1_000_000, 1_000), dtype="f4")  # declared, never written
+    if kind == "many_neurons":
+        with h5py.File(str(path), "a") as f:
+            g = f["node/nodes/lif"]
+            for k in ("tau", "r", "v_leak", "v_threshold", "v_reset"):
+                del g[k]
+                g.create_dataset(k, shape=(neurons,), dtype="f8", fillvalue=0.0 if k in ("v_leak", "v_reset") else
+                                 (0.02 if k == "tau" else 1.0))
+            for node, key in (("in", "shape"), ("out", "shape")):
+                ds = f[f"node/nodes/{node}"]
+                for k in list(ds.keys()):
+                    if k not in ("type",) and isinstance(ds[k], h5py.Dataset) and ds[k].shape == (1,):
+                        ds[k][...] = neurons
+    return path
+
+
+def activity(program, x, steps=None) -> dict:
+    """Reference-simulator activity of ``program`` on ``x``: ``{"silent": spiking groups that never spike,
+    "saturated": groups whose v reached ±(2^23 - 1)}``."""
+    from .sim.reference import simulate
+    res = simulate(program, x, steps=steps, record=True)
+    lim = 2 ** 23 - 1
+    silent = [g for g, grp in program.groups.items() if grp.spiking and not res.spikes[g].any()]
+    saturated = [g for g in program.groups if (np.abs(res.v[g].astype(np.int64)) >= lim).any()]
+    return {"silent": silent, "saturated": saturated}
+
+
+def make_active(program, x, steps=None, saturate: bool = False):
+    """``program`` changed just enough that every spiking group spikes on ``x`` (and, with ``saturate``, that
+    some group's ``v`` reaches the 24-bit bound), so that a bit-exactness test compares activity, not silence.
+
+    With ``saturate`` the largest group's last neuron starts at v = 2^23 - 1 with no voltage decay, the largest
+    bias and a threshold of 2^17 (never reached), so it sits on the clip bound (the group needs two neurons or
+    more). Then a group that stays silent gets one neuron (index 0) that cannot stay silent: threshold 0 and the
+    largest positive bias (4095 << 7). The rest of the Program is unchanged; returns the new Program."""
+    from .program import Program
+
+    def patch(p, name, idx, **fields):
+        g = p.groups[name]
+        arrays = {}
+        for f, val in fields.items():
+            a = np.array(np.broadcast_to(np.asarray(getattr(g, f)), (g.size,)), dtype=np.int64)
+            a[idx] = val
+            arrays[f] = a
+        new = dataclasses.replace(g, **arrays)
+        groups = [new if k == name else v for k, v in p.groups.items()]
+        return Program(groups, list(p.synapses), list(p.inputs), p.output, target=p.target, dt=p.dt,
+                       placement=p.placement, report=p.report, quant_report=p.quant_report, metadata=p.metadata)
+
+    if saturate and not activity(program, x, steps)["saturated"]:
+        name = max(program.groups, key=lambda k: program.groups[k].size)
+        if program.groups[name].size < 2:
+            raise ValueError("saturate needs a group of at least two neurons")
+        program = patch(program, name, -1, v_init=2 ** 23 - 1, dv=0, vth=2 ** 17, bias_mant=4095, bias_exp=7)
+    for name in activity(program, x, steps)["silent"]:
+        program = patch(program, name, 0, vth=0, bias_mant=4095, bias_exp=7)
+    return program

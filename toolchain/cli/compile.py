@@ -55,13 +55,22 @@ def quant_summary(program) -> str:
               help="Let biases act from step 0 instead of hiding them until each layer's input arrives "
                    "(needed for --netx: netx files cannot set an initial voltage).")
 @click.option("--netx", "netx_file", default=None, type=click.Path(dir_okay=False),
-              help="Also write the Program as a lava-dl netx HDF5 file (toolchain.backends.netx).")
+              help="Also write the Program as a lava-dl netx HDF5 file (toolchain.backends.netx); a NIR file is "
+                   "then compiled to a representation netx can hold, and what changed is printed.")
+@click.option("--reset-interval", type=int, default=None,
+              help="netx input: lava-dl's Network(reset_interval=N), states reset every N steps.")
+@click.option("--reset-offset", type=int, default=0, show_default=True,
+              help="netx input: lava-dl's Network(reset_offset=...).")
+@click.option("--sparse-fc", is_flag=True, help="netx input: dense layers as sparse synapses (Network(sparse_fc_layer=True)).")
 def compile_cmd(file: str, target: str, dt: Optional[float], reset: Optional[str], preset: Optional[str],
                 output: str, vth_max: Optional[int], no_partition: bool, no_align_bias: bool = False,
-                netx_file: Optional[str] = None) -> None:
-    """Compile a NIR file for a Loihi-style target and write the Program to OUTPUT."""
+                netx_file: Optional[str] = None, reset_interval: Optional[int] = None, reset_offset: int = 0,
+                sparse_fc: bool = False) -> None:
+    """Compile a NIR file (or read a lava-dl netx .net file) for a Loihi-style target and write the Program to
+    OUTPUT."""
     from ..build_io import build_lock
     from ..compile import compile_file, format_report
+    from ..netx_io import is_netx_file
     opts = {}
     if vth_max is not None:
         opts["vth_max"] = vth_max
@@ -69,6 +78,13 @@ def compile_cmd(file: str, target: str, dt: Optional[float], reset: Optional[str
         opts["partition"] = False
     if no_align_bias:
         opts["align_bias"] = False
+    if is_netx_file(file):
+        opts.update(reset_interval=reset_interval, reset_offset=reset_offset, sparse_fc_layer=sparse_fc)
+    elif reset_interval is not None or sparse_fc:
+        raise ToolchainError("--reset-interval and --sparse-fc apply to netx (.net) files only", file=file,
+                             field="reset_interval" if reset_interval is not None else "sparse_fc")
+    elif netx_file is not None:
+        opts["for_netx"] = True
     check_build_folder(output)
     if netx_file is not None:
         _check_writable_file(netx_file, "netx")
@@ -97,7 +113,13 @@ def compile_cmd(file: str, target: str, dt: Optional[float], reset: Optional[str
             click.echo(f"warning: {msg}", err=True)
     click.echo(format_report(prog))
     click.echo("")
-    click.echo(quant_summary(prog))
+    if prog.metadata.get("source_format") == "netx":
+        from ..netx_io import format_netx_layers
+        click.echo(format_netx_layers(prog))
+    else:
+        click.echo(quant_summary(prog))
+    for line in prog.metadata.get("netx_changes") or []:
+        click.echo(f"netx: {line}")
     secs = prog.metadata.get("pass_seconds") or {}
     if secs:  # timings go to stdout, not into the build (builds are byte-identical for the same input)
         slow = sorted(secs.items(), key=lambda kv: -kv[1])[:3]
@@ -119,15 +141,14 @@ def _check_writable_file(path: str, what: str) -> None:
     parent = p.parent if str(p.parent) else Path(".")
     if p.is_dir():
         raise ToolchainError("is a folder; give a file name", file=path, field=what)
-    if not parent.is_dir():
-        raise ToolchainError(f"the folder '{parent}' does not exist", file=path, field=what)
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise ToolchainError(f"the folder '{parent}' is not writable", file=path, field=what)
+    from ..build_io import check_writable
+    check_writable(parent, path, what)
 
 
 def check_build_folder(output: str) -> None:
     """Refuse, before compiling, a build folder we could not write or must not touch: a file, a folder in a
     missing or read-only parent, or a non-empty folder that holds no build (its files are the user's)."""
+    from ..build_io import check_writable
     out = Path(output)
     parent = out.parent if str(out.parent) else Path(".")
     if out.exists() and not out.is_dir():
@@ -138,7 +159,6 @@ def check_build_folder(output: str) -> None:
         if any(out.iterdir()) and not (out / "program.json").is_file():
             raise ToolchainError("exists, is not empty and holds no program build; refusing to write into it "
                                  "(give a new or empty folder)", file=output, field="output")
-        if not os.access(out, os.W_OK | os.X_OK):
-            raise ToolchainError("is not writable", file=output, field="output")
-    elif not os.access(parent, os.W_OK | os.X_OK):
-        raise ToolchainError(f"the folder '{parent}' is not writable", file=output, field="output")
+        check_writable(out, output, "output")
+    else:
+        check_writable(parent, output, "output")

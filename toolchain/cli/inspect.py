@@ -100,7 +100,14 @@ def synapse_totals(graph: ir.Graph) -> tuple:
 
 def inspect_text(path: str, dt: Optional[float] = None, reset: Optional[str] = None,
                  preset: Optional[str] = None) -> str:
-    """The report ``snnc inspect`` prints (loads the file; raises ToolchainError on bad input)."""
+    """The report ``snnc inspect`` prints (loads the file; raises ToolchainError on bad input). A lava-dl netx
+    ``.net`` file gets :func:`toolchain.netx_io.netx_inspect_text` (``dt``, ``reset``, ``preset`` do not apply)."""
+    from ..netx_io import is_netx_file, netx_inspect_text
+    if is_netx_file(path):
+        given = [k for k, v in (("dt", dt), ("reset", reset), ("preset", preset)) if v is not None]
+        if given:
+            raise ToolchainError("does not apply to a netx file (already integer)", file=path, field=given[0])
+        return netx_inspect_text(path)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         graph = load(path, dt=dt, reset=reset, preset=preset)

@@ -183,9 +183,8 @@ def report_cmd(build: str, data: Optional[str], labels: Optional[str], steps: Op
         _check_steps(prog, x, steps)
         if y is not None:  # the plot's folder, before the runs
             out_plot = Path(plot_path) if plot_path else Path(build) / "cutoff_tradeoff.png"
-            if not out_plot.parent.is_dir() or not os.access(out_plot.parent, os.W_OK | os.X_OK):
-                raise ToolchainError(f"the folder '{out_plot.parent}' does not exist or is not writable",
-                                     file=str(out_plot), field="plot")
+            from ..build_io import check_writable
+            check_writable(out_plot.parent, str(out_plot), "plot")
         try:
             tgt = load_target(prog.target)
         except ToolchainError:

@@ -14,7 +14,6 @@ array per input port, keyed by port name. The logic lives in functions that take
 """
 from __future__ import annotations
 
-import os
 import sys
 import time
 import zipfile
@@ -60,7 +59,10 @@ def load_input(path: Union[str, Path], program: Program) -> InputLike:
         raise InputError("the .npz archive holds no arrays", file=str(path), field="input")
 
     def add_batch(name: str, a: np.ndarray) -> np.ndarray:
-        return a[None] if a.ndim == len(program.input_port(name).shape) + 1 else a
+        port = program.input_port(name)
+        if port.kind == "bias" and a.ndim == len(port.shape):  # one sample's bias (e.g. one image)
+            return a[None]
+        return a[None] if a.ndim == len(port.shape) + 1 else a
 
     try:
         if isinstance(data, dict):
@@ -81,6 +83,9 @@ def random_input(program: Program, n: int, steps: int, seed: int = 0, rate: floa
     r = np.random.default_rng(seed)
     out = {}
     for p in program.inputs:
+        if p.kind == "bias":  # a random frame per sample, held for every step: bias mantissas in [0, 127]
+            out[p.name] = r.integers(0, 128, size=(n,) + tuple(p.shape)).astype(np.int32)
+            continue
         shape = (n, steps) + tuple(p.shape)
         on = r.random(shape) < rate
         if p.num_message_bits == 0:
@@ -168,10 +173,8 @@ def _check_output(output: str) -> None:
     parent = out.parent if str(out.parent) else Path(".")
     if out.is_dir():
         raise ToolchainError("is a folder; give a file name such as OUT.npz", file=str(out), field="output")
-    if not parent.is_dir():
-        raise ToolchainError(f"the folder '{parent}' does not exist", file=str(out), field="output")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise ToolchainError(f"the folder '{parent}' is not writable", file=str(out), field="output")
+    from ..build_io import check_writable
+    check_writable(parent, str(out), "output")
 
 
 #: neuron-steps above which a run is "long" (as the reference simulator's own bar decides)
