@@ -362,8 +362,8 @@ def test_norse_parity_lifbox_and_lifcell():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         nir_graph = norse.to_nir(model, torch.zeros(1, 6, dtype=torch.float64), dt=dt)
-        g = load(nir_graph, preset="norse", dt=dt)
-    assert g["1"].kind == "LIF" and g["3"].kind == "CubaLIF"
+        g = load(nir_graph, preset="norse", dt=dt, source_dt=dt)  # to_nir was given dt: the file holds tau·dt
+    assert g["1"].kind == "LIF" and g["3"].kind == "CubaLIF" and g.metadata["source_dt"] == dt
     x = random_spikes(3, 100, 6, rate=0.4, seed=4).astype(np.float64)
     s1 = s2 = None
     spk, vs = {"1": [], "3": []}, {"1": [], "3": []}
@@ -396,3 +396,68 @@ def test_norse_without_preset_is_wrong_and_warned():
         raw = load(ng, dt=1e-3)
     fixed = load(ng, dt=1e-3, preset="norse")
     assert np.allclose(raw["1"].tau, fixed["1"].tau * 1e-3)  # without the preset tau is off by a factor dt
+
+
+def _norse_net(dt: float, seed: int = 3):
+    import norse.torch as norse
+    import torch
+    p1 = norse.LIFBoxParameters(tau_mem_inv=torch.tensor(200.0, dtype=torch.float64),
+                                v_th=torch.tensor(0.25, dtype=torch.float64))
+    p2 = norse.LIFParameters(tau_mem_inv=torch.tensor(100.0, dtype=torch.float64),
+                             tau_syn_inv=torch.tensor(400.0, dtype=torch.float64),
+                             v_th=torch.tensor(0.125, dtype=torch.float64))
+    torch.manual_seed(seed)
+    lin1, lin2 = torch.nn.Linear(6, 8).double(), torch.nn.Linear(8, 4).double()
+    with torch.no_grad():
+        lin1.weight.mul_(2)
+        lin2.weight.mul_(20)
+    return lin1, norse.LIFBoxCell(p1, dt=dt), lin2, norse.LIFCell(p2, dt=dt)
+
+
+def test_norse_preset_decodes_tau_with_the_export_dt_not_the_target_dt():
+    """Issue 12: cells run at dt = 1e-4 and exported with ``to_nir``'s default dt (1e-3): ``preset='norse',
+    dt=1e-4`` must give the cells' time constants (the old preset decoded with 1e-4: 10x too long) and Norse's
+    own spikes."""
+    pytest.importorskip("norse")
+    import norse.torch as norse
+    import torch
+    lin1, cell1, lin2, cell2 = _norse_net(1e-4)
+    model = norse.SequentialState(lin1, cell1, lin2, cell2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ng = norse.to_nir(model, torch.zeros(1, 6, dtype=torch.float64))  # default dt 1e-3
+        g = load(ng, preset="norse", dt=1e-4)
+        g_explicit = load(ng, preset="norse", dt=1e-4, source_dt=1e-3)
+    assert g.dt == 1e-4 and g.metadata["source_dt"] == 1e-3
+    np.testing.assert_allclose(g["1"].tau, 1 / 200.0, rtol=1e-6)
+    np.testing.assert_allclose(g["3"].tau_syn, 1 / 400.0, rtol=1e-6)
+    assert np.array_equal(g["3"].tau_mem, g_explicit["3"].tau_mem)
+    x = random_spikes(3, 300, 6, rate=0.3, seed=5).astype(np.float64)
+    s1 = s2 = None
+    spk = {"1": [], "3": []}
+    with torch.no_grad():
+        for t in range(x.shape[1]):
+            z1, s1 = cell1(lin1(torch.from_numpy(x[:, t])), s1)
+            z2, s2 = cell2(lin2(z1), s2)
+            spk["1"].append(z1.numpy())
+            spk["3"].append(z2.numpy())
+    res = simulate_float(g, x, record=True)
+    for k in ("1", "3"):
+        ref = np.stack(spk[k], 1)
+        assert ref.sum() > 20
+        assert np.mean(res.values[k] == ref) == 1.0, k
+
+
+def test_norse_looking_file_is_named_without_dt():
+    """Without a preset and without dt, a file whose time constants all look like tau·dt gets a warning that
+    names Norse's convention (inspect shows it)."""
+    pytest.importorskip("norse")
+    import norse.torch as norse
+    import torch
+    model = norse.SequentialState(*_norse_net(1e-3))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ng = norse.to_nir(model, torch.zeros(1, 6, dtype=torch.float64))
+    with pytest.warns(NirImportWarning, match="look like tau·dt, what Norse"):
+        g = load(ng)
+    assert any("Norse" in w for w in g.metadata["warnings"])

@@ -26,8 +26,12 @@ snntorch 1e-4    subtract  seconds: tau = dt/(1-beta)   ``Leaky``→LIF, ``Synap
                                                         recurrent loop), while ``Leaky`` zeroes before the update, which
                                                         is the immediate reset.
 norse    1e-3    zero      seconds × dt (Norse 1.1.0    ``LIFBoxCell``→LIF, ``LIFCell``→CubaLIF, ``IAFCell``→IF,
-                           writes ``dt / tau_inv``):    ``LIBoxCell``→LI, all with r = 1 and w_in = 1. ``dt`` is
-                           tau = tau_file / dt          ``to_nir``'s default (pass the cells' dt if it differs).
+                           writes ``dt / tau_inv``):    ``LIBoxCell``→LI, all with r = 1 and w_in = 1. The time
+                           tau = tau_file / source_dt   constants are decoded with ``source_dt`` (the dt given to
+                                                        ``to_nir``, default 1e-3; ``load(..., source_dt=)``), not with
+                                                        the target ``dt``: ``dt=1e-4`` runs the same network at a
+                                                        finer step. The current's jump uses the target dt (the
+                                                        step Norse's cells ran at).
                                                         Norse's ``LIFCell`` adds the input to the current undecayed,
                                                         updates v with that current, then decays the current: that is
                                                         the IR's current-first Euler step with w_in ← w_in·tau_syn/dt
@@ -53,7 +57,7 @@ lava     1e-4    zero      seconds                      The IR's own semantics (
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 
@@ -82,6 +86,25 @@ class Preset:
     w_in_rule: str = "as_is"
     reset_timing: str = "immediate"
     summary: str = ""
+    tau_dt: str = "target"
+
+    def decode_dt(self, dt: Optional[float], source_dt: Optional[float] = None,
+                  file_meta: Optional[Dict[str, Any]] = None) -> Optional[float]:
+        """The dt that :meth:`convert_tau` decodes this framework's time constants with.
+
+        ``tau_dt = "source"`` (Norse: the file holds tau times the dt given to its exporter): ``source_dt`` when
+        given, else the file's metadata ``source_dt``, else the preset's own dt (the exporter's default) —
+        never the target ``dt``, which only says at which step the graph runs. ``"target"`` (Sinabs: tau in
+        time steps, whatever a step is): the target ``dt``.
+        """
+        if self.tau_dt != "source":
+            return dt
+        if source_dt is not None:
+            return float(source_dt)
+        meta = file_meta or {}
+        if "source_dt" in meta:
+            return float(np.asarray(meta["source_dt"]))
+        return self.dt
 
     def convert_tau(self, tau: np.ndarray, dt: Optional[float]) -> np.ndarray:
         """Time constant in seconds from the value the framework wrote."""
@@ -110,8 +133,9 @@ PRESETS: Dict[str, Preset] = {
     "snntorch": Preset("snntorch", dt=1e-4, reset="subtract", reset_timing="snntorch",
                        summary="snnTorch 1.0: dt=1e-4, tau=dt/(1-beta), r=tau/dt, reset subtract applied one "
                                "step late"),
-    "norse": Preset("norse", dt=1e-3, reset="zero", tau_unit="s*dt", w_in_rule="jump",
-                    summary="Norse 1.1.0: dt=1e-3, file tau = tau*dt, LIFCell current jumps by the input"),
+    "norse": Preset("norse", dt=1e-3, reset="zero", tau_unit="s*dt", w_in_rule="jump", tau_dt="source",
+                    summary="Norse 1.1.0: dt=1e-3, file tau = tau*dt (dt given to to_nir: source_dt), LIFCell "
+                            "current jumps by the input"),
     "sinabs": Preset("sinabs", dt=1.0, reset="subtract", tau_unit="steps",
                      summary="Sinabs: tau in time steps (dt = 1 step), reset subtract"),
     "rockpool": Preset("rockpool", dt=1e-3, reset="subtract",

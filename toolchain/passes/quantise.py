@@ -221,7 +221,9 @@ def _model(node: _Population, dt: float, opts: QuantOptions, target: TargetSpec)
             i = int(np.argmax(r))
             raise QuantisationError(f"tau = {tau[i]:g} s is shorter than dt = {dt:g} s: the Euler step would "
                                     f"overshoot and the decay (4096·dt/tau = {4096 * r[i]:.0f}) does not fit "
-                                    f"{target.decay_bits} bits; use a smaller dt", node=node.name, field=fld)
+                                    f"{target.decay_bits} bits; use a smaller dt, or, if the file holds tau·dt "
+                                    f"as Norse >= 1.1 writes it, load it with preset='norse'", node=node.name,
+                                    field=fld)
         return r
 
     if isinstance(node, (LIF, LI)):
