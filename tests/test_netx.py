@@ -209,6 +209,7 @@ def test_compiled_nir_model_loads_in_netx(lava, tmp_path: Path) -> None:
     with pytest.raises(ToolchainError) as exc:
         export_netx(default, tmp_path / "d.net")
     assert exc.value.node == "fc0" and exc.value.field == "weight" and "vth_max" in str(exc.value)
+    assert "compile_for_netx" in str(exc.value)
     assert not (tmp_path / "d.net").exists()
     program = compile_graph(graph, "loihi2", vth_max=256)
     path = export_netx(program, tmp_path / "c.net")
@@ -224,8 +225,15 @@ def _one_layer(bias_mant=0, bias_exp=0, **syn_kw) -> Program:
     return Program([g], [SynapseGroup("w_in_h", "in", "h", w, **syn_kw)], [InputPort("in", (2,))], output="h")
 
 
+def _back_edge() -> Program:
+    """g1 -> g0: recurrence between two groups (netx holds only a layer's own recurrent matrix, dense_rec)."""
+    p = int_program((4, 3, 2), seed=0)
+    back = SynapseGroup("w_back", "g1", "g0", Dense(np.full((3, 2), 4, np.int16)), recurrent=True)
+    return Program(list(p.groups.values()), p.synapses + [back], p.inputs, p.output, dt=p.dt)
+
+
 UNSUPPORTED = {
-    "recurrent": (lambda: int_program((4, 3, 2), seed=0, recurrent=True), "w_g0_g0", "recurrent"),
+    "recurrent-between-groups": (lambda: _back_edge(), "w_back", "recurrent"),
     "subtract-reset": (lambda: int_program((4, 3, 2), seed=0, reset_mode="subtract"), "g0", "reset_mode"),
     "skip": (lambda: int_program((4, 3, 2), seed=0, skip=True), "in", "synapses"),
     "graded-input": (lambda: int_program((4, 3), seed=0, graded_bits=4), "in", "num_message_bits"),
@@ -280,7 +288,8 @@ def test_export_replaces_existing_file(tmp_path: Path) -> None:
 
 
 def test_cli_compile_netx(tmp_path: Path, capsys) -> None:
-    """``snnc compile F.nir -o BUILD --netx F.net`` writes both; a network netx cannot hold is refused before
+    """``snnc compile F.nir -o BUILD --netx F.net`` writes both, compiling a default build to a representation
+    netx holds and printing what changed; a network netx cannot hold (subtractive reset) is refused before
     anything is written (exit status 1, the layer named)."""
     import h5py
 
@@ -290,11 +299,13 @@ def test_cli_compile_netx(tmp_path: Path, capsys) -> None:
     nir_file = tmp_path / "m.nir"
     export(random_lif_graph((8, 6, 4), seed=0), nir_file)
     net_file, build = tmp_path / "m.net", tmp_path / "build"
-    assert main(["compile", str(nir_file), "-o", str(build), "--netx", str(net_file)]) == 1  # default vth_max
+    assert main(["compile", str(nir_file), "-o", str(build), "--reset", "subtract", "--netx", str(net_file)]) == 1
     assert not net_file.exists() and not build.exists()
     err = capsys.readouterr().err
-    assert "error: node 'fc0', field 'weight'" in err and "vth_max" in err
-    assert main(["compile", str(nir_file), "-o", str(build), "--vth-max", "256", "--netx", str(net_file)]) == 0
+    assert "error: " in err and "field 'reset_mode'" in err and "--reset zero" in err
+    assert main(["compile", str(nir_file), "-o", str(build), "--netx", str(net_file)]) == 0  # default vth_max
+    out = capsys.readouterr().out
+    assert "netx: vth_max 16384 -> " in out and "netx: align_bias off" in out
     assert build.is_dir()
     with h5py.File(net_file, "r") as f:
         assert sorted(f["layer"], key=int) == ["0", "1", "2"]
