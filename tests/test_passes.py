@@ -1,6 +1,8 @@
 """Each normalising/fusing pass: a small before/after test, and float-executor equivalence (the passes are exact)."""
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -8,7 +10,8 @@ import torch.nn.functional as F
 
 from toolchain.errors import GraphError, QuantisationError
 from toolchain.ir import (IF, LI, LIF, Affine, AvgPool2d, Conv1d, Conv2d, Csr, CubaLIF, Dense, Flatten, Graph,
-                          Input, Linear, Output, Scale, Structured, SumPool2d, Threshold, synapse_count, verify)
+                          Input, Integrator, Linear, Output, Scale, Structured, SumPool2d, Threshold, synapse_count,
+                          verify)
 from toolchain.passes import (CompileContext, check_normalised, conv_to_csr, flatten_shapes,
                               fold_affine_bias_into_neuron, fold_scale_into_linear, insert_identity_synapses,
                               lower_conv_and_pool, merge_linear_chains, merge_parallel_linear, pipeline_for,
@@ -233,3 +236,36 @@ def test_runner_names_the_failing_pass_and_the_passes_before():
     msg = str(ei.value)
     assert "in pass 'quantise'" in msg and "merge_linear_chains" in msg and ei.value.node == "th"
     assert ei.value.pass_name == "quantise" and "flatten_shapes" in ei.value.passes_before
+
+
+def test_trailing_affine_compiles_to_an_integrating_readout():
+    """Issue 12: a graph that ends in a Linear/Affine (nirtorch style) gets an Integrator readout whose voltage is
+    the running sum of the layer's output."""
+    from toolchain.compile import compile_graph
+    from toolchain.passes.normalise import add_readout_for_trailing_synapse
+    from toolchain.sim.reference import simulate
+    r = np.random.default_rng(4)
+    g = Graph([Input("in", shape=(5,)), Linear("fc1", weight=r.normal(0, 1.0, (8, 5))),
+               LIF("h", shape=(8,), tau=5e-3, v_threshold=0.3),
+               Affine("fc2", weight=r.normal(0, 1.0, (3, 8)), bias=[0.05, -0.02, 0.0]), Output("out", shape=(3,))],
+              [("in", "fc1"), ("fc1", "h"), ("h", "fc2"), ("fc2", "out")], dt=DT)
+    h = add_readout_for_trailing_synapse(g)
+    assert isinstance(h["out.readout"], Integrator) and h.predecessors("out") == ["out.readout"]
+    assert h.predecessors("out.readout") == ["fc2"] and any("integrating readout" in n for n in h.metadata["notes"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        prog = compile_graph(g, "loihi2", partition=False)
+    assert prog.output == "out.readout" and not prog.groups["out.readout"].spiking
+    # the readout alone (no hidden spikes whose timing rounding could move): its v is the float running sum
+    g1 = Graph([Input("in", shape=(5,)), Affine("fc", weight=r.normal(0, 1.0, (3, 5)), bias=[0.05, -0.02, 0.0]),
+                Output("out", shape=(3,))], [("in", "fc"), ("fc", "out")], dt=DT)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        prog = compile_graph(g1, "loihi2", partition=False)
+    x = (r.random((2, 60, 5)) < 0.4).astype(np.int32)
+    y = np.cumsum(simulate_float(g1, x.astype(float)).output, axis=1)  # the float layer's running sum
+    L = prog.metadata["latency_steps"]["out.readout"]
+    res = simulate(prog, np.concatenate([x, np.zeros((2, L, 5), np.int32)], axis=1))
+    v = res.output[:, L:].astype(float) / np.asarray(prog.metadata["v_scale"]["out.readout"])
+    assert np.abs(y).max() > 1.0
+    np.testing.assert_allclose(v, y, atol=0.02 * np.abs(y).max())

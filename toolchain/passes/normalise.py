@@ -19,6 +19,7 @@ from ..ir.storage import Csr
 from . import storage_ops as so
 
 __all__ = ["flatten_shapes", "lower_conv_and_pool", "fold_scale_into_linear", "fold_affine_bias_into_neuron",
+           "add_readout_for_trailing_synapse",
            "conv_to_csr", "pool_to_csr", "rewire"]
 
 _LINEAR = (Linear, Affine)
@@ -220,3 +221,32 @@ def fold_affine_bias_into_neuron(graph: Graph, cuba: bool = False) -> Graph:
         nodes[pop.name] = pop.replace(v_leak=pop.v_leak + extra)
         nodes[name] = Linear(name, weight=node.weight)
     return rewire(graph, nodes, list(graph.edges), notes=notes)
+
+
+# ------------------------------------------------------------------------------------- trailing synapses
+def add_readout_for_trailing_synapse(graph: Graph) -> Graph:
+    """Give every Output fed by a Linear/Affine node (a graph that ends in a linear layer, common from nirtorch)
+    an integrating non-spiking readout: ``Affine -> Integrator(r=1) '<output>.readout' -> Output``. A Loihi
+    program's output is a population; the readout's voltage is the running sum of the layer's output (its bias
+    becomes the readout's bias current), which is what a classifier reads (argmax of the summed output).
+    Run after :func:`~toolchain.passes.fuse.split_linear_fan` (one consumer per linear node)."""
+    from ..ir.nodes import Integrator
+    nodes = graph.nodes
+    edges = list(graph.edges)
+    notes = list(graph.metadata.get("notes", []))
+    for name, node in graph.nodes.items():
+        if not isinstance(node, Output):
+            continue
+        feeding = [e for e in edges if e.dst == name and isinstance(nodes[e.src], (Linear, Affine))]
+        if not feeding:
+            continue
+        ro = f"{name}.readout"
+        if ro in nodes:
+            raise GraphError(f"cannot add the readout population: a node named '{ro}' exists", node=name,
+                             field="edges")
+        nodes[ro] = Integrator(ro, r=1.0, shape=(int(np.prod(node.shape)),))
+        edges = [e for e in edges if e not in feeding] + [Edge(e.src, ro, e.delay) for e in feeding] + \
+            [Edge(ro, name, 0)]
+        notes.append(f"Output '{name}' is fed by the linear layer(s) {', '.join(e.src for e in feeding)}: compiled "
+                     f"with the integrating readout '{ro}' (its voltage is the running sum of their output)")
+    return rewire(graph, nodes, edges, notes=notes)

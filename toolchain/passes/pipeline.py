@@ -15,7 +15,8 @@ from ..ir.verify import verify
 from ..targets import TargetSpec
 from .checks import verify_program
 from .fuse import insert_identity_synapses, merge_linear_chains, merge_parallel_linear, split_linear_fan
-from .normalise import flatten_shapes, fold_affine_bias_into_neuron, fold_scale_into_linear, lower_conv_and_pool
+from .normalise import (add_readout_for_trailing_synapse, flatten_shapes, fold_affine_bias_into_neuron,
+                        fold_scale_into_linear, lower_conv_and_pool)
 from .partition import partition
 from .quantise import QuantOptions, quantise
 
@@ -61,6 +62,7 @@ LOIHI_PIPELINE: List[Pass] = [
     Pass("split_linear_fan", _graph(split_linear_fan)),
     Pass("merge_linear_chains", _graph(merge_linear_chains)),
     Pass("merge_parallel_linear", _graph(merge_parallel_linear)),
+    Pass("add_readout_for_trailing_synapse", _graph(add_readout_for_trailing_synapse)),
     Pass("insert_identity_synapses", _graph(insert_identity_synapses)),
     Pass("fold_affine_bias_into_neuron", _graph(fold_affine_bias_into_neuron), boundary="normalised"),
     Pass("quantise", lambda g, ctx: quantise(g, ctx.target, ctx.quant), boundary="quantised"),
