@@ -422,6 +422,9 @@ def main(argv: Optional[List[str]] = None) -> int:
             in_path = check_file(folder, man, sample["input"])
         else:
             in_path = args.input
+        out_dir = args.out.parent if str(args.out.parent) else Path(".")
+        if args.out.is_dir() or not out_dir.is_dir():
+            raise RunError(f"--out {args.out}: give a file name in an existing folder")
         x, steps = prepare_input(read_array(in_path, man["input"]["port"]), man,
                                  args.steps if args.steps is not None
                                  else (sample.get("steps") if args.input is None else None))
@@ -440,6 +443,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         if mode == "continuous" and x.shape[0] > 1 and (not interval or steps % interval):
             log(f"warning: continuous mode with reset_interval {interval} and {steps} steps per sample: the "
                 "network's state carries over between samples")
+        if hardware and args.record:
+            log("note: --record reads u and v through Lava Monitors, which depend on lava-loihi's probe support")
+        if hardware and mode == "fresh" and x.shape[0] > 1:
+            log("note: fresh mode compiles the network for every sample; with a reset_interval, --mode "
+                "continuous runs all samples in one")
         log(f"{x.shape[0]} sample(s) x {steps} steps on {backend}, {mode} mode")
         t0 = time.perf_counter()
         res = run(folder, man, x, steps, mode, args.record, hardware, log)
@@ -522,13 +530,16 @@ def _single_port(program: Program) -> InputPort:
     return program.inputs[0]
 
 
-def _layout(port: InputPort) -> str:
-    if len(port.shape) == 3:
-        return ("(W, H, C) = (x, y, channel), lava-dl's order; flattened in C order (channel fastest), which is "
-                "the order of the build's neurons and of netx's arrays")
-    if len(port.shape) == 1:
-        return "flat vector in netx's flatten order (the build's input order)"
-    return f"{len(port.shape)}-d, flattened in C order (the build's input order) for netx's flat input"
+def _layout(port: InputPort, netx_shape: List[int]) -> str:
+    """How the input array's axes are laid out, in words (for deploy.json and the README)."""
+    flat = "flattened in C order (last axis fastest), the order of the build's input neurons"
+    if len(port.shape) == 3 and list(port.shape) == list(netx_shape):
+        return f"(W, H, C) = (x, y, channel), lava-dl's order; {flat} and of netx's arrays"
+    if len(netx_shape) == 1:
+        if len(port.shape) == 1:
+            return "a flat vector in netx's flatten order (the build's input order)"
+        return f"{flat}; netx's input is that flat vector"
+    return f"{flat}; netx's input {tuple(netx_shape)} holds the same flat vector in C order"
 
 
 def _netx_table(path: Path) -> List[Dict[str, Any]]:
@@ -554,7 +565,7 @@ def _input_spec(program: Program, net_input_shape: List[int]) -> Dict[str, Any]:
     from .netx import NETX_BIAS_EXP
     port = _single_port(program)
     spec: Dict[str, Any] = {"port": port.name, "kind": port.kind, "shape": list(port.shape),
-                            "layout": _layout(port), "netx_shape": net_input_shape,
+                            "layout": _layout(port, net_input_shape), "netx_shape": net_input_shape,
                             "num_message_bits": int(port.num_message_bits)}
     if port.kind == "spikes":
         spec.update(dtype="bool (0/1 binary spikes; any integer dtype with values 0 and 1)", range=[0, 1],
@@ -580,9 +591,10 @@ def steps_per_sample(program: Program, steps: Optional[int] = None) -> Optional[
         return int(interval)
     sim = (program.metadata.get("netx") or {}).get("simulation") or {}
     t_sample = sim.get("tSample") if isinstance(sim, dict) else None
-    if isinstance(t_sample, (list, tuple)) and len(t_sample) == 1:
-        t_sample = t_sample[0]
-    return int(t_sample) if isinstance(t_sample, (int, float)) and t_sample >= 1 else None
+    t_sample = np.asarray(t_sample).reshape(-1) if t_sample is not None else np.zeros(0)
+    if t_sample.size != 1 or not np.issubdtype(t_sample.dtype, np.number) or not t_sample[0] >= 1:
+        return None
+    return int(t_sample[0])
 
 
 def deploy_manifest(program: Program, net_path: Union[str, os.PathLike], steps: Optional[int] = None,
@@ -593,7 +605,7 @@ def deploy_manifest(program: Program, net_path: Union[str, os.PathLike], steps: 
     ``steps``: steps per sample (:func:`steps_per_sample`). ``sample``: the sample
     entry (file names, steps, batch, mode); ``files``: SHA-256 of each data file."""
     from .netx import netx_chain, netx_network_args
-    port = _single_port(program)
+    _single_port(program)
     chain = netx_chain(program)
     table = _netx_table(Path(net_path))
     in_shape = table.pop()["input_shape"]
@@ -798,6 +810,7 @@ def deploy(program_or_build: Union[Program, str, os.PathLike], out_dir: Union[st
         try:
             os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; the folder follows the umask
             export_netx(program, tmp / NETX_FILE)
+            os.chmod(tmp / NETX_FILE, 0o666 & ~_umask())  # the exporter's temporary file is 0600
             files = {NETX_FILE: _sha256(tmp / NETX_FILE)}
             sample_entry = None
             if shipped is not None and ref is not None:
@@ -860,6 +873,14 @@ def _readme(m: Dict[str, Any]) -> str:
                       "simulator computes for it: plain `python run.py` runs the sample and prints `bit-exact: yes` "
                       "when the run reproduces it at every step.\n")
     what = "spikes" if out["kind"] == "spikes" else "membrane voltage `v` (a non-spiking readout)"
+    if inp["kind"] == "spikes":
+        steps_flag, compare_note, joined = "", "", "`x.reshape(1, batch * steps, ...)`"
+    else:
+        steps_flag = f" --steps {sps}" if sps else " --steps T"
+        compare_note = (f"\nFor both tools, write a batch of bias inputs as `(batch, steps, {shape})`, each sample's\n"
+                        "bias repeated over its steps (`np.repeat(x[:, None], steps, axis=1)`): `run.py` takes that\n"
+                        "form when it is constant over time, and `snnc simulate` reads it unambiguously.\n")
+        joined = "each sample's bias repeated over its steps, then joined"
     sample_row = (f"| `{sample['input']}`, `{sample['reference']}` | a sample input and the toolchain's output for "
                   "it |" if sample else "")
     return f"""# Loihi 2 deploy folder
@@ -905,9 +926,9 @@ on the chip this depends on lava-loihi's probe support). `--steps T` sets the st
 ## Compare with the toolchain
 Where the toolchain is installed, its reference simulator computes the same integers (every spike, `u`, `v`):
 
-    snnc simulate BUILD --input x.npy -o ref.npz [--record]
+    snnc simulate BUILD --input x.npy -o ref.npz [--record]{steps_flag}
     python run.py --input x.npy --check ref.npz [--record]     # prints bit-exact: yes|no, exit status 1 on no
-
+{compare_note}
 With `--mode continuous` (several samples back to back) compare with `snnc simulate` on the samples joined in
-time: `x.reshape(1, batch * steps, ...)` for spikes, or each bias repeated over its steps.
+time: one sample of `batch * steps` steps ({joined}).
 """
