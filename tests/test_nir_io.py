@@ -519,3 +519,28 @@ def test_warning_delay_not_whole_steps():
     with warnings.catch_warnings():
         warnings.simplefilter("error", NirImportWarning)
         load(g, dt=5e-4)
+
+
+def test_graph_without_input_output_nodes_loads_as_nir_read_reads_it(tmp_path, monkeypatch):
+    """Issue 12: a file whose graph has no Input/Output nodes gets them inferred (one per source / sink node,
+    named as nir's NIRGraph names them), on the nir.read path and on our own HDF5 reader's."""
+    import nir
+    g = nir.NIRGraph(nodes={"fc": nir.Affine(np.ones((3, 2)), np.zeros(3)),
+                            "lif": nir.LIF(tau=np.full(3, 0.01), r=np.ones(3), v_leak=np.zeros(3),
+                                           v_threshold=np.ones(3))}, edges=[("fc", "lif")])
+    for n in [n for n in g.nodes if n.startswith(("input_", "output_"))]:  # nir infers them: remove them again
+        del g.nodes[n]
+    g.edges = [e for e in g.edges if not e[0].startswith("input_") and not e[1].startswith("output_")]
+    path = tmp_path / "noio.nir"
+    nir.write(str(path), g)
+    via_nir = load(path, dt=1e-3)
+    assert via_nir.inputs == ["input_fc"] and via_nir.outputs == ["output_lif"]
+
+    def refuse(*a, **k):
+        raise ValueError("refused for the test")
+    monkeypatch.setattr(nir, "read", refuse)
+    with pytest.warns(NirImportWarning, match="no Input node"):
+        ours = load(path, dt=1e-3)
+    assert ours.metadata["reader"] == "h5py"
+    assert ours.inputs == ["input_fc"] and ours.outputs == ["output_lif"]
+    assert ours["input_fc"].shape == (2,) and ours["output_lif"].shape == (3,)

@@ -755,6 +755,31 @@ def _delayed_edges_from_metadata(meta: Mapping[str, Any], edges: List[Tuple[str,
     return [(a, b, 1 if (a, b) in listed else 0) for a, b in edges]
 
 
+def _infer_io(root: _Raw, ctx: _Ctx) -> None:
+    """A top-level graph without Input (Output) nodes gets one ``input_<node>`` (``output_<node>``) per node that no
+    edge enters (leaves), as ``nir.NIRGraph`` infers them (nir 1.0.8 ``_update_input_output_types``); our own
+    HDF5 reader sees the file as written."""
+    assert root.nodes is not None and root.edges is not None
+    types = {n: r.type for n, r in root.nodes.items()}
+
+    def named(ends: Set[str]) -> Set[str]:  # an endpoint names node n itself or "n.<inner>" of a subgraph n
+        return {n for n in root.nodes if any(e == n or e.startswith(n + ".") for e in ends)}
+    srcs = named({a for a, _ in root.edges})
+    dsts = named({b for _, b in root.edges})
+    if "Input" not in types.values():
+        for n in [n for n in root.nodes if n not in dsts and types[n] != "Output"]:
+            root.nodes[f"input_{n}"] = _Raw("Input")
+            root.edges.append((f"input_{n}", n))
+            ctx.warn(f"the graph has no Input node; '{n}' (no edge enters it) is fed by the inferred Input "
+                     f"'input_{n}', as nir.NIRGraph infers it")
+    if "Output" not in types.values():
+        for n in [n for n in list(root.nodes) if n not in srcs and types.get(n) not in ("Input", None)]:
+            root.nodes[f"output_{n}"] = _Raw("Output")
+            root.edges.append((n, f"output_{n}"))
+            ctx.warn(f"the graph has no Output node; '{n}' (no edge leaves it) feeds the inferred Output "
+                     f"'output_{n}', as nir.NIRGraph infers it")
+
+
 def load(source: Union[str, os.PathLike, Any], dt: Optional[float] = None, reset: Optional[str] = None,
          preset: Optional[str] = None, source_dt: Optional[float] = None) -> ir.Graph:
     """Load a NIR graph into the IR.
@@ -799,6 +824,7 @@ def load(source: Union[str, os.PathLike, Any], dt: Optional[float] = None, reset
         if root.type != "NIRGraph":  # a single node: wrap it with an input and an output
             root = _Raw("NIRGraph", nodes={"input": _Raw("Input"), "node": root, "output": _Raw("Output")},
                         edges=[("input", "node"), ("node", "output")])
+        _infer_io(root, ctx)
         file_meta = dict(root.metadata)
         if dt is None and "dt" in file_meta:
             dt = float(np.asarray(file_meta["dt"]))
