@@ -202,3 +202,17 @@ def test_format_lists_every_layer():
     rep = _quiet(fidelity, _cuba_net(), random=2, steps=20)
     txt = format_fidelity(rep)
     assert "c " in txt and "weights" in txt and "decays" in txt
+
+
+def test_fidelity_of_a_graph_ending_in_a_linear_layer():
+    """The compiled readout's voltage is compared with the running sum of the float graph's output."""
+    r = rng(8)
+    g = Graph([Input("in", shape=(4,)), Affine("fc1", weight=r.normal(0, 1.0, (6, 4)), bias=np.zeros(6)),
+               LIF("h", shape=(6,), tau=5e-3, v_threshold=0.3),
+               Affine("fc2", weight=r.normal(0, 1.0, (3, 6)), bias=np.array([0.1, 0.0, -0.1])),
+               Output("out", shape=(3,))], [("in", "fc1"), ("fc1", "h"), ("h", "fc2"), ("fc2", "out")], dt=DT)
+    rep = _quiet(fidelity, g, random=4, steps=60, rate=0.3)
+    assert rep.output == "out.readout" and set(rep.layers) == {"h", "out.readout"}
+    ro = rep.layers["out.readout"]
+    assert np.isnan(ro.agreement) and ro.count_corr > 0.95 and ro.argmax_agreement >= 0.75
+    assert "out.readout" in format_fidelity(rep)

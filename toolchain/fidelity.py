@@ -257,18 +257,28 @@ def _int_run(program: Program, x: np.ndarray, steps: int) -> Tuple[Dict[str, np.
     return out, sat
 
 
-def _compare_all(ref: Dict[str, np.ndarray], other: Dict[str, np.ndarray], graph: ir.Graph,
+def _compare_all(ref: Dict[str, np.ndarray], other: Dict[str, np.ndarray], program: Program,
                  names: Sequence[str]) -> Dict[str, LayerFidelity]:
     out = {}
     for n in names:
         if n in ref and n in other:
-            out[n] = compare_spikes(ref[n], other[n], readout=not graph[n].is_spiking)
+            out[n] = compare_spikes(ref[n], other[n], readout=not program.groups[n].spiking)
     return out
 
 
+def _with_readout(values: Dict[str, np.ndarray], graph: ir.Graph, program: Program) -> Dict[str, np.ndarray]:
+    """When the compiler added an integrating readout for a graph ending in a linear layer, the float source's
+    counterpart of its voltage is the running sum of the Output node's value."""
+    ro, node = program.output, program.metadata.get("output_node")
+    if ro not in graph.nodes and node in values and ro not in values:
+        values = dict(values)
+        values[ro] = np.cumsum(values[node], axis=1)
+    return values
+
+
 def _load_source(source: Union[str, os.PathLike, ir.Graph, Program], program: Optional[Program], dt: Optional[float],
-                 reset: Optional[str], preset: Optional[str], target: Any, options: Dict[str, Any]
-                 ) -> Tuple[ir.Graph, Program, str]:
+                 reset: Optional[str], preset: Optional[str], target: Any, options: Dict[str, Any],
+                 source_dt: Optional[float] = None) -> Tuple[ir.Graph, Program, str]:
     from .compile import compile_graph
     from .nir_io import load
     label = ""
@@ -284,14 +294,15 @@ def _load_source(source: Union[str, os.PathLike, ir.Graph, Program], program: Op
             raise InputError(f"the build does not name a readable source file ({f!r}); pass the .nir file as well",
                              file=label or None, field="metadata.file")
         co = program.metadata.get("compile_options", {})
-        graph = load(f, dt=program.dt, reset=co.get("reset"), preset=program.metadata.get("preset"))
+        graph = load(f, dt=program.dt, reset=co.get("reset"), preset=program.metadata.get("preset"),
+                     source_dt=source_dt)
         return graph, program, label or f
     if isinstance(source, ir.Graph):
         graph = source if dt is None else source.replace(dt=dt)
         label = graph.metadata.get("file") or "<graph>"
     else:
         label = os.fspath(source)
-        graph = load(source, dt=dt, reset=reset, preset=preset)
+        graph = load(source, dt=dt, reset=reset, preset=preset, source_dt=source_dt)
     if program is None:
         program = compile_graph(graph, target, reset=reset, partition=False, **options)
     return graph, program, label
@@ -300,15 +311,16 @@ def _load_source(source: Union[str, os.PathLike, ir.Graph, Program], program: Op
 def fidelity(source: Union[str, os.PathLike, ir.Graph, Program], x: Optional[np.ndarray] = None, *,
              program: Optional[Program] = None, steps: Optional[int] = None, random: int = 8, rate: float = 0.2,
              seed: int = 0, dt: Optional[float] = None, reset: Optional[str] = None, preset: Optional[str] = None,
-             target: Any = "loihi2", attribution: bool = True, **options: Any) -> FidelityReport:
+             target: Any = "loihi2", attribution: bool = True, source_dt: Optional[float] = None,
+             **options: Any) -> FidelityReport:
     """Float source vs integer program, per layer, with the attribution of the drift (see the module docstring).
 
     ``source``: a ``.nir`` file (loaded with ``dt``/``reset``/``preset`` and compiled for ``target`` with
     ``options``), an IR graph, a build folder or a :class:`Program` (the source file named in its metadata is
-    loaded again). ``x``: integer spikes (batch, time, *input shape); without it ``random`` samples of Bernoulli
+    loaded again; ``source_dt``: see :func:`toolchain.nir_io.load`). ``x``: integer spikes (batch, time, *input shape); without it ``random`` samples of Bernoulli
     spikes at ``rate``. ``steps``: how many steps to compare (default: the input's length, else 100).
     """
-    graph, program, label = _load_source(source, program, dt, reset, preset, target, options)
+    graph, program, label = _load_source(source, program, dt, reset, preset, target, options, source_dt)
     if len(graph.inputs) != 1:
         raise InputError(f"the graph has {len(graph.inputs)} inputs; fidelity drives exactly one", field="inputs")
     in_shape = graph[graph.inputs[0]].shape
@@ -328,17 +340,19 @@ def fidelity(source: Union[str, os.PathLike, ir.Graph, Program], x: Optional[np.
     pops = [n for n in graph.topological_order() if isinstance(graph[n], ir.nodes._Population)
             and n in program.groups]
     out_name = program.output
-    ref = _float_run(graph, x)
+    if out_name not in pops:
+        pops.append(out_name)
+    ref = _with_readout(_float_run(graph, x), graph, program)
     got, sat = _int_run(program, x, T)
-    rep = FidelityReport(_compare_all(ref, got, graph, pops), out_name, T, int(x.shape[0]), saturation=sat,
+    rep = FidelityReport(_compare_all(ref, got, program, pops), out_name, T, int(x.shape[0]), saturation=sat,
                          source=label, warnings=list(program.quant_report.get("warnings", [])))
     if attribution:
         gn = normalised_graph(graph, program.target)
         for eff in list(EFFECTS) + ["all"]:
             eg = effect_graph(gn, program, EFFECTS if eff == "all" else [eff])
-            rep.attribution[eff] = _compare_all(ref, _float_run(eg, x), graph, pops)
+            rep.attribution[eff] = _compare_all(ref, _float_run(eg, x), program, pops)
         eg = effect_graph(gn, program, EFFECTS)
-        rep.attribution["integer_vs_all"] = _compare_all(_float_run(eg, x), got, graph, pops)
+        rep.attribution["integer_vs_all"] = _compare_all(_float_run(eg, x), got, program, pops)
     return rep
 
 

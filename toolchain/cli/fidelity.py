@@ -1,7 +1,7 @@
 """``snnc fidelity FILE.nir|BUILD/ [--input X.npy | --random N] --steps T``: how closely the integer program
 follows its float source, per layer, and which cause of drift costs what (:func:`toolchain.fidelity.fidelity`).
 
-A ``.nir`` file is loaded with ``--dt/--reset/--preset`` and compiled for ``--target`` (``--cuba-bias`` chooses
+A ``.nir`` file is loaded with ``--dt/--reset/--preset/--source-dt`` and compiled for ``--target`` (``--cuba-bias`` chooses
 how CubaLIF biases are mapped); a build folder is compared with the source file its metadata names (``--nir``
 gives the file when the build does not lie next to it). ``--json OUT.json`` writes every figure.
 """
@@ -47,6 +47,8 @@ def _read_x(path: str) -> np.ndarray:
 @click.option("--dt", type=float, default=None, help="Time step (s) for a .nir file.")
 @click.option("--reset", type=click.Choice(["zero", "subtract"]), default=None)
 @click.option("--preset", type=str, default=None, help="snntorch|norse|sinabs|rockpool|lava")
+@click.option("--source-dt", type=float, default=None,
+              help="dt the source framework exported with (Norse's to_nir dt; default: the preset's).")
 @click.option("--target", default="loihi2", show_default=True)
 @click.option("--cuba-bias", type=click.Choice(["current", "fold"]), default="current", show_default=True,
               help="How an Affine bias reaches a CubaLIF (fold: into the voltage bias, inexact).")
@@ -55,7 +57,7 @@ def _read_x(path: str) -> np.ndarray:
 @click.option("--json", "json_path", type=click.Path(), default=None, help="Write every figure to this file.")
 def fidelity_command(source: str, input_path: Optional[str], n_random: Optional[int], rate: float, seed: int,
                      steps: Optional[int], dt: Optional[float], reset: Optional[str], preset: Optional[str],
-                     target: str, cuba_bias: str, nir_path: Optional[str], no_attribution: bool,
+                     source_dt: Optional[float], target: str, cuba_bias: str, nir_path: Optional[str], no_attribution: bool,
                      json_path: Optional[str]) -> None:
     """Float source vs integer program, per layer, with the attribution of the drift."""
     if input_path and n_random is not None:
@@ -83,11 +85,13 @@ def fidelity_command(source: str, input_path: Optional[str], n_random: Optional[
         from ..nir_io import load
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            src = load(f, dt=program.dt, reset=co.get("reset"), preset=program.metadata.get("preset"))
+            src = load(f, dt=program.dt, reset=co.get("reset"), preset=program.metadata.get("preset"),
+                       source_dt=source_dt)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         rep = fidelity(src, x, program=program, steps=steps, random=n_random or 8, rate=rate, seed=seed, dt=dt,
                        reset=reset, preset=preset, target=target, attribution=not no_attribution,
+                       source_dt=source_dt,
                        **({} if program is not None else {"cuba_bias": cuba_bias}))
     rep.source = source
     click.echo(format_fidelity(rep))
