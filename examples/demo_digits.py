@@ -2,7 +2,7 @@
 reporting): train a spiking MLP on digits with STOP-WTL, export NIR, compile for Loihi 2, check the integer
 network against the reference simulator, PyTorch's integer mode and Lava.
 
-    .venv/bin/python examples/demo_digits.py [--epochs 20] [--out out/example]
+    .venv/bin/python examples/demo_digits.py [--epochs 20] [--out out/example] [--quick]
 """
 from __future__ import annotations
 
@@ -26,7 +26,12 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--out", default="out/example")
+    ap.add_argument("--quick", action="store_true", help="2 epochs: a smoke run of every step (low accuracy)")
     args = ap.parse_args()
+    if args.epochs < 1:
+        ap.error("--epochs must be at least 1")
+    if args.quick:
+        args.epochs = 2
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
 

@@ -1,6 +1,6 @@
 """LNP end to end: prune an untrained heterogeneous recurrent SNN, train it on Lorenz-63, plot what happened.
 
-    python examples/lnp_example.py [--n-rec 200] [--epochs 60] [--out build/lnp_example]
+    python examples/lnp_example.py [--n-rec 200] [--epochs 60] [--out build/lnp_example] [--quick]
 
 1. Build a dense HRSNN (CubaLIF neurons with log-uniform membrane and synaptic time constants).
 2. Run the seven LNP steps (:func:`toolchain.prune.lnp.lnp_prune`, progress bar) and print the report.
@@ -25,7 +25,12 @@ def main(argv=None) -> int:
     ap.add_argument("--epochs", type=int, default=60)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="build/lnp_example")
+    ap.add_argument("--quick", action="store_true", help="60 neurons, 3 epochs: a smoke run of every step")
     args = ap.parse_args(argv)
+    if args.epochs < 1 or args.n_rec < 2:
+        ap.error("--epochs must be at least 1 and --n-rec at least 2")
+    if args.quick:
+        args.n_rec, args.epochs = 60, 3
 
     import matplotlib
     matplotlib.use("Agg")

@@ -1,10 +1,13 @@
 """Write ``examples/data/demo_recurrent.nir``: a small recurrent CubaLIF network (16 -> 24 recurrent -> 5), built
 with the seeded factories and saved with our own NIR exporter. ``make demo`` inspects it.
 
-Run: ``.venv/bin/python examples/make_demo_graph.py [OUT.nir]``
+Run: ``.venv/bin/python examples/make_demo_graph.py OUT.nir`` (``--help``). Rewriting the shipped file takes its
+path spelt out (``examples/data/demo_recurrent.nir``); with no argument nothing is written. ``--quick`` is
+accepted for symmetry with the other examples (the graph is tiny either way).
 """
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -36,10 +39,23 @@ def demo_graph(seed: int = 0) -> ir.Graph:
     return ir.Graph(nodes, edges, dt=1e-3)
 
 
+SHIPPED = Path(__file__).resolve().parent / "data" / "demo_recurrent.nir"
+
+
 def main(argv: list) -> int:
-    out = Path(argv[1]) if len(argv) > 1 else Path(__file__).resolve().parent / "data" / "demo_recurrent.nir"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    export(demo_graph(), out)
+    ap = argparse.ArgumentParser(description="Write the demo's small recurrent NIR graph (16 -> 24 rec -> 5).")
+    ap.add_argument("out", metavar="OUT.nir", help=f"file to write (the shipped copy is {SHIPPED})")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the random weights (the shipped file: 0)")
+    ap.add_argument("--quick", action="store_true", help="no effect (the graph is tiny); accepted by every example")
+    args = ap.parse_args(argv[1:])
+    out = Path(args.out)
+    if out.suffix != ".nir":
+        ap.error(f"OUT must end in .nir, got {args.out!r}")
+    if out.is_dir():
+        ap.error(f"{args.out} is a folder")
+    if not out.parent.is_dir():
+        ap.error(f"the folder {out.parent} does not exist")
+    export(demo_graph(seed=args.seed), out)
     print(f"wrote {out}")
     return 0
 

@@ -1,6 +1,11 @@
 """SCA end to end: train a conv SNN on the digits with structured channel pruning, deploy it on Loihi 2.
 
     .venv/bin/python examples/sca_example.py [--epochs 10] [--sparsity 0.75] [--trainer bptt|stop] [--out DIR]
+                                             [--quick]
+
+``--quick``: 2 epochs, narrower channels, no fine-tuning, one Lava sample (a smoke run of every step, in about a
+minute; the accuracy means nothing). With one epoch there is no mask update (the first comes after an epoch):
+the example says so and prunes nothing.
 
 1. Rate-coded 8x8 digits (T = 8 binary spike frames) and a VGG-style conv SNN (conv-BN-LIF ×3, sum pooling,
    dense LI readout; ``toolchain.nn.conv_models.vgg_snn``). With ``--trainer stop`` the network has no batch norm
@@ -36,7 +41,12 @@ def main() -> int:
     ap.add_argument("--qat-epochs", type=int, default=1,
                     help="hardware-aware fine-tuning epochs (toolchain.nn.qat) before the final compile")
     ap.add_argument("--out", default="build/examples/sca")
+    ap.add_argument("--quick", action="store_true", help="2 epochs, small channels, no fine-tuning, 1 Lava sample")
     args = ap.parse_args()
+    if args.epochs < 1:
+        ap.error("--epochs must be at least 1")
+    if args.quick:
+        args.epochs, args.channels, args.qat_epochs, args.lava_samples = 2, (8, 8, 16), 0, 1
 
     try:  # Lava sets the multiprocessing start method when imported: import it before any progress bar
         import lava.magma.runtime.runtime  # noqa: F401
@@ -68,7 +78,8 @@ def main() -> int:
     for layer, (kept, total) in S.channel_report(model).items():
         print(f"  {layer}: {kept}/{total} channels kept")
     regrown = sum(len(v) for e in sca.history for v in e.regrown.values())
-    print(f"  {regrown} channel regrowths over {len(sca.history)} mask updates")
+    print(f"  {regrown} channel regrowths over {len(sca.history)} mask updates"
+          + ("" if sca.history else " (training ended before the first update: nothing was pruned)"))
 
     unpruned = S.fold_batchnorm(model)  # the same network with every channel kept (masks folded as zeros)
     dep = S.deploy(model)
@@ -123,12 +134,17 @@ def main() -> int:
     import matplotlib.pyplot as plt
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.6))
     steps = [e.step for e in sca.history]
-    for layer in sca.history[0].kept:
+    for layer in (sca.history[0].kept if sca.history else {}):
         a1.step(steps, [e.kept[layer] / e.total[layer] for e in sca.history], where="post", label=layer)
-    a1.plot(steps, [1 - sched.sparsity(t) for t in steps], "k:", label="schedule")
+    if steps:
+        a1.plot(steps, [1 - sched.sparsity(t) for t in steps], "k:", label="schedule")
+    else:
+        a1.text(0.5, 0.5, "no mask update\n(training too short)", ha="center", va="center",
+                transform=a1.transAxes)
     a1.set_xlabel("training step")
     a1.set_ylabel("channels kept (fraction)")
-    a1.legend(fontsize=8)
+    if steps:
+        a1.legend(fontsize=8)
     a2.plot(range(1, len(hist.test_acc) + 1), [100 * a for a in hist.test_acc], "o-")
     a2.set_xlabel("epoch")
     a2.set_ylabel("test accuracy (%)")

@@ -118,3 +118,20 @@ def test_demo_graph_shipped_and_reproducible(tmp_path, capsys):
     assert mod["main"](["x", str(tmp_path / "demo.nir")]) == 0
     from toolchain.nir_io import load
     assert load(tmp_path / "demo.nir") == load(shipped)
+
+
+def test_make_demo_graph_help_and_no_silent_overwrite(tmp_path):
+    """``--help`` prints usage and writes nothing; no argument writes nothing (the shipped file is only
+    rewritten when its path is given)."""
+    import subprocess
+    import sys
+    shipped = REPO / "examples" / "data" / "demo_recurrent.nir"
+    before = shipped.read_bytes()
+    script = str(REPO / "examples" / "make_demo_graph.py")
+    r = subprocess.run([sys.executable, script, "--help"], cwd=tmp_path, capture_output=True, text=True)
+    assert r.returncode == 0 and "usage:" in r.stdout and list(tmp_path.iterdir()) == []
+    r = subprocess.run([sys.executable, script], cwd=tmp_path, capture_output=True, text=True)
+    assert r.returncode == 2 and "OUT.nir" in r.stderr and list(tmp_path.iterdir()) == []
+    r = subprocess.run([sys.executable, script, "out.txt"], cwd=tmp_path, capture_output=True, text=True)
+    assert r.returncode == 2 and list(tmp_path.iterdir()) == []
+    assert shipped.read_bytes() == before

@@ -247,6 +247,17 @@ def test_memory_error_in_the_loader(tmp_path, capsys, monkeypatch):
     assert not (tmp_path / "b").exists()
 
 
+def test_memory_error_inside_a_pass_is_out_of_memory_not_a_bug(tmp_path, capsys, monkeypatch):
+    from toolchain.passes import pipeline
+
+    def oom(*a, **k):
+        raise MemoryError("Unable to allocate 275. MiB")
+    monkeypatch.setattr(pipeline, "quantise", oom)
+    rc, _, err = snnc(capsys, "compile", DEMO, "--dt", "1e-3", "-o", tmp_path / "b")
+    one_error(rc, err, f"file '{DEMO}'", "out of memory in pass 'quantise'", "275. MiB")
+    assert "internal error" not in err and not (tmp_path / "b").exists()
+
+
 # ------------------------------------------------------------------------------------------ silent wrong results
 def test_zero_steps_is_an_error_not_an_empty_result(build, tmp_path, capsys, x_npy):
     rc, _, err = snnc(capsys, "simulate", build, "-i", x_npy, "-o", tmp_path / "r.npz", "--steps", "0")

@@ -301,9 +301,45 @@ def check_document(doc: Dict[str, Any], arrays: Any, file: str, arrays_file: str
             if key in arrays and tuple(arrays[key].shape) != tuple(shape):
                 raise _bad(f"array '{key}' has shape {tuple(arrays[key].shape)}, expected {tuple(shape)}", file,
                            node=name, field="weight")
+    pl = doc.get("placement")
+    if pl is not None:
+        _check_placement(pl, arrays, groups, file, arrays_file)
     if total > MAX_ELEMENTS:
         raise _bad(f"declares {total:,} neurons and weights, more than any target holds ({MAX_ELEMENTS:,})", file,
                    field="shape")
+
+
+_CORE_FIELDS = {k: int for k in ("core", "chip", "neurons", "synapse_bits", "state_bits", "input_axons",
+                                  "output_axons", "profiles")}
+
+
+def _check_placement(pl: Any, arrays: Any, groups: Dict[str, int], file: str, arrays_file: str) -> None:
+    """The placement: every group placed by an integer core array of its size; a core list of integer fields
+    numbered 0..n-1 whose group names exist."""
+    if not isinstance(pl, dict) or not isinstance(pl.get("groups"), list) or not isinstance(pl.get("cores"), list):
+        raise _bad("must be null or an object with the lists 'groups' and 'cores'", file, field="placement")
+    n_cores = len(pl["cores"])
+    for k, c in enumerate(pl["cores"]):
+        _check_fields(c, {**_CORE_FIELDS, "groups": list}, file, "placement.cores", tuple(_CORE_FIELDS) + ("groups",))
+        if c["core"] != k:
+            raise _bad(f"core {k} is numbered {c['core']}", file, field="placement.cores.core")
+        if any(not isinstance(g, str) or g not in groups for g in c["groups"]):
+            raise _bad(f"core {k} names a group that does not exist: {c['groups']}", file,
+                       field="placement.cores.groups")
+    for i, name in enumerate(pl["groups"]):
+        if not isinstance(name, str) or name not in groups:
+            raise _bad(f"placement names a group that does not exist: {json.dumps(name)[:40]}", file,
+                       field="placement.groups")
+        key = f"p/{i}"
+        a = arrays.get(key) if hasattr(arrays, "get") else None
+        if a is None:
+            raise _bad(f"array '{key}' is missing from {arrays_file}", file, node=name, field="placement")
+        if not np.issubdtype(a.dtype, np.integer) or a.shape != (groups[name],):
+            raise _bad(f"core array '{key}' must hold {groups[name]} integers, got {a.dtype} {a.shape}", file,
+                       node=name, field="placement")
+        if a.size and (a.min() < -1 or a.max() >= n_cores):
+            raise _bad(f"core array '{key}' names cores outside [-1, {n_cores - 1}]", file, node=name,
+                       field="placement")
 
 
 def check_loaded(program: Any, file: str) -> None:

@@ -15,7 +15,7 @@ import os
 import re
 from typing import Any, Optional, Union
 
-from .errors import GraphError, QuantisationError, ToolchainError
+from .errors import GraphError, QuantisationError, ResourceError, ToolchainError
 from .ir.graph import Graph
 from .ir.nodes import RESET_MODES
 from .limits import check_graph, check_graph_fits
@@ -81,7 +81,14 @@ def compile_graph(graph: Graph, target: Union[str, os.PathLike, TargetSpec] = "l
                      cuba_bias=str(options.get("cuba_bias", QuantOptions.cuba_bias)))
     ctx = CompileContext(spec, q, verify=bool(options.get("verify", True)))
     passes = pipeline_for(spec, partition=bool(options.get("partition", True)))
-    prog: Program = run_pipeline(graph, passes, ctx)
+    try:
+        prog: Program = run_pipeline(graph, passes, ctx)
+    except ToolchainError as exc:
+        if isinstance(exc.__cause__, MemoryError):  # not a bug: the machine ran out
+            raise ResourceError(f"out of memory in pass '{getattr(exc, 'pass_name', None) or _pass_of(exc)}' "
+                                f"({exc.__cause__}); raise the memory limit, prune the network or store its "
+                                f"weights sparse", node=exc.node, field="memory") from exc.__cause__
+        raise
     prog.metadata["pipeline"] = [p.name for p in passes]
     prog.metadata["pass_seconds"] = {k: round(v, 6) for k, v in ctx.timings.items()}
     prog.metadata["target_file"] = os.path.basename(spec.source) if spec.source else None  # no host folder
@@ -111,7 +118,11 @@ def compile_file(path: Union[str, os.PathLike], target: Union[str, os.PathLike, 
         return prog
     if os.path.isfile(path):  # what the compiler or the target could not hold is refused before reading the file
         check_nir_compile_size(path, spec=target if isinstance(target, TargetSpec) else _try_target(target))
-    graph = load(path, dt=dt, reset=reset, preset=preset)
+    try:
+        graph = load(path, dt=dt, reset=reset, preset=preset)
+    except MemoryError as exc:  # the size checks passed but the machine ran out while reading
+        raise ResourceError(f"out of memory while reading the file ({exc or 'no detail'}); raise the memory "
+                            f"limit or prune the network", file=os.fspath(path), field="memory") from None
     try:
         if for_netx:
             from .backends.netx import compile_for_netx
@@ -134,6 +145,11 @@ def _sha256(path: Union[str, os.PathLike]) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def _pass_of(exc: Exception) -> str:
+    m = re.search(r"\[in pass '([^']*)'", str(exc))
+    return m.group(1) if m else "?"
 
 
 def _try_target(target: Union[str, os.PathLike]) -> Optional[TargetSpec]:

@@ -134,8 +134,9 @@ def check_hdf5_sizes(path: "str | os.PathLike", budget: Optional[int] = None) ->
     path = Path(path)
     try:
         sets = _hdf5_datasets(path)
-    except OSError as exc:
-        raise NirImportError(f"cannot open the HDF5 file: {exc}", file=str(path)) from None
+    except (OSError, RuntimeError, KeyError, ValueError) as exc:  # h5py's errors on a damaged file
+        raise NirImportError(f"cannot read the HDF5 file's structure (damaged or truncated?): {exc}",
+                             file=str(path)) from None
     if not sets:
         return
     if budget is None:
@@ -184,8 +185,8 @@ def check_nir_compile_size(path: "str | os.PathLike", spec=None, budget: Optiona
     try:
         sets = [(n, s) for n, s, _ in _hdf5_datasets(path) if n.rsplit("/", 1)[-1] == "weight"]
         neurons = _nir_neurons(path) if spec is not None else []
-    except (OSError, ValueError, TypeError):
-        return  # not readable as HDF5 (or odd): the loader says why
+    except (OSError, RuntimeError, KeyError, ValueError, TypeError):
+        return  # not readable as HDF5 (or damaged): the loader says why
     if neurons:
         total = sum(c for _, c in neurons)
         limit = spec.total_cores * spec.neurons_per_core

@@ -501,3 +501,178 @@ def make_active(program, x, steps=None, saturate: bool = False):
     for name in activity(program, x, steps)["silent"]:
         program = patch(program, name, 0, vth=0, bias_mant=4095, bias_exp=7)
     return program
+
+
+# ---------------------------------------------------------------------------------------------- fuzzing
+#: values a fuzzer puts where a field was (every JSON type, out-of-range numbers, absurd sizes)
+FUZZ_JSON_VALUES = (None, -1, 0, 1, 30, -(2 ** 31), 2 ** 40, 1.5, float("inf"), "banana", "", [], [-3], [2 ** 40],
+                    {}, True)
+
+
+def _h5_datasets_and_groups(f) -> tuple:
+    import h5py
+    sets, groups = [], []
+    f.visititems(lambda n, o: (sets if isinstance(o, h5py.Dataset) else groups).append(n))
+    return sets, groups
+
+
+def mutate_nir(src, dst, seed: SeedLike = 0) -> str:
+    """Copy the NIR file ``src`` to ``dst`` with one random defect; returns a one-line description.
+
+    Defects: truncated or byte-flipped file; a dataset replaced by NaN/inf/negative/zero values, another shape
+    (empty, an extra axis, a scalar), strings, or a huge *declared* shape (never written); a dataset or group
+    deleted; an edge to a missing node, a self-loop or a duplicate; a node type changed."""
+    import shutil
+
+    import h5py
+    r = rng(seed)
+    shutil.copyfile(src, dst)
+    kind = str(r.choice(["truncate", "flip", "values", "shape", "strings", "declared", "delete", "edges", "type"]))
+    if kind in ("truncate", "flip"):
+        data = bytearray(open(dst, "rb").read())
+        if kind == "truncate":
+            cut = int(r.integers(0, len(data)))
+            data = data[:cut]
+            desc = f"truncated to {cut} bytes"
+        else:
+            idx = r.integers(0, len(data), size=int(r.integers(1, 16)))
+            for i in idx:
+                data[i] = int(r.integers(0, 256))
+            desc = f"{idx.size} bytes changed"
+        with open(dst, "wb") as fh:
+            fh.write(bytes(data))
+        return desc
+    with h5py.File(str(dst), "a") as f:
+        sets, groups = _h5_datasets_and_groups(f)
+        params = [s for s in sets if not s.endswith("/type") and s != "version" and s.rsplit("/", 1)[-1] != "edges"]
+        edge_sets = [s for s in sets if s.rsplit("/", 1)[-1] == "edges" and f[s].ndim == 2]
+        if kind == "edges" and edge_sets:
+            g = str(r.choice(edge_sets))
+            e = np.asarray(f[g][()]).astype(object)
+            names = [n.split("/")[-1] for n in groups if n.count("/") >= 2 and n.rsplit("/", 2)[-2] == "nodes"]
+            how = str(r.choice(["missing", "self", "duplicate", "empty"]))
+            extra = {"missing": [[names[0].encode(), b"nowhere"]], "self": [[names[-1].encode()] * 2],
+                     "duplicate": [list(e[0])] if len(e) else [], "empty": []}[how]
+            new = np.array([list(x) for x in e] + extra, dtype=object) if how != "empty" else np.zeros((0, 2), "S1")
+            del f[g]
+            f.create_dataset(g, data=new.astype("S") if new.size else new)
+            return f"edges: {how} ({g})"
+        if kind in ("type", "edges"):  # (a file without an edge list gets a changed type instead)
+            g = str(r.choice([s for s in sets if s.endswith("/type")]))
+            val = str(r.choice(["LIF", "Affine", "Conv2d", "NIRGraph", "Banana", ""]))
+            del f[g]
+            f.create_dataset(g, data=val.encode())
+            return f"{g} = {val!r}"
+        if kind == "delete":
+            target = str(r.choice(params + [g for g in groups if g.count("/") >= 3]))
+            del f[target]
+            return f"deleted {target}"
+        g = str(r.choice(params))
+        old = f[g]
+        shape = old.shape
+        del f[g]
+        if kind == "values":
+            fill = float(r.choice([np.nan, np.inf, -np.inf, -1.0, 0.0, 1e30, -1e30]))
+            f.create_dataset(g, data=np.full(shape, fill))
+            return f"{g} = {fill} everywhere"
+        if kind == "shape":
+            new_shape = [(0,), tuple(shape) + (2,), (), (3, 5)][int(r.integers(0, 4))]
+            f.create_dataset(g, data=np.ones(new_shape))
+            return f"{g} shape {shape} -> {new_shape}"
+        if kind == "strings":
+            f.create_dataset(g, data=b"banana")
+            return f"{g} = 'banana'"
+        big = (10 ** 9,) if len(shape) <= 1 else (10 ** 6, 10 ** 4)
+        f.create_dataset(g, shape=big, dtype="f8")  # declared only: nothing is written
+        return f"{g} declared as {big}"
+
+
+def _json_paths(doc, prefix=()) -> list:
+    out = []
+    if isinstance(doc, dict):
+        for k, v in doc.items():
+            if k in ("report", "quant_report"):
+                continue
+            out.append(prefix + (k,))
+            out += _json_paths(v, prefix + (k,))
+    elif isinstance(doc, list):
+        for i, v in enumerate(doc[:4]):
+            out.append(prefix + (i,))
+            out += _json_paths(v, prefix + (i,))
+    return out
+
+
+def mutate_build(src, dst, seed: SeedLike = 0) -> str:
+    """Copy the build folder ``src`` to ``dst`` with one random defect; returns a one-line description.
+
+    Defects: a ``program.json`` field (any depth, reports excepted) set to another JSON value
+    (:data:`FUZZ_JSON_VALUES`) or deleted; an array of ``arrays.npz`` replaced by another dtype, shape or
+    out-of-range values — with the hash in ``program.json`` updated half of the time, so that the checks behind
+    the hash are reached too; a file truncated or deleted."""
+    import hashlib
+    import json
+    import shutil
+    from pathlib import Path
+
+    from .build_io import npz_bytes
+    r = rng(seed)
+    src, dst = Path(src), Path(dst)
+    shutil.copytree(src, dst)
+    doc = json.loads((dst / "program.json").read_text())
+    kind = str(r.choice(["json", "json", "json", "delete_key", "array", "array", "truncate", "remove"]))
+    if kind in ("json", "delete_key"):
+        paths = _json_paths(doc)
+        path = paths[int(r.integers(0, len(paths)))]
+        parent = doc
+        for k in path[:-1]:
+            parent = parent[k]
+        if kind == "delete_key" and isinstance(parent, dict):
+            del parent[path[-1]]
+            desc = f"deleted {'/'.join(map(str, path))}"
+        else:
+            val = FUZZ_JSON_VALUES[int(r.integers(0, len(FUZZ_JSON_VALUES)))]
+            parent[path[-1]] = val
+            desc = f"{'/'.join(map(str, path))} = {val!r}"
+        (dst / "program.json").write_text(json.dumps(doc))
+        return desc
+    if kind in ("truncate", "remove"):
+        name = str(r.choice(["program.json", "arrays.npz"]))
+        if kind == "remove":
+            (dst / name).unlink()
+            return f"removed {name}"
+        data = (dst / name).read_bytes()
+        cut = int(r.integers(0, len(data)))
+        (dst / name).write_bytes(data[:cut])
+        return f"{name} truncated to {cut} bytes"
+    with np.load(dst / "arrays.npz", allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+    key = sorted(arrays)[int(r.integers(0, len(arrays)))]
+    a = arrays[key]
+    how = str(r.choice(["float", "shape", "range", "empty", "negative"]))
+    arrays[key] = {"float": lambda: a.astype(np.float64) + 0.5, "shape": lambda: np.resize(a, a.size + 3),
+                   "range": lambda: np.full(a.shape, 2 ** 30, np.int64), "empty": lambda: a[:0],
+                   "negative": lambda: -np.abs(a.astype(np.int64)) - 5}[how]()
+    blob = npz_bytes(arrays)
+    (dst / "arrays.npz").write_bytes(blob)
+    rehash = bool(r.integers(0, 2))
+    if rehash:
+        doc["arrays_sha256"] = hashlib.sha256(blob).hexdigest()
+        (dst / "program.json").write_text(json.dumps(doc))
+    return f"array {key}: {how}{' (hash updated)' if rehash else ''}"
+
+
+def mutate_input(x: np.ndarray, seed: SeedLike = 0) -> tuple:
+    """``(array, description)``: the input ``x`` (B, T, n) with one random defect — a float dtype (fractions,
+    NaN), negative or too large values, another shape (1-D, an extra axis, empty batch or time, wrong width), a
+    0-d array, an int64 beyond int32, a bool array (valid), or a single sample without its batch axis (valid)."""
+    r = rng(seed)
+    how = str(r.choice(["float", "nan", "negative", "two", "1d", "extra_axis", "empty_batch", "empty_time",
+                        "width", "scalar", "int64_big", "bool", "no_batch"]))
+    a = np.asarray(x)
+    out = {"float": lambda: a.astype(np.float64) + 0.25, "nan": lambda: np.where(a > 0, np.nan, 0.0),
+           "negative": lambda: -a.astype(np.int32), "two": lambda: a.astype(np.int32) * 2,
+           "1d": lambda: a.reshape(-1), "extra_axis": lambda: a[..., None],
+           "empty_batch": lambda: a[:0], "empty_time": lambda: a[:, :0], "width": lambda: a[..., :-1],
+           "scalar": lambda: np.array(1), "int64_big": lambda: a.astype(np.int64) * (2 ** 40),
+           "bool": lambda: a.astype(bool), "no_batch": lambda: a[0]}[how]()
+    return out, how

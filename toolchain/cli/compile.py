@@ -31,8 +31,10 @@ def quant_summary(program) -> str:
         w_err = max([s["weight_rel_error_max"] for s in q.get("synapses", {}).values() if s["dst"] == g] or [0.0])
         hu, hv = d.get("headroom_u_bits"), d.get("headroom_v_bits")
         head = f"{'-' if hu is None else f'{hu:.1f}'}/{'inf' if hv is None else f'{hv:.1f}'}"
-        rows.append((g, d["kind"], str(d["vth"]), str(d["dv"]), str(d["du"]), f"{w_err:.2%}",
-                     f"{d['bias_rel_error']:.2%}", head, str(d["latency_steps"])))
+        bias_err = d.get("bias_rel_error")
+        rows.append((g, str(d.get("kind", "-")), str(d.get("vth", "-")), str(d.get("dv", "-")), str(d.get("du", "-")),
+                     f"{w_err:.2%}", "-" if bias_err is None else f"{bias_err:.2%}", head,
+                     str(d.get("latency_steps", "-"))))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))

@@ -7,6 +7,7 @@ weights, ...) and the loader's warnings. ``--dt``, ``--reset`` and ``--preset`` 
 """
 from __future__ import annotations
 
+import os
 import warnings
 from typing import List, Optional
 
@@ -14,7 +15,7 @@ import click
 import numpy as np
 
 from .. import ir
-from ..errors import ToolchainError
+from ..errors import ResourceError, ToolchainError
 from ..limits import check_graph
 from ..nir_io import PRESETS, load
 from .main import cli
@@ -110,7 +111,11 @@ def inspect_text(path: str, dt: Optional[float] = None, reset: Optional[str] = N
         return netx_inspect_text(path)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        graph = load(path, dt=dt, reset=reset, preset=preset)
+        try:
+            graph = load(path, dt=dt, reset=reset, preset=preset)
+        except MemoryError as exc:  # the size checks passed but the machine ran out while reading
+            raise ResourceError(f"out of memory while reading the file ({exc or 'no detail'}); raise the memory "
+                                f"limit or prune the network", file=os.fspath(path), field="memory") from None
     md = graph.metadata
     head = [f"file: {path}",
             f"preset: {md.get('preset') or 'none'}, dt: {('%g s' % graph.dt) if graph.dt else 'not set'}, "
