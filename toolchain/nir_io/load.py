@@ -669,9 +669,11 @@ def _build_node(name: str, node: _Raw, sh: _Shapes, ctx: _Ctx, preset: Optional[
     if t == "I":
         return ir.Integrator(name, r=prm("r", 1.0, True), shape=shape_out)
     if t == "LIF":
-        return ir.LIF(name, tau=tau("tau"), r=prm("r", 1.0, True), v_leak=prm("v_leak", 0.0, True),
-                      v_threshold=prm("v_threshold"), v_reset=prm("v_reset", 0.0), reset_mode=reset_mode,
-                      shape=shape_out)
+        lif = dict(tau=tau("tau"), r=prm("r", 1.0, True))
+        if preset is not None:
+            lif = preset.exact_to_euler(lif, dt)
+        return ir.LIF(name, v_leak=prm("v_leak", 0.0, True), v_threshold=prm("v_threshold"),
+                      v_reset=prm("v_reset", 0.0), reset_mode=reset_mode, shape=shape_out, **lif)
     if t == "IF":
         return ir.IF(name, r=prm("r", 1.0, True), v_threshold=prm("v_threshold"), v_reset=prm("v_reset", 0.0),
                      reset_mode=reset_mode, shape=shape_out)
@@ -682,8 +684,10 @@ def _build_node(name: str, node: _Raw, sh: _Shapes, ctx: _Ctx, preset: Optional[
         w_in = prm("w_in", 1.0)
         if preset is not None:
             w_in = preset.convert_w_in(w_in, tau_syn, dt)
-        common = dict(tau_syn=tau_syn, tau_mem=tau("tau_mem"), r=prm("r", 1.0, True),
-                      v_leak=prm("v_leak", 0.0, True), w_in=w_in, shape=shape_out)
+        common = dict(tau_syn=tau_syn, tau_mem=tau("tau_mem"), r=prm("r", 1.0, True), w_in=w_in)
+        if preset is not None:
+            common = preset.exact_to_euler(common, dt)
+        common.update(v_leak=prm("v_leak", 0.0, True), shape=shape_out)
         if t == "CubaLI":
             return ir.CubaLI(name, **common)
         return ir.CubaLIF(name, v_threshold=prm("v_threshold"), v_reset=prm("v_reset", 0.0), reset_mode=reset_mode,

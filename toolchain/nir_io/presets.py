@@ -45,8 +45,12 @@ sinabs   1.0     subtract  time steps: tau = tau_file·dt ``IAF``→IF (r = 1), 
                                                         may emit several spikes per step (``MultiSpike``) and decays with
                                                         exp(−1/τ) — not reproduced by the float executor.
 rockpool 1e-3    subtract  seconds                      ``LIFTorch``→CubaLIF with r = tau_mem·exp(−dt/tau_mem)/dt,
-                                                        ``ExpSynTorch``→LI. Rockpool integrates exactly (exp decay), so
-                                                        Euler results differ at O(dt/tau).
+                                                        ``ExpSynTorch``→LI. Rockpool decays exactly (exp(−dt/tau)):
+                                                        :meth:`Preset.exact_to_euler` rewrites tau, r and w_in so that
+                                                        the Euler step at dt is Rockpool's step (LIF/CubaLIF; checked
+                                                        against Rockpool 3.1's own run in tests/test_fidelity_frameworks.py).
+                                                        Rockpool spikes when v ≥ θ and may emit several spikes per
+                                                        step; the IR spikes when v > θ, once.
 lava     1e-4    zero      seconds                      The IR's own semantics (Loihi): current first, then voltage with
                                                         the new current; immediate reset to zero.
 ======== ======= ========= ============================ ================================================================
@@ -87,6 +91,31 @@ class Preset:
     reset_timing: str = "immediate"
     summary: str = ""
     tau_dt: str = "target"
+    decay: str = "euler"
+
+    def exact_to_euler(self, params: Dict[str, np.ndarray], dt: Optional[float]) -> Dict[str, np.ndarray]:
+        """LIF (``tau``, ``r``) or CubaLIF/CubaLI (``tau_syn``, ``tau_mem``, ``r``, ``w_in``) parameters, tau in s,
+        rewritten so that the IR's forward-Euler step at ``dt`` *is* the framework's step.
+
+        ``decay = "exp"`` (Rockpool 3.1 ``LIFTorch``: ``i = β(i + I)``, ``v = α v + i``, with α = exp(−dt/tau_mem),
+        β = exp(−dt/tau_syn); the exporter writes ``r = tau_mem·α/dt``, ``w_in = 1``): the Euler rate
+        ``a = 1 − exp(−dt/tau)`` becomes ``dt/tau``, ``r ← k/a_mem`` with ``k = r_file·dt/(tau_mem·α)`` (1 for the
+        exporter's own r) and ``w_in ← w_in_file·β/a_syn``. ``"euler"``: unchanged."""
+        if self.decay != "exp" or dt is None:
+            return params
+        out = dict(params)
+        key = "tau" if "tau" in params else "tau_mem"
+        tau_m = np.asarray(params[key], dtype=np.float64)
+        alpha = np.exp(-dt / tau_m)
+        a_m = 1.0 - alpha
+        out[key] = dt / a_m
+        out["r"] = np.asarray(params["r"], dtype=np.float64) * dt / (tau_m * alpha) / a_m
+        if "tau_syn" in params:
+            tau_s = np.asarray(params["tau_syn"], dtype=np.float64)
+            beta = np.exp(-dt / tau_s)
+            out["tau_syn"] = dt / (1.0 - beta)
+            out["w_in"] = np.asarray(params["w_in"], dtype=np.float64) * beta / (1.0 - beta)
+        return out
 
     def decode_dt(self, dt: Optional[float], source_dt: Optional[float] = None,
                   file_meta: Optional[Dict[str, Any]] = None) -> Optional[float]:
@@ -138,8 +167,9 @@ PRESETS: Dict[str, Preset] = {
                             "current jumps by the input"),
     "sinabs": Preset("sinabs", dt=1.0, reset="subtract", tau_unit="steps",
                      summary="Sinabs: tau in time steps (dt = 1 step), reset subtract"),
-    "rockpool": Preset("rockpool", dt=1e-3, reset="subtract",
-                       summary="Rockpool: dt=1e-3, tau in s, reset subtract, exact exponential decay"),
+    "rockpool": Preset("rockpool", dt=1e-3, reset="subtract", decay="exp",
+                       summary="Rockpool 3.1: dt=1e-3, tau in s, reset subtract, exact exponential decay (rewritten "
+                               "as the equivalent Euler step at dt)"),
     "lava": Preset("lava", dt=1e-4, reset="zero",
                    summary="Lava/Loihi: dt=1e-4 (NIR paper), tau in s, reset zero, current first"),
 }
