@@ -7,9 +7,12 @@ arguments always win over a preset's defaults.
 
 Each row was checked against the exporter's source: snnTorch 1.0 (``snntorch/export_nir.py``) and Norse 1.1.0
 (``norse/torch/utils/export_nir.py``) are installed here and the tests export small models with them and compare
-spikes with our float executor; Sinabs and Rockpool are not installed, their rows come from reading their public
-``sinabs/nir.py`` and ``rockpool/nn/modules/torch/nir.py``; Lava has no NIR exporter, its row is the convention
-of the NIR paper's Lava importer (``paper/nir_to_lava.py``, ``dt = 1e-4``) and of Loihi.
+spikes with our float executor; Rockpool 3.1 (its NIR export needs ``nir<=1.0.4``) is not installed: a graph it
+exported and its own spikes were written once by ``tests/data/frameworks/make_rockpool.py`` and
+``tests/test_fidelity_frameworks.py`` checks the preset against them, spike for spike; Sinabs's row comes from
+reading its public ``sinabs/nir.py`` only (sinabs 3.1.3's exporter fails with the nirtorch installed here);
+Lava has no NIR exporter, its row is the convention of the NIR paper's Lava importer (``paper/nir_to_lava.py``,
+``dt = 1e-4``) and of Loihi.
 
 ======== ======= ========= ============================ ================================================================
 preset   dt (s)  reset     tau in the file              executor conventions / notes
