@@ -1,7 +1,9 @@
 """Conversion fidelity (issue 12): float source vs integer program on the NIR-paper graphs and on networks exported
 by snnTorch and Norse in this script, per layer, with the attribution of the drift (:mod:`toolchain.fidelity`).
 
-For every graph and input rate: the output layer's spike agreement (per sample, step and neuron) of the integer
+Rockpool's graph is the file Rockpool 3.1 wrote once (its NIR export needs nir<=1.0.4; generator:
+``tests/data/frameworks/make_rockpool.py``); Sinabs 3.1.3's exporter fails with the nirtorch installed here, so no
+Sinabs network is in the table. For every graph and input rate: the output layer's spike agreement (per sample, step and neuron) of the integer
 program with the float source, the agreement of the float model whose only change is the integer weights (the
 8-bit ceiling), their ratio, the spike-count correlation, the argmax agreement, the agreement of the float
 model with the realised bias (and where it enters: current or voltage) and the integer program against the float
@@ -155,6 +157,11 @@ def main(argv: List[str] = None) -> int:
         cases.append(("norse_lifcell", norse_graph(1e-3), {}, True))
     except ImportError as exc:
         print(f"skipped Norse: {exc}")
+    rp = ROOT / "tests" / "data" / "frameworks" / "rockpool_lif.nir"
+    if rp.is_file():  # written once by Rockpool 3.1 (tests/data/frameworks/make_rockpool.py): nir<=1.0.4 there
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            cases.append(("rockpool_lif (shipped file)", load(rp, preset="rockpool"), {}, False))
     for name, g, opts, biased in cases:
         for rate in (0.1, 0.3):
             for mode in (("current", "fold") if biased else ("current",)):
@@ -179,6 +186,15 @@ def main(argv: List[str] = None) -> int:
         nd = norse_dt1e4_agreement(batch, steps)
     except ImportError:
         nd = float("nan")
+    rp_ref = ROOT / "tests" / "data" / "frameworks" / "rockpool_lif.npz"
+    if rp.is_file() and rp_ref.is_file():
+        ref = np.load(rp_ref)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            g = load(rp, preset="rockpool")
+        ours = simulate_float(g, ref["x"].astype(np.float64)).output
+        print(f"rockpool 3.1 own run vs our float executor (preset rockpool): {np.mean(ours == ref['spikes_3']):.4f} "
+              f"output agreement, {int(ref['spikes_3'].sum())} spikes")
     if loss_fold:
         print(f"bias folded into the voltage instead (the old mapping): up to {max(loss_fold):.2f} points lost")
     print(f"total {time.time() - t0:.0f} s")
