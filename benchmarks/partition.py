@@ -14,6 +14,12 @@ the timer), seconds per million synapses (flat = linear time), cores used, the l
 partition of ours can use fewer cores; see ``toolchain.passes.partition``), their ratio and the binding
 resource.
 
+PilotNet-LIF against Intel's Loihi 2 compiler (when ``../shared/data/lava-dl/pilotnet_lif/network.net`` exists, or
+``--pilotnet PATH``; ``--no-pilotnet`` skips it): the netx file is loaded and partitioned on loihi2 in both modes
+(``pack``, ours, and ``intel_halving``, our emulation of Intel's compiler) and printed beside Intel's per-layer
+table (``toolchain.netx_io.intel_pilotnet.format_intel_comparison``), with ``RESULT pilotnet_cores_intel_halving``
+(Intel: 74), ``RESULT pilotnet_cores_pack`` and ``RESULT pilotnet_partition_s``.
+
 ``--quick`` runs every size once on one target (the 1e7 cases take well under a minute each here); without it
 both Loihi targets are run, best of three. Writes ``partition_benchmark.png`` (compile time and cores/bound
 against synapses) to ``--out``. Ends with ``RESULT cores_over_lower_bound <worst ratio>`` and
@@ -72,6 +78,8 @@ def main(argv=None) -> int:
     ap.add_argument("--target", default=None, help="only this target (default: loihi2 with --quick, else both)")
     ap.add_argument("--repeat", type=int, default=None, help="runs per case (best time is kept)")
     ap.add_argument("--out", default=os.path.join("benchmarks", "results"), help="directory for the plot")
+    ap.add_argument("--pilotnet", default=str(PILOTNET), help="PilotNet-LIF netx file (Intel's table comparison)")
+    ap.add_argument("--no-pilotnet", action="store_true", help="skip the PilotNet comparison")
     args = ap.parse_args(argv)
     targets = [args.target] if args.target else (["loihi2"] if args.quick else ["loihi2", "loihi1"])
     repeat = args.repeat or (1 if args.quick else 3)
@@ -95,7 +103,33 @@ def main(argv=None) -> int:
     big = [r["seconds"] for r in rows if r["synapses"] >= 0.5 * SIZES[-1]]
     print(f"RESULT cores_over_lower_bound {worst:.4f}")
     print(f"RESULT compile_s_1e7 {max(big):.2f}")
+    if not args.no_pilotnet:
+        pilotnet(Path(args.pilotnet))
     return 0
+
+
+PILOTNET = Path(__file__).resolve().parents[2] / "shared" / "data" / "lava-dl" / "pilotnet_lif" / "network.net"
+
+
+def pilotnet(path: Path) -> None:
+    """PilotNet-LIF on loihi2, both partition modes, beside Intel's table."""
+    if not path.exists():
+        print(f"(PilotNet comparison skipped: {path} not found)")
+        return
+    from toolchain.netx_io import load_netx
+    from toolchain.netx_io.intel_pilotnet import compare_with_intel, format_intel_comparison
+    from toolchain.passes.partition import partition
+    from toolchain.targets import load_target
+    prog = load_netx(path)
+    t0 = time.perf_counter()
+    placed = partition(prog, load_target("loihi2"))
+    secs = time.perf_counter() - t0
+    print()
+    print(format_intel_comparison(placed))
+    tot = compare_with_intel(placed)["totals"]
+    print(f"RESULT pilotnet_cores_intel_halving {tot['intel_halving']}")
+    print(f"RESULT pilotnet_cores_pack {tot['pack']}")
+    print(f"RESULT pilotnet_partition_s {secs:.2f}")
 
 
 def _plot(rows, out: Path) -> None:

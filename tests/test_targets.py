@@ -25,7 +25,12 @@ def test_shipped_targets_load_with_published_figures():
         assert (t.bias_mant_min, t.bias_mant_max, t.bias_exp_max) == (-4096, 4095, 7)
         assert t.weight_exp_min < 0 < t.weight_exp_max
         assert t.total_cores == t.chips * t.cores_per_chip
-    assert l2.neurons_per_core * l2.cores_per_chip == 2 ** 20  # 1M neurons per chip
+    # Loihi 2: no longer the architectural 8192 per core ([TB21]'s 1M per chip) but what Intel's compiler allocates
+    # for CUBA LIF layers, calibrated on its PilotNet table ([LDL]: halving stops in [3168, 4095]); SynMem 12000
+    # 64-bit words; dense 16 bits per synapse; shared-weight convolutions (tests/test_partition_intel.py)
+    assert 3168 <= l2.neurons_per_core <= 4095 and l2.cores_per_chip == 128
+    assert l2.synapse_memory_bits == 12000 * l2.word_bits and not l2.shared_memory
+    assert l2.shared_conv and not l1.shared_conv and l2.dense_synapse_bits == 16 and l1.dense_synapse_bits == 0
     assert l1.synop_pj == pytest.approx(23.6) and l2.synop_pj is None  # Loihi 2: not published per op
 
 
@@ -45,7 +50,7 @@ def test_every_figure_names_its_source(name):
 
 def test_a_user_target_is_a_file(tmp_path):
     src = (TARGET_DIR / "loihi2.toml").read_text()
-    text = src.replace('name = "loihi2"', 'name = "tiny"').replace("neurons_per_core = 8192", "neurons_per_core = 16")
+    text = src.replace('name = "loihi2"', 'name = "tiny"').replace("neurons_per_core = 4095", "neurons_per_core = 16")
     path = tmp_path / "tiny.toml"
     path.write_text(text)
     t = load_target(path)
@@ -110,3 +115,31 @@ def test_synapse_memory_model():
     assert sparse.tolist() == [64, 64, 1216]  # 3*18+10 = 64; 64*18+10 = 1162 -> 1216
     with_delay = t.synapse_bits(np.array([64]), sparse=False, delay=True)  # + 6 delay bits
     assert with_delay.tolist() == [64 * 14 + 10 + (64 - (64 * 14 + 10) % 64)]
+
+
+def test_loihi2_dense_format_matches_intels_dense_rows():
+    """[LDL] dense rows: ceil(n / 4) SynMem words per input axon for n neurons on the core (16 bits per synapse,
+    no header): 10 -> 1 costs 10 words, 50 -> 10 150, 100 -> 50 1300 (Intel's "Synapses / core" column)."""
+    t = load_target("loihi2")
+    words = t.synapse_bits(np.array([1, 10, 50, 100]), sparse=False) // t.word_bits
+    assert words.tolist() == [1, 3, 13, 25]
+    assert [10 * words[0], 50 * words[1], 100 * words[2]] == [10, 150, 1300]
+    # the sparse format is unchanged: weight + index bits (no dense_synapse_bits)
+    assert t.synapse_bits(np.array([3]), sparse=True).tolist() == [64]  # 3 * (8 + 13) = 63 -> one word
+
+
+def test_conv_tap_bits_is_a_header_word_plus_the_channels_weights():
+    t = load_target("loihi2")
+    # one 64-bit header word + ceil(C * b / 64) words: 24 channels at 5 bits -> 1 + 2; 64 at 4 bits -> 1 + 4
+    assert (t.conv_tap_bits(np.array([0, 1, 24, 36, 64]), 5) // 64).tolist() == [0, 2, 3, 4, 6]
+    assert (t.conv_tap_bits(np.array([24, 36, 48, 64]), 4) // 64).tolist() == [3, 4, 4, 5]
+    assert (t.conv_tap_bits(np.array([64]), 12) // 64).tolist() == [9]  # capped at weight_bits = 8
+
+
+def test_conv_encoding_must_be_known(tmp_path):
+    text = (TARGET_DIR / "loihi2.toml").read_text().replace('conv_encoding = "shared"', 'conv_encoding = "winograd"')
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    with pytest.raises(TargetError, match="shared") as ei:
+        load_target(path)
+    assert ei.value.field == "synapse.conv_encoding"

@@ -8,7 +8,10 @@ by writing such a file and passing its path (or putting it in ``hw_targets/``). 
 Synapse memory model (used by the partitioner, see :meth:`TargetSpec.synapse_bits`): the synapses of one input
 axon on one core are stored in groups of at most ``block_max_synapses``; a group costs ``block_header_bits`` plus,
 per synapse, ``weight_bits + delay_bits`` (when the group uses delays) ``+ sparse_index_bits`` (sparse encoding
-only) and is rounded up to whole ``word_bits`` words.
+only) and is rounded up to whole ``word_bits`` words; ``dense_synapse_bits``, when set, replaces ``weight_bits`` in
+the dense format. Convolutions (:class:`~toolchain.ir.storage.Conv` storage) on a target with
+``conv_encoding = "shared"`` are charged per core for the kernel taps the core's neurons use, not per output
+position (:meth:`TargetSpec.conv_tap_bits`).
 """
 from __future__ import annotations
 
@@ -72,6 +75,9 @@ SCHEMA: Dict[str, Dict[str, Tuple[type, bool, str, str]]] = {
         "delay_bits": (int, True, _NONNEG, "per-synapse delay bits"),
         "max_delay": (int, True, _NONNEG, "largest extra synaptic delay in steps"),
         "graded_spike_bits": (int, True, _NONNEG, "graded spike payload bits (0 = binary spikes only)"),
+        "dense_synapse_bits": (int, False, _NONNEG, "memory bits per synapse in the dense format (0 = weight_bits)"),
+        "conv_encoding": (str, False, _ANY, "convolutions: 'shared' (one kernel copy per core) or 'per_synapse'"),
+        "conv_tap_header_bits": (int, False, _NONNEG, "shared conv format: header bits per kernel-tap list"),
     },
     "neuron": {
         "u_bits": (int, True, _POS, "current state bits (signed)"),
@@ -139,6 +145,9 @@ class TargetSpec:
     neuron_update_ns: Optional[float] = None
     spike_within_tile_pj: Optional[float] = None
     spike_hop_pj: Optional[float] = None
+    dense_synapse_bits: int = 0
+    conv_encoding: str = "per_synapse"
+    conv_tap_header_bits: int = 0
     source: str = ""
 
     # ------------------------------------------------------------------------------------------- ranges
@@ -195,12 +204,28 @@ class TargetSpec:
         rounded up to ``word_bits`` words; an axon with 0 synapses costs nothing.
         """
         counts = np.asarray(counts, dtype=np.int64)
-        per = self.weight_bits + (self.delay_bits if delay else 0) + (self.sparse_index_bits if sparse else 0)
+        weight = self.weight_bits if sparse or not self.dense_synapse_bits else self.dense_synapse_bits
+        per = weight + (self.delay_bits if delay else 0) + (self.sparse_index_bits if sparse else 0)
         bmax, w, h = self.block_max_synapses, self.word_bits, self.block_header_bits
         full, rem = np.divmod(counts, bmax)
         full_cost = -(-(bmax * per + h) // w) * w
         rem_cost = np.where(rem > 0, -(-(rem * per + h) // w) * w, 0)
         return full * full_cost + rem_cost
+
+    @property
+    def shared_conv(self) -> bool:
+        """Convolutions are charged as one shared kernel copy per core (``conv_encoding = "shared"``)."""
+        return self.conv_encoding == "shared"
+
+    def conv_tap_bits(self, channels: np.ndarray, weight_bits: int) -> np.ndarray:
+        """Memory bits of one kernel-tap list of the shared convolutional format (vectorised, int64): the weights
+        of one (input channel, ky, kx) tap for ``channels`` output channels of one core, ``weight_bits`` each
+        (the layer's compressed width, at most :attr:`weight_bits`), after a ``conv_tap_header_bits`` header,
+        rounded up to whole ``word_bits`` words; 0 channels cost nothing."""
+        ch = np.asarray(channels, dtype=np.int64)
+        b = min(int(weight_bits), self.weight_bits)
+        w = self.word_bits
+        return np.where(ch > 0, -(-(self.conv_tap_header_bits + ch * b) // w) * w, 0)
 
     def summary(self) -> str:
         """A few lines naming the main limits."""
@@ -233,6 +258,8 @@ def _check_value(path: str, section: str, key: str, value: Any) -> Any:
         if bad:
             raise TargetError(f"unknown reset mode(s) {bad}; known: zero, subtract", file=path, field=where)
         value = tuple(value)
+    if key == "conv_encoding" and value not in ("shared", "per_synapse"):
+        raise TargetError(f"must be 'shared' or 'per_synapse', got {value!r}", file=path, field=where)
     if check == _POS and value <= 0:
         raise TargetError(f"must be > 0, got {value}", file=path, field=where)
     if check == _NONNEG and value < 0:

@@ -11,7 +11,7 @@ import numpy as np
 from ..errors import GraphError, QuantisationError, ResourceError
 from ..ir.graph import Graph
 from ..ir.nodes import Affine, Delay, Input, Linear, Output, _Population
-from ..ir.storage import Csr, Dense
+from ..ir.storage import Conv, Csr, Dense
 from ..ir.verify import register_check, verify
 from ..program import Program
 from ..targets import TargetSpec
@@ -134,8 +134,37 @@ def check_partitioned(p: Program, target: TargetSpec) -> None:
         core, cols = co_dst[rows[keep]].astype(np.int64), cols[keep]
         if core.size == 0:
             continue
-        key, cnt = np.unique(core * w.shape[1] + cols, return_counts=True)
+        if n_cores * w.shape[1] <= 2 ** 26:  # a count per (core, source) fits: count instead of sorting
+            cnt = np.bincount(core * w.shape[1] + cols, minlength=n_cores * w.shape[1])
+            key = np.flatnonzero(cnt)
+            cnt = cnt[key]
+        else:
+            key, cnt = np.unique(core * w.shape[1] + cols, return_counts=True)
         kc = key // w.shape[1]
+        if isinstance(w, Conv) and target.shared_conv:
+            # shared-weight format: per core, the kernel taps its neurons use x one tap list of the core's output
+            # channels (per channel group); one input axon per source core (1 for an input port)
+            from .partition import conv_tap_ids, conv_weight_bits
+            n_taps = int(w.in_shape[2]) * int(w.kernel.shape[2]) * int(w.kernel.shape[3])
+            c_out, groups = int(w.out_shape[2]), int(w.groups)
+            tkey = np.flatnonzero(np.bincount(core * n_taps + conv_tap_ids(w)[keep], minlength=n_cores * n_taps))
+            t_core, t_grp = tkey // n_taps, (tkey % n_taps) // (n_taps // groups)
+            placed = np.flatnonzero(co_dst >= 0)
+            ckey = np.unique(co_dst[placed].astype(np.int64) * c_out + placed % c_out)
+            c_core, c_grp = ckey // c_out, (ckey % c_out) // (c_out // groups)
+            n_t = np.zeros((n_cores, groups), np.int64)
+            np.add.at(n_t, (t_core, t_grp), 1)
+            n_c = np.zeros((n_cores, groups), np.int64)
+            np.add.at(n_c, (c_core, c_grp), 1)
+            mem += (n_t * target.conv_tap_bits(n_c, conv_weight_bits(w))).sum(axis=1)
+            if co_src is None:
+                in_ax += np.bincount(np.unique(kc), minlength=n_cores)
+            else:
+                pair = np.unique(kc * n_cores + co_src[key % w.shape[1]])
+                in_ax += np.bincount(pair // n_cores, minlength=n_cores)
+            if co_src is not None:
+                out_ax += np.bincount(co_src[key % w.shape[1]], minlength=n_cores)
+            continue
         sparse = np.bincount(kc, weights=target.synapse_bits(cnt, sparse=True, delay=s.delay > 0),
                              minlength=n_cores).astype(np.int64)
         axons = np.bincount(kc, minlength=n_cores)

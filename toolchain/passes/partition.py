@@ -7,6 +7,19 @@ on shared-memory targets the neuron state is charged too), input axons (one per 
 with a stored synapse into the core), output axons (one per (synapse group, source neuron, destination core)),
 and neuron profiles (distinct (du, dv, vth, reset, spiking) sets) where the target limits them.
 
+Convolutions (:class:`~toolchain.ir.storage.Conv` storage) on a target with ``conv_encoding = "shared"`` (Loihi 2,
+calibrated on Intel's PilotNet table) are charged as one shared kernel per core: per channel group, the kernel taps
+(input channel, ky, kx) that the core's neurons use, each a list of the core's output channels' weights at the
+layer's compressed width (:func:`conv_weight_bits`, :meth:`TargetSpec.conv_tap_bits`), and one input axon per
+source core (a spike carries its position); per-position synapses stay the simulators' view. Neurons driven by a
+bias input port (lava-dl's input layer) are live.
+
+Modes (``partition(..., mode=)``): ``"pack"`` (ours, below) and ``"intel_halving"``, our emulation of Intel's
+Loihi 2 compiler as its PilotNet table and log show it (:meth:`_Cutter.cut_halving`: each layer alone on its
+cores; (W, H, C) grids cut along x into power-of-two slabs, halved while a nominal slab exceeds a limit; other
+layers cut into ceil(need / limit) equal pieces, doubled until each fits). ``compare=True`` (default) computes the
+other mode's per-layer cores beside the placement: ``report["modes"]``; :func:`per_layer_cores` reads them.
+
 Algorithm: neurons that can never spike (no stored synapse from a live source, no bias — what structured pruning
 leaves behind) are not placed, and their outgoing synapses cost nothing. Each group's live neurons are cut into
 contiguous chunks, each as large as one core allows (exponential then binary search on the chunk length, costs
@@ -33,14 +46,34 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 
 from ..errors import ResourceError
-from ..ir.storage import Csr, Dense
+from ..ir.storage import Conv, Csr, Dense
 from ..program import CoreUsage, Placement, Program
 from ..targets import TargetSpec
 from . import storage_ops as so
 
-__all__ = ["partition", "format_report", "RESOURCES"]
+__all__ = ["partition", "format_report", "per_layer_cores", "conv_tap_ids", "conv_weight_bits", "RESOURCES",
+           "MODES"]
 
 RESOURCES = ("neurons", "synapse_memory", "input_axons", "output_axons")
+#: placement modes: "pack" (ours: maximal chunks packed first-fit-decreasing, layers may share cores) and
+#: "intel_halving" (our emulation of Intel's Loihi 2 compiler: each layer alone on its cores, cut by halving)
+MODES = ("pack", "intel_halving")
+
+
+@dataclass
+class _ConvAcc:
+    """Shared-weight accounting of one Conv synapse group (``conv_encoding = "shared"`` targets)."""
+
+    rep_of: np.ndarray  # per live target position: its block (rows of one output position and channel group share
+    #                     their synapses' sources and taps; blocks are numbered in chunk order, non-decreasing)
+    rptr: np.ndarray    # per block, pointer into rtaps / rcols (the block's first row's stored synapses)
+    rtaps: np.ndarray   # kernel tap id cin*KH*KW + ky*KW + kx of every synapse of every block
+    rcols: np.ndarray   # live source position of every synapse of every block
+    ch: np.ndarray      # per live target position: its output channel
+    n_taps: int        # C_in * KH * KW (tap ids are input-channel major, so conv groups are contiguous blocks)
+    c_out: int
+    groups: int
+    bits: int          # the layer's compressed weight width (:func:`conv_weight_bits`)
 
 
 @dataclass
@@ -55,31 +88,84 @@ class _SG:
     n_src: int               # live source neurons (dense groups: all of them have a synapse into every row)
     ptr: Optional[np.ndarray] = None   # per live target position, CSR row pointer
     cols: Optional[np.ndarray] = None  # live source position of every stored synapse
+    conv: Optional[_ConvAcc] = None    # shared-weight accounting (Conv storage on a shared-conv target)
+    src_chunk: Optional[np.ndarray] = None  # shared conv: the chunk of every live source position (current cut)
+
+
+def conv_tap_ids(w: Conv) -> np.ndarray:
+    """Kernel tap of every stored synapse of ``w`` (aligned with ``w.indices``): ``cin * KH * KW + ky * KW + kx``
+    with ``cin`` the synapse's input channel (int64; neurons in (W, H, C) order as :class:`Conv`). Rows of one
+    (output position, channel group) share their columns, so the taps are computed on the group's first row and
+    copied to the others."""
+    (_, h_in, c_in), (_, h_out, c_out) = w.in_shape, w.out_shape
+    _, _, kh, kw = w.kernel.shape
+    cout_g = c_out // w.groups
+    indptr = np.asarray(w.indptr, np.int64)
+    n_out = w.shape[0]
+    cnt = np.diff(indptr)
+    row = np.arange(n_out, dtype=np.int64)
+    rep = row - (row % c_out) % cout_g              # the first row of each row's (position, channel group)
+    rows0 = np.flatnonzero(rep == row)
+    lens = cnt[rows0]
+    first = np.cumsum(lens) - lens                  # where each representative row starts in the compact list
+    idx = np.repeat(indptr[rows0] - first, lens) + np.arange(int(lens.sum()), dtype=np.int64)
+    cols = np.asarray(w.indices, np.int64)[idx]
+    r = np.repeat(rows0, lens)
+    x_o, y_o = np.divmod(r // c_out, h_out)
+    pos_i, cin = np.divmod(cols, c_in)
+    x_i, y_i = np.divmod(pos_i, h_in)
+    ky = (y_i - y_o * w.stride[0] + w.padding[0]) // w.dilation[0]
+    kx = (x_i - x_o * w.stride[1] + w.padding[1]) // w.dilation[1]
+    taps = (cin * kh + ky) * kw + kx
+    start = np.zeros(n_out, np.int64)
+    start[rows0] = first
+    return taps[np.repeat(start[rep] - indptr[:-1], cnt) + np.arange(int(indptr[-1]), dtype=np.int64)]
+
+
+def conv_weight_bits(w: Conv) -> int:
+    """Bits per weight of the layer in a compressed synapse format: the two's-complement width of the kernel's
+    integers after their common power of two is factored out (Loihi keeps that as the weight exponent)."""
+    k = np.rint(np.asarray(w.kernel, np.float64)).astype(np.int64)
+    nz = np.abs(k[k != 0])
+    if nz.size == 0:
+        return 1
+    g = int(np.gcd.reduce(nz))
+    shift = (g & -g).bit_length() - 1
+    m = k >> shift
+    hi, lo = int(m.max()), int(m.min())
+    return max(1, max(hi.bit_length() + 1 if hi > 0 else 1, (-lo - 1).bit_length() + 1 if lo < 0 else 1))
 
 
 def _live_masks(p: Program) -> Dict[str, np.ndarray]:
-    """Neurons that can ever spike or that are read out (fixed point of: bias != 0, or a non-zero stored synapse
-    from a live neuron or an input port)."""
+    """Neurons that can ever spike or that are read out (fixed point of: bias != 0, driven by a bias input port, or
+    a non-zero stored synapse from a live neuron or an input port)."""
     live = {g: (~np.asarray([grp.spiking] * grp.size, bool)) | (grp.bias_mant != 0) for g, grp in p.groups.items()}
-    ports = {q.name for q in p.inputs}
+    for q in p.inputs:  # a bias port replaces the group's bias with the input at every step: every neuron is driven
+        if getattr(q, "kind", "spikes") == "bias" and q.target in live:
+            live[q.target] = np.ones_like(live[q.target])
+    ports = {q.name for q in p.inputs if getattr(q, "kind", "spikes") != "bias"}
     csr: Dict[str, Tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
     for s in p.synapses:
         if not isinstance(s.weight, Dense):
             w = s.weight if isinstance(s.weight, Csr) else s.weight.to_csr()
-            csr[s.name] = (so.row_indices(w), np.asarray(w.indices), np.asarray(w.data) != 0)
+            csr[s.name] = (np.asarray(w.indptr, np.int64), np.asarray(w.indices), np.asarray(w.data) != 0)
+    seen: Dict[str, np.ndarray] = {}
     changed = True
     while changed:
         changed = False
         for s in p.synapses:
             n_src = s.weight.shape[1]
             src_live = np.ones(n_src, bool) if s.src in ports else live[s.src]
+            if s.name in seen and np.array_equal(seen[s.name], src_live):
+                continue  # same sources as last pass: reaches the same targets
+            seen[s.name] = src_live.copy()
             if isinstance(s.weight, Dense):
                 reach = (np.asarray(s.weight.values)[:, src_live] != 0).any(axis=1)
             else:
-                rows, cols, nonzero = csr[s.name]
-                hit = nonzero & src_live[cols]
-                reach = np.zeros(s.weight.shape[0], bool)
-                reach[rows[hit]] = True
+                indptr, cols, nonzero = csr[s.name]
+                hit = nonzero if src_live.all() else nonzero & src_live[cols]
+                upto = np.concatenate([[0], np.cumsum(hit, dtype=np.int64)])
+                reach = upto[indptr[1:]] > upto[indptr[:-1]]  # a row with any hit
             new = live[s.dst] | reach
             if not np.array_equal(new, live[s.dst]):
                 live[s.dst] = new
@@ -87,28 +173,43 @@ def _live_masks(p: Program) -> Dict[str, np.ndarray]:
     return live
 
 
-def chunk_order(shape: Tuple[int, ...]) -> np.ndarray:
+def chunk_order(shape: Tuple[int, ...], channels_last: bool = False) -> np.ndarray:
     """The order in which a group's neurons are cut into chunks: position-major for (C, H, W) and (C, L) maps
     (all channels of one position together, so that a convolution's local fan-out reaches few chunks), else the
-    flat order."""
+    flat order (``channels_last``: netx/Lava (W, H, C) grids, already position-major)."""
     n = int(np.prod(shape))
-    if len(shape) in (2, 3) and shape[0] > 1 and n > shape[0]:
+    if not channels_last and len(shape) in (2, 3) and shape[0] > 1 and n > shape[0]:
         return np.arange(n).reshape(shape[0], -1).T.reshape(-1)
     return np.arange(n)
+
+
+def _channels_last(p: Program) -> set:
+    """Groups laid out as netx/Lava (W, H, C) grids: every group of a netx Program, and the ends of Conv storage."""
+    if "netx" in (p.metadata or {}):
+        return set(p.groups)
+    out = set()
+    for s in p.synapses:
+        if isinstance(s.weight, Conv):
+            out.add(s.dst)
+            if s.src in p.groups:
+                out.add(s.src)
+    return out
 
 
 def _live_order(p: Program, live: Dict[str, np.ndarray]) -> Tuple[Dict[str, np.ndarray], Dict[str, np.ndarray]]:
     """Per group: the live neurons in chunk order, and every neuron's position in it (-1 when not live)."""
     idx, pos = {}, {}
+    last = _channels_last(p)
     for g, grp in p.groups.items():
-        order = chunk_order(grp.shape)
+        order = chunk_order(grp.shape, g in last)
         idx[g] = order[live[g][order]]
         pos[g] = np.full(grp.size, -1, np.int64)
         pos[g][idx[g]] = np.arange(idx[g].size)
     return idx, pos
 
 
-def _accounting(p: Program, live: Dict[str, np.ndarray], pos: Dict[str, np.ndarray]) -> List[_SG]:
+def _accounting(p: Program, live: Dict[str, np.ndarray], pos: Dict[str, np.ndarray], live_idx: Dict[str, np.ndarray],
+                target: TargetSpec) -> List[_SG]:
     ports = {q.name: q for q in p.inputs}
     out = []
     for s in p.synapses:
@@ -118,17 +219,52 @@ def _accounting(p: Program, live: Dict[str, np.ndarray], pos: Dict[str, np.ndarr
             out.append(_SG(s.name, s.src, s.dst, s.delay > 0, True, int(src_live.sum())))
             continue
         w = s.weight if isinstance(s.weight, Csr) else s.weight.to_csr()
-        rows = so.row_indices(w)
-        keep = dst_live[rows] & src_live[w.indices]
-        r = pos[s.dst][rows[keep]]
-        c = np.asarray(w.indices[keep]) if s.src in ports else pos[s.src][w.indices[keep]]
-        if r.size > 1 and np.any(np.diff(r) < 0):
-            o = np.argsort(r, kind="stable")
-            r, c = r[o], c[o]
-        ptr = np.zeros(int(dst_live.sum()) + 1, np.int64)
-        np.cumsum(np.bincount(r, minlength=ptr.size - 1), out=ptr[1:])
+        shared = isinstance(w, Conv) and target.shared_conv
+        taps = None
+
+        def identity(g: str) -> bool:  # every neuron live and chunk order = index order
+            return bool(live[g].all()) and bool(np.array_equal(pos[g], np.arange(pos[g].size)))
+
+        if identity(s.dst) and (s.src in ports or identity(s.src)):
+            # nothing to drop or renumber (netx Programs): the CSR arrays are the accounting view
+            ptr = np.asarray(w.indptr, np.int64)
+            c = np.asarray(w.indices, np.int64)
+            if shared:
+                taps = conv_tap_ids(w)
+        else:
+            rows = so.row_indices(w)
+            keep = dst_live[rows] & src_live[w.indices]
+            r = pos[s.dst][rows[keep]]
+            c = np.asarray(w.indices[keep]) if s.src in ports else pos[s.src][w.indices[keep]]
+            if shared:
+                taps = conv_tap_ids(w)[keep]
+            if r.size > 1 and np.any(np.diff(r) < 0):
+                o = np.argsort(r, kind="stable")
+                r, c = r[o], c[o]
+                if taps is not None:
+                    taps = taps[o]
+            ptr = np.zeros(int(dst_live.sum()) + 1, np.int64)
+            np.cumsum(np.bincount(r, minlength=ptr.size - 1), out=ptr[1:])
+        conv = None
+        if taps is not None:
+            c_out, groups = int(w.out_shape[2]), int(w.groups)
+            neuron = live_idx[s.dst]
+            blk = (neuron // c_out) * groups + (neuron % c_out) // (c_out // groups)
+            if blk.size and np.all(np.diff(blk) >= 0):
+                start = np.concatenate([[True], blk[1:] != blk[:-1]]) if blk.size else np.zeros(0, bool)
+            else:  # not grouped by position: every row is its own block
+                start = np.ones(blk.size, bool)
+            heads = np.flatnonzero(start)
+            lens = ptr[heads + 1] - ptr[heads]
+            rptr = np.zeros(heads.size + 1, np.int64)
+            np.cumsum(lens, out=rptr[1:])
+            idx = np.repeat(ptr[heads] - rptr[:-1], lens) + np.arange(int(rptr[-1]), dtype=np.int64)
+            conv = _ConvAcc(np.cumsum(start) - 1, rptr, taps[idx].astype(np.int64), c[idx].astype(np.int64),
+                            (neuron % c_out).astype(np.int64),
+                            int(w.in_shape[2]) * int(w.kernel.shape[2]) * int(w.kernel.shape[3]), c_out, groups,
+                            conv_weight_bits(w))
         out.append(_SG(s.name, s.src, s.dst, s.delay > 0, False, int(src_live.sum()), ptr,
-                       c.astype(np.int64)))
+                       c.astype(np.int64), conv))
     return out
 
 
@@ -143,9 +279,30 @@ class _Cutter:
         self.one_vth = np.unique(thresholds).size <= 1
         self.fan_prefix = np.zeros(n + 1, np.int64)
         self.evals = 0
+        self.memo: Dict[Tuple[int, int], Dict[str, int]] = {}
+        self.grid: Optional[Tuple[int, int, np.ndarray]] = None   # (W, H*C, live neurons) of a (W, H, C) grid
+        self.grid_shape: Tuple[int, ...] = ()
+        self.halving_state: Optional[int] = None
+        self.core_shape: Tuple[int, ...] = ()
+
+    def set_grid(self, shape: Tuple[int, ...], live_idx: np.ndarray) -> None:
+        """Declare the group a (W, H, C) grid in flat order (x major), for :meth:`cut_halving`."""
+        self.grid_shape = tuple(int(v) for v in shape)
+        self.grid = (self.grid_shape[0], int(np.prod(self.grid_shape[1:])), np.asarray(live_idx))
 
     def cost(self, a: int, b: int) -> Dict[str, int]:
-        """Resources of the chunk of live positions [a, b) on one core."""
+        """Resources of the chunk of live positions [a, b) on one core (memoised until :meth:`forget`)."""
+        hit = self.memo.get((a, b))
+        if hit is not None:
+            return hit
+        self.memo[(a, b)] = out = self._cost(a, b)
+        return out
+
+    def forget(self) -> None:
+        """Drop memoised costs (the output axons or the source cuts changed)."""
+        self.memo.clear()
+
+    def _cost(self, a: int, b: int) -> Dict[str, int]:
         self.evals += 1
         t = self.t
         k = b - a
@@ -160,16 +317,23 @@ class _Cutter:
             seg = sg.cols[sg.ptr[a]:sg.ptr[b]]
             if seg.size == 0:
                 continue
+            if sg.conv is not None:
+                cv = sg.conv
+                lo, hi = cv.rptr[cv.rep_of[a]], cv.rptr[cv.rep_of[b - 1] + 1]
+                # shared-weight format: one input axon per source core (a spike carries its position and channel)
+                axons += 1 if sg.src_chunk is None else int(np.count_nonzero(np.bincount(sg.src_chunk[cv.rcols[lo:hi]])))
+                mem += _conv_bits(cv, cv.rtaps[lo:hi], cv.ch[a:b], t)
+                continue
             if seg.size * 8 < sg.n_src:
                 cnt = np.unique(seg, return_counts=True)[1]
             else:
                 cnt = np.bincount(seg, minlength=sg.n_src)
                 cnt = cnt[cnt > 0]
             ax = int(cnt.size)
+            axons += ax
             sparse = int(t.synapse_bits(cnt, sparse=True, delay=sg.delay).sum())
             dense = ax * int(t.synapse_bits(np.array([k]), sparse=False, delay=sg.delay)[0])
             mem += min(sparse, dense)
-            axons += ax
         prof = 1 if self.one_profile else int(np.unique(self.profiles[a:b]).size)
         vths = 1 if self.one_vth else int(np.unique(self.thresholds[a:b]).size)
         return {"neurons": k, "synapse_memory": int(mem), "input_axons": axons,
@@ -184,6 +348,53 @@ class _Cutter:
 
     def fits(self, a: int, b: int) -> bool:
         return not self.violations(self.cost(a, b))
+
+    # ------------------------------------------------------------------ Intel's halving (mode "intel_halving")
+    def cut_halving(self) -> List[Tuple[int, int]]:
+        """Our emulation of Intel's Loihi 2 compiler, calibrated on its PilotNet table (see the module docstring):
+        a (W, H, C) grid is cut along x into slabs of w whole columns, w the largest power of two (halving from
+        2**ceil(log2 W)) whose nominal slab (w * H * C neurons, also where the last slab is narrower) is within the
+        neuron limit and whose every actual slab fits every resource; any other layer is cut into r equal pieces,
+        r = max over resources of ceil(need of the whole layer on one core / limit) (Intel's log: "max_ratio"),
+        and r is doubled until every piece fits. A later call (output axons changed) continues from its last
+        state."""
+        n = self.n
+        if n == 0:
+            return []
+        if self.grid is not None:
+            W, HC, live_idx = self.grid
+            w = self.halving_state if self.halving_state is not None else 1 << (W - 1).bit_length()
+            while w >= 1:
+                self.halving_state = w
+                if w * HC > self.t.neurons_per_core:  # the nominal slab of w columns, as Intel allocates it
+                    w //= 2
+                    continue
+                bounds = np.searchsorted(live_idx, np.arange(0, W + w, w).clip(max=W) * HC)
+                chunks = [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
+                if all(self.fits(a, b) for a, b in chunks):
+                    self.core_shape = (min(w, W),) + self.grid_shape[1:]
+                    return chunks
+                w //= 2
+            self.grid = None  # one column does not fit: cut its neurons as a 1-D layer
+            self.halving_state = None
+        r = self.halving_state
+        if r is None:
+            v = self.violations(self.cost(0, n))
+            r = max([1] + [-(-need // lim) for _, need, lim in v])
+        while True:
+            r = min(r, n)
+            self.halving_state = r
+            bounds = -(-(np.arange(r + 1, dtype=np.int64) * n) // r)  # r pieces, sizes differ by at most one
+            chunks = [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
+            bad = [(a, b) for a, b in chunks if not self.fits(a, b)]
+            if not bad:
+                self.core_shape = (max(b - a for a, b in chunks),)
+                return chunks
+            if r == n:
+                a, b = bad[0]
+                rs, need, limit = self.violations(self.cost(a, b))[0]
+                raise _single_neuron_error(self.name, rs, need, limit)
+            r *= 2
 
     def cut(self) -> List[Tuple[int, int]]:
         """Greedy maximal chunks (exponential search from the previous chunk's length, then binary search)."""
@@ -223,6 +434,18 @@ class _Cutter:
             a += lo
             guess = lo
         return chunks
+
+
+def _conv_bits(cv: _ConvAcc, taps: np.ndarray, ch: np.ndarray, t: TargetSpec) -> int:
+    """Shared-weight synapse memory of one core: per conv group, (kernel taps its synapses use) x (one tap list for
+    the group's output channels on the core, :meth:`TargetSpec.conv_tap_bits`)."""
+    used = np.bincount(taps, minlength=cv.n_taps) > 0
+    chans = np.bincount(ch, minlength=cv.c_out) > 0
+    if cv.groups == 1:
+        return int(used.sum()) * int(t.conv_tap_bits(np.array([int(chans.sum())]), cv.bits)[0])
+    n_t = used.reshape(cv.groups, -1).sum(axis=1)
+    n_c = chans.reshape(cv.groups, -1).sum(axis=1)
+    return int((n_t * t.conv_tap_bits(n_c, cv.bits)).sum())
 
 
 _SUGGEST = {
@@ -292,6 +515,12 @@ def _unsplit_needs(sgs: List[_SG], n_live: Dict[str, int], target: TargetSpec) -
             continue
         cnt = np.bincount(sg.cols)
         cnt = cnt[cnt > 0]
+        if sg.conv is not None:
+            need["synapse_memory"] += _conv_bits(sg.conv, sg.conv.rtaps, sg.conv.ch, target)
+            need["input_axons"] += 1  # one per source core, at least one
+            if sg.src in n_live:
+                need["output_axons"] += int(cnt.size)
+            continue
         sparse = int(target.synapse_bits(cnt, sparse=True, delay=sg.delay).sum())
         dense = cnt.size * int(target.synapse_bits(np.array([n_dst]), sparse=False, delay=sg.delay)[0])
         need["synapse_memory"] += min(sparse, dense)
@@ -436,6 +665,12 @@ def _memory_bound(sgs: List[_SG], n_live: Dict[str, int], target: TargetSpec, un
             continue
         if sg.cols.size == 0:
             continue
+        if sg.conv is not None:
+            # shared weights: every chunk holds at least the taps of one of its positions for one channel, and
+            # there is at least one chunk
+            per_row = np.diff(sg.ptr)
+            state += int(per_row.min()) * int(target.conv_tap_bits(np.array([1]), sg.conv.bits)[0])
+            continue
         table, per_axon = _axon_floor(sg, n_dst, target)
         pen = _rate(target, True, sg.delay) * np.asarray(_RUN_PENALTIES)
         floors.append((table, per_axon, np.concatenate([pen, pen])))
@@ -456,16 +691,139 @@ def _memory_bound(sgs: List[_SG], n_live: Dict[str, int], target: TargetSpec, un
     return c, int(math.ceil(need(c)))
 
 
-def partition(p: Program, target: TargetSpec, max_rounds: int = 12) -> Program:
+def _cutters(p: Program, target: TargetSpec, n_live: Dict[str, int], into: Dict[str, List[_SG]],
+             prof: Dict[str, np.ndarray], thr: Dict[str, np.ndarray], live: Dict[str, np.ndarray],
+             live_idx: Dict[str, np.ndarray]) -> Dict[str, _Cutter]:
+    cut = {g: _Cutter(g, n_live[g], into[g], prof[g], thr[g], target) for g in p.groups}
+    for g in _channels_last(p):
+        grp = p.groups[g]
+        if len(grp.shape) == 3:
+            cut[g].set_grid(grp.shape, live_idx[g])
+    return cut
+
+
+def _cut(p: Program, target: TargetSpec, sgs: List[_SG], n_live: Dict[str, int], cutters: Dict[str, _Cutter],
+         mode: str, max_rounds: int) -> Dict[str, List[Tuple[int, int]]]:
+    """Every group's chunks (each fits one core), repeated until the output axons they imply fit as well."""
+    def cut(g: str) -> List[Tuple[int, int]]:
+        if not n_live[g]:
+            return []
+        return cutters[g].cut_halving() if mode == "intel_halving" else cutters[g].cut()
+
+    for sg in sgs:
+        sg.src_chunk = None
+    chunks = {g: cut(g) for g in p.groups}
+    for _ in range(max_rounds):
+        for sg in sgs:
+            if sg.conv is not None and sg.src in chunks:
+                ids = np.zeros(n_live[sg.src], np.int64)
+                for i, (a, b) in enumerate(chunks[sg.src]):
+                    ids[a:b] = i
+                sg.src_chunk = ids
+        fan = _fanout(sgs, chunks, n_live)
+        for g, f in fan.items():
+            if f.size and f.max() > target.max_fan_out_cores:
+                err = ResourceError(f"a neuron needs {int(f.max())} destination cores, the limit is "
+                                    f"{target.max_fan_out_cores}; suggestion: {_SUGGEST['fan_out']}", node=g,
+                                    field="fan_out")
+                err.resource, err.need, err.limit = "fan_out", int(f.max()), target.max_fan_out_cores  # type: ignore
+                raise err
+            np.cumsum(f, out=cutters[g].fan_prefix[1:])
+        for c in cutters.values():
+            c.forget()
+        bad = [g for g in p.groups if any(cutters[g].violations(cutters[g].cost(a, b)) for a, b in chunks[g])]
+        if not bad:
+            return chunks
+        for g in bad:
+            chunks[g] = cut(g)
+    raise ResourceError("output axons: the partition did not converge", field="output_axons")  # pragma: no cover
+
+
+def _pack(p: Program, target: TargetSpec, chunks: Dict[str, List[Tuple[int, int]]], cutters: Dict[str, _Cutter],
+          prof: Dict[str, np.ndarray], thr: Dict[str, np.ndarray], share: bool):
+    """Chunks onto cores: first fit decreasing when ``share`` (chunks of different groups may share a core), else
+    one core per chunk. Returns (n_cores, used[n, 4], core_groups, core_prof, core_of_chunk list)."""
+    caps = np.array([target.neurons_per_core, target.synapse_memory_bits, target.input_axons_per_core,
+                     target.output_axons_per_core], np.float64)
+    items = []
+    for g in p.groups:
+        for a, b in chunks[g]:
+            c = cutters[g].cost(a, b)
+            vec = np.array([c["neurons"], c["synapse_memory"], c["input_axons"], c["output_axons"]], np.float64)
+            items.append((float((vec / caps).max()), g, a, b, vec, set(prof[g][a:b].tolist()),
+                          set(thr[g][a:b].tolist())))
+    if share:
+        items.sort(key=lambda it: -it[0])
+    used = np.zeros((max(len(items), 1), 4), np.float64)
+    core_groups: List[set] = []
+    core_prof: List[set] = []
+    core_thr: List[set] = []
+    placed = []
+    P, TP = target.neuron_profiles_per_core, target.threshold_profiles_per_core
+    n_cores = 0
+    for _, g, a, b, vec, ps, ts in items:
+        chosen = -1
+        if share and n_cores:
+            for c in np.flatnonzero(np.all(used[:n_cores] + vec <= caps, axis=1)):
+                if g in core_groups[c]:
+                    continue
+                if P and len(core_prof[c] | ps) > P:
+                    continue
+                if TP and len(core_thr[c] | ts) > TP:
+                    continue
+                chosen = int(c)
+                break
+        if chosen < 0:
+            chosen = n_cores
+            n_cores += 1
+            core_groups.append(set())
+            core_prof.append(set())
+            core_thr.append(set())
+        used[chosen] += vec
+        core_groups[chosen].add(g)
+        core_prof[chosen] |= ps
+        core_thr[chosen] |= ts
+        placed.append((g, a, b, chosen))
+    return n_cores, used, core_groups, core_prof, placed
+
+
+def _layer_figures(p: Program, target: TargetSpec, chunks: Dict[str, List[Tuple[int, int]]],
+                   cutters: Dict[str, _Cutter]) -> Dict[str, dict]:
+    """Per group: cores, the largest per-core neurons / synapse memory (bits and words) / input axons, and the
+    per-core grid shape where the halving cut set one."""
+    state = target.neuron_state_bits if target.shared_memory else 0
+    out = {}
+    for g in p.groups:
+        cs = [cutters[g].cost(a, b) for a, b in chunks[g]]
+        mem = [c["synapse_memory"] - state * c["neurons"] for c in cs] or [0]
+        out[g] = {"cores": len(chunks[g]), "max_neurons_per_core": max([c["neurons"] for c in cs] or [0]),
+                  "max_synapse_bits_per_core": int(max(mem)),
+                  "max_synapse_words_per_core": int(-(-max(mem) // target.word_bits)),
+                  "max_input_axons_per_core": max([c["input_axons"] for c in cs] or [0]),
+                  "max_output_axons_per_core": max([c["output_axons"] for c in cs] or [0])}
+        if cutters[g].core_shape:
+            out[g]["core_shape"] = tuple(cutters[g].core_shape)
+    return out
+
+
+def partition(p: Program, target: TargetSpec, max_rounds: int = 12, mode: str = "pack",
+              compare: bool = True) -> Program:
     """Place the Program's neurons on cores of ``target``; returns a new Program with ``placement`` and ``report``.
+
+    ``mode``: ``"pack"`` (default, ours) or ``"intel_halving"`` (each layer alone on its cores, cut the way Intel's
+    Loihi 2 compiler cut PilotNet: :meth:`_Cutter.cut_halving`). With ``compare`` the other mode's per-layer cores
+    are computed too; ``report["modes"][m]`` holds ``cores_used`` and ``per_group`` for each mode computed, and
+    ``report["per_group"]`` the cores of each group in the placement (:func:`per_layer_cores`).
 
     Raises :class:`ResourceError` naming the layer, the resource, the need and the limit (with a suggestion) when
     a neuron cannot fit on any core or the network needs more cores than the target has.
     """
+    if mode not in MODES:
+        raise ValueError(f"unknown partition mode {mode!r}; modes are {MODES}")
     live = _live_masks(p)
     n_live = {g: int(m.sum()) for g, m in live.items()}
     live_idx, pos = _live_order(p, live)
-    sgs = _accounting(p, live, pos)
+    sgs = _accounting(p, live, pos, live_idx, target)
     into: Dict[str, List[_SG]] = {g: [] for g in p.groups}
     for sg in sgs:
         into[sg.dst].append(sg)
@@ -487,72 +845,31 @@ def partition(p: Program, target: TargetSpec, max_rounds: int = 12) -> Program:
         m = live_idx[g]
         keys = np.stack([grp.du[m].astype(np.int64), grp.dv[m].astype(np.int64), grp.vth[m].astype(np.int64)],
                         axis=1) if m.size else np.zeros((0, 3), np.int64)
-        uniq, inv = np.unique(keys, axis=0, return_inverse=True) if keys.size else (keys, np.zeros(0, np.int64))
+        if keys.size and (keys == keys[0]).all():  # one parameter set (the common case): no sort
+            uniq, inv = keys[:1], np.zeros(len(keys), np.int64)
+        else:
+            uniq, inv = np.unique(keys, axis=0, return_inverse=True) if keys.size else (keys, np.zeros(0, np.int64))
         ids = np.array([prof_key.setdefault((grp.reset_mode, grp.spiking) + tuple(u), len(prof_key))
                         for u in uniq.tolist()], np.int64)
         prof[g] = ids[np.asarray(inv).reshape(-1)] if ids.size else np.zeros(0, np.int64)
         thr[g] = grp.vth[m].astype(np.int64)
-    cutters = {g: _Cutter(g, n_live[g], into[g], prof[g], thr[g], target) for g in p.groups}
-    chunks = {g: cutters[g].cut() if n_live[g] else [] for g in p.groups}
-    for _ in range(max_rounds):
-        fan = _fanout(sgs, chunks, n_live)
-        for g, f in fan.items():
-            if f.size and f.max() > target.max_fan_out_cores:
-                err = ResourceError(f"a neuron needs {int(f.max())} destination cores, the limit is "
-                                    f"{target.max_fan_out_cores}; suggestion: {_SUGGEST['fan_out']}", node=g,
-                                    field="fan_out")
-                err.resource, err.need, err.limit = "fan_out", int(f.max()), target.max_fan_out_cores  # type: ignore
-                raise err
-            np.cumsum(f, out=cutters[g].fan_prefix[1:])
-        bad = [g for g in p.groups if any(cutters[g].violations(cutters[g].cost(a, b)) for a, b in chunks[g])]
-        if not bad:
-            break
-        for g in bad:
-            chunks[g] = cutters[g].cut()
-    else:  # pragma: no cover - the cutting converges in a few rounds
-        raise ResourceError("output axons: the partition did not converge", field="output_axons")
 
-    # pack chunks onto cores, first fit decreasing
+    modes: Dict[str, dict] = {}
+    for m in ([mode] + [x for x in MODES if x != mode and compare]):
+        cutters = _cutters(p, target, n_live, into, prof, thr, live, live_idx)
+        ch = _cut(p, target, sgs, n_live, cutters, m, max_rounds)
+        packed = _pack(p, target, ch, cutters, prof, thr, share=(m == "pack"))
+        figs = _layer_figures(p, target, ch, cutters)
+        modes[m] = {"cores_used": packed[0], "per_group": {g: len(ch[g]) for g in p.groups}, "layers": figs}
+        if m == mode:
+            chunks, main_cutters, (n_cores, used, core_groups, core_prof, placed) = ch, cutters, packed
+    cutters = main_cutters
+
+    core_of = {g: np.full(grp.size, -1, np.int32) for g, grp in p.groups.items()}
+    for g, a, b, c in placed:
+        core_of[g][live_idx[g][a:b]] = c
     caps = np.array([target.neurons_per_core, target.synapse_memory_bits, target.input_axons_per_core,
                      target.output_axons_per_core], np.float64)
-    items = []
-    for g in p.groups:
-        for a, b in chunks[g]:
-            c = cutters[g].cost(a, b)
-            vec = np.array([c["neurons"], c["synapse_memory"], c["input_axons"], c["output_axons"]], np.float64)
-            items.append((float((vec / caps).max()), g, a, b, vec, set(prof[g][a:b].tolist()),
-                          set(thr[g][a:b].tolist())))
-    items.sort(key=lambda it: -it[0])
-    used = np.zeros((max(len(items), 1), 4), np.float64)
-    core_groups: List[set] = []
-    core_prof: List[set] = []
-    core_thr: List[set] = []
-    core_of = {g: np.full(grp.size, -1, np.int32) for g, grp in p.groups.items()}
-    P, TP = target.neuron_profiles_per_core, target.threshold_profiles_per_core
-    n_cores = 0
-    for _, g, a, b, vec, ps, ts in items:
-        cand = np.flatnonzero(np.all(used[:n_cores] + vec <= caps, axis=1)) if n_cores else np.zeros(0, np.int64)
-        chosen = -1
-        for c in cand:
-            if g in core_groups[c]:
-                continue
-            if P and len(core_prof[c] | ps) > P:
-                continue
-            if TP and len(core_thr[c] | ts) > TP:
-                continue
-            chosen = int(c)
-            break
-        if chosen < 0:
-            chosen = n_cores
-            n_cores += 1
-            core_groups.append(set())
-            core_prof.append(set())
-            core_thr.append(set())
-        used[chosen] += vec
-        core_groups[chosen].add(g)
-        core_prof[chosen] |= ps
-        core_thr[chosen] |= ts
-        core_of[g][live_idx[g][a:b]] = chosen
     # renumber cores in order of first use by the groups (execution order) for a readable table
     seq = np.concatenate([core_of[g][core_of[g] >= 0] for g in p.groups] + [np.zeros(0, np.int32)])
     first = np.unique(seq, return_index=True)[1] if seq.size else np.zeros(0, np.int64)
@@ -593,6 +910,7 @@ def partition(p: Program, target: TargetSpec, max_rounds: int = 12) -> Program:
                      "input_axons": int(sum(c["input_axons"] for c in cs)),
                      "output_axons": int(sum(c["output_axons"] for c in cs)),
                      "profiles": int(np.unique(prof[g]).size)}
+        layers[g].update({k: v for k, v in modes[mode]["layers"][g].items() if k != "cores"})
     if len(cores) > target.total_cores:
         worst = max(layers, key=lambda g: layers[g]["cores"])
         err = ResourceError(f"the network needs {len(cores)} cores (lower bound {lb}), target '{target.name}' has "
@@ -602,12 +920,13 @@ def partition(p: Program, target: TargetSpec, max_rounds: int = 12) -> Program:
         err.resource, err.need, err.limit = "cores", len(cores), target.total_cores  # type: ignore[attr-defined]
         raise err
     report = {
-        "target": target.name, "cores_used": len(cores), "lower_bound": lb,
+        "target": target.name, "mode": mode, "cores_used": len(cores), "lower_bound": lb,
         "lower_bound_resource": max(lb_per, key=lambda r: lb_per[r]),
         "lower_bound_per_resource": lb_per, "chips_used": len({c.chip for c in cores}),
         "cores_over_lower_bound": (len(cores) / lb) if lb else 1.0,
         "unsplit_estimate": unsplit_estimate, "unsplit_synapse_memory": unsplit["synapse_memory"],
         "needs": need, "capacity_per_core": capd, "layers": layers,
+        "per_group": dict(modes[mode]["per_group"]), "modes": modes,
         "neurons": int(p.neuron_count), "neurons_placed": int(sum(n_live.values())),
         "synapses": int(p.synapse_count),
         "synapses_placed": int(sum(v["synapses"] for v in layers.values())),
@@ -619,6 +938,21 @@ def partition(p: Program, target: TargetSpec, max_rounds: int = 12) -> Program:
                   placement=Placement(core_of, cores), report=report, quant_report=p.quant_report,
                   metadata=dict(p.metadata))
     return out
+
+
+def per_layer_cores(program: Program, mode: Optional[str] = None) -> Dict[str, int]:
+    """Cores per neuron group of a partitioned Program: of its placement (``mode=None``) or of the other mode
+    computed beside it (``"pack"`` / ``"intel_halving"``, in ``report["modes"]``). In "pack" mode layers may share
+    cores, so the per-group figures can sum to more than ``cores_used``."""
+    rep = program.report or {}
+    if mode is None:
+        if "per_group" not in rep:
+            raise ValueError("the Program was not partitioned (no report['per_group'])")
+        return dict(rep["per_group"])
+    if mode not in rep.get("modes", {}):
+        raise ValueError(f"mode {mode!r} was not computed for this Program; computed: {sorted(rep.get('modes', {}))}"
+                         " (partition(..., compare=True) computes both)")
+    return dict(rep["modes"][mode]["per_group"])
 
 
 def format_report(program: Program, max_rows: int = 40) -> str:
