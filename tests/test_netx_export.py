@@ -115,6 +115,21 @@ def test_bias_input_program_refusals_name_group_and_field(tmp_path):
     assert e.value.node == "h" and e.value.field == "reset_offset"
 
 
+def test_dense_rec_parts_are_checked_one_by_one(tmp_path):
+    """lava-dl optimises [W, W_rec] jointly but builds two Dense processes that each derive their own sign mode:
+    an all-inhibitory W beside an excitatory W_rec gets num_weight_bits 9, which Lava cannot truncate."""
+    from toolchain.ir.storage import Dense
+    g = NeuronGroup("h", (3,), du=100, dv=200, vth=50, bias_mant=0, bias_exp=6)
+    ff = SynapseGroup("w", "in", "h", Dense(-np.array([[3, 0], [5, 7], [0, 201]], np.int16)), sign_mode="inhibitory")
+    rec = SynapseGroup("w_rec", "h", "h", Dense(np.array([[0, 4, 0], [2, 0, 151], [0, 0, 0]], np.int16)),
+                       sign_mode="excitatory", recurrent=True)
+    p = Program([g], [ff, rec], [InputPort("in", (2,))], output="h")
+    with pytest.raises(ToolchainError) as e:
+        export_netx(p, tmp_path / "r.net")
+    assert e.value.field == "weight" and "num_weight_bits 9" in str(e.value)
+    assert not (tmp_path / "r.net").exists()
+
+
 @needs_data
 def test_tinynet_round_trip_through_lava_dl(tmp_path):
     p = load_netx(DATA / "tinynet" / "tiny.net", reset_interval=17)

@@ -205,3 +205,29 @@ def test_cli_compile_simulate_verify_inspect_a_netx_file(tmp_path):
     assert main(["inspect", str(net)]) == 0
     assert main(["compile", str(net), "-o", str(tmp_path / "b2"), "--dt", "1e-3"]) == 1  # dt has no meaning
     assert not (tmp_path / "b2").exists()
+
+
+def test_cli_refusal_is_one_error_line(tmp_path, capsys):
+    from toolchain.cli.main import main
+    path = write_net(tmp_path / "p.net", [{"type": "input", "shape": [1, 4, 4]},
+                                          {"type": "conv", "shape": [2, 2, 2], "weight": np.ones((2, 1, 3, 3)),
+                                           "neuron": neuron()},
+                                          {"type": "pool", "shape": [2, 1, 1]}])
+    assert main(["compile", str(path), "-o", str(tmp_path / "b")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and "node 'layer/2'" in err[0] and "field 'type'" in err[0]
+    assert not (tmp_path / "b").exists()
+    assert main(["inspect", str(path)]) == 1
+
+
+@pytest.mark.slow
+@needs_data
+def test_pilotnet_on_lava_through_our_backend():
+    """Our Lava backend (Conv processes, LIFReset, the image as the input layer's bias) reproduces Intel's states
+    too, and equals the reference at every spike/u/v (about 4-7 minutes on 2 cores)."""
+    from toolchain.backends.lava import run_lava
+    p = load_netx(DATA / "pilotnet_lif" / "network.net", reset_interval=PILOTNET_RESET_INTERVAL)
+    image = np.load(DATA / "pilotnet_lif" / "image.npy")[None]
+    lav = run_lava(p, image, steps=PILOTNET_STEPS, record=True)
+    assert pilotnet_exact(compare_pilotnet(lav, p, DATA / "pilotnet_lif"))
+    assert simulate(p, image, steps=PILOTNET_STEPS, record=True).first_mismatch(lav) is None

@@ -82,7 +82,7 @@ from ..errors import ToolchainError
 from ..program import NeuronGroup, Program, SynapseGroup
 
 __all__ = ["export_netx", "check_netx", "netx_dense_weights", "netx_optimize_weight_bits", "lava_sign_mode",
-           "netx_chain", "netx_network_args", "flatten_perm", "compile_for_netx", "NETX_EXTRA_DELAY", "NetxWeights",
+           "netx_chain", "netx_network_args", "flatten_perm", "compile_for_netx", "lava_dense_weights", "NETX_EXTRA_DELAY", "NetxWeights",
            "NetxLayer", "ChainLink"]
 
 #: Steps netx adds between the Program's input and its groups with the layout written here: none (no input
@@ -180,35 +180,34 @@ def netx_dense_weights(weight: np.ndarray) -> NetxWeights:
     if wmin < 0 <= wmax and (wmax > 254 or wmin < -256):
         return NetxWeights(np.clip(w, -256, 254).astype(np.int32), 0, 8, "mixed", False,
                            f"mixed-sign weights in [{wmin}, {wmax}] exceed netx's range [-256, 254]")
-    if wmax < 0:
-        mixed, scale = 0, 256.0 / -wmin
-    elif wmin >= 0:
-        mixed, scale = 0, 255.0 / wmax
-    else:
-        mixed = 1
-        scale = min(127.0 / wmax if wmax > 0 else np.inf, 128.0 / -wmin)
-    scale_bits = int(np.floor(np.log2(scale))) + mixed
-    if scale_bits < 0:
-        return NetxWeights(w.astype(np.int32), 0, 8, "mixed" if mixed else "one-signed", False,
-                           f"weights in [{wmin}, {wmax}] exceed netx's one-signed range of 255 in magnitude")
-    n = 8
-    while n > 0 and np.any(w % (1 << n)):
-        n -= 1
-    n -= mixed
-    num_weight_bits = 8 - scale_bits - n
-    shifted = w << scale_bits
-    sign = lava_sign_mode(shifted)  # Lava's Dense: its own sign mode, clip to 8 bits, truncate
+    try:
+        shifted, num_weight_bits, weight_exp = netx_optimize_weight_bits(w)
+    except ValueError as exc:
+        return NetxWeights(w.astype(np.int32), 0, 8, lava_sign_mode(w), False, str(exc))
+    return lava_dense_weights(shifted, num_weight_bits, weight_exp)
+
+
+def lava_dense_weights(shifted: np.ndarray, num_weight_bits: int, weight_exp: int) -> NetxWeights:
+    """What Lava 0.10.0's Dense makes of the weights netx hands it (``shifted``, with ``num_weight_bits``): its
+    own sign mode from this matrix (``determine_sign_mode``), the clip to 8 bits and the truncation
+    (``utils/weightutils.py``); ``exact`` when nothing changes. A truncation by a negative number of bits
+    (inhibitory or excitatory weights with ``num_weight_bits = 9``, which netx gives a non-positive matrix whose
+    largest weight is 0) is undefined in Lava's numpy code and counted as not exact."""
+    shifted = np.asarray(shifted).astype(np.int64)
+    sign = lava_sign_mode(shifted)
     lo, hi = fx.weight_range(sign)
+    k = 8 - int(num_weight_bits) + int(sign == "mixed")
+    if k < 0:
+        return NetxWeights(shifted.astype(np.int32), weight_exp, num_weight_bits, sign, False,
+                           f"netx gives num_weight_bits {num_weight_bits} to a matrix Lava's Dense treats as "
+                           f"{sign} (a truncation by {k} bits, undefined in Lava)")
     used = np.clip(shifted, lo, hi)
-    k = 8 - num_weight_bits + int(sign == "mixed")
     used = -((-used) >> k << k) if sign == "inhibitory" else (used >> k << k)
-    used = used.astype(np.int32)
-    exact = bool(np.array_equal(used.astype(np.int64), shifted))
+    exact = bool(np.array_equal(used, shifted))
     reason = "" if exact else (
-        f"netx scales the weights by 2^{scale_bits} to [{int(shifted.min())}, {int(shifted.max())}] and Lava's "
-        f"{sign} clip/truncation to {num_weight_bits} bits changes "
-        f"{int(np.count_nonzero(used != shifted))} of them")
-    return NetxWeights(used, -scale_bits, num_weight_bits, sign, exact, reason)
+        f"netx scales the weights by 2^{-weight_exp} to [{int(shifted.min())}, {int(shifted.max())}] and Lava's "
+        f"{sign} clip/truncation to {num_weight_bits} bits changes {int(np.count_nonzero(used != shifted))} of them")
+    return NetxWeights(used.astype(np.int32), weight_exp, num_weight_bits, sign, exact, reason)
 
 
 @dataclass
@@ -422,9 +421,9 @@ def _conv_layer(link: ChainLink, prev_shape: Tuple[int, ...]) -> NetxLayer:
     assert isinstance(w, Conv)
     if syn.delay:
         raise ToolchainError("netx conv layers have no synaptic delay", node=syn.name, field="delay")
-    if tuple(w.in_shape) != tuple(prev_shape) and int(np.prod(prev_shape)) != int(np.prod(w.in_shape)):
-        raise ToolchainError(f"convolves a {w.in_shape} grid, the previous layer is {prev_shape}", node=syn.name,
-                             field="weight")
+    if tuple(w.in_shape) != tuple(prev_shape):  # lava-dl takes a conv's input grid from the previous layer
+        raise ToolchainError(f"convolves a (W, H, C) = {w.in_shape} grid, the previous netx layer is "
+                             f"{prev_shape}", node=syn.name, field="weight")
     k = _folded(syn, fx.lava_weights(w.kernel, syn.num_weight_bits, syn.sign_mode).astype(np.int64))
     if k.min(initial=0) < -256 or k.max(initial=0) > 255:
         raise ToolchainError(f"kernel values [{k.min()}, {k.max()}] after folding weight_exp {syn.weight_exp} "
@@ -488,6 +487,14 @@ def _netx_layers(program: Program) -> Tuple[List[NetxLayer], Tuple[int, int]]:
         if link.rec:
             wrec, drec = _rec_file(link)
             nx = _exact_or_raise(np.hstack([wff, wrec]), link.rec[0].name, "weight", link.ff + link.rec)
+            # lava-dl optimises [W, W_rec] jointly but builds two Dense processes: each derives its own sign
+            # mode and truncates with the joint num_weight_bits, so each part must pass on its own
+            for part, syn in ((wff, link.ff[0] if link.ff else link.rec[0]), (wrec, link.rec[0])):
+                got = lava_dense_weights(part.astype(np.int64) << -nx.weight_exp, nx.num_weight_bits,
+                                         nx.weight_exp)
+                if not got.exact:
+                    raise ToolchainError(f"netx would not reproduce these weights in its dense_rec layer: "
+                                         f"{got.reason}", node=syn.name, field="weight")
             if dff is not None or drec is not None:
                 same = dff is not None and drec is not None and dff.shape == drec.shape and np.array_equal(dff, drec)
                 if not same or nx.weight_exp != 0:
@@ -590,6 +597,9 @@ def export_netx(program: Program, path: Union[str, os.PathLike]) -> Path:
                     neu.create_dataset("vThMant", data=_neuron_field(g.vth, shp))
                     neu.create_dataset("refDelay", data=np.int32(1))
                     neu.create_dataset("gradedSpike", data=False)
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(tmp, 0o666 & ~mask)  # mkstemp creates 0600; a netx file follows the umask like any file we write
         os.replace(tmp, path)
     except BaseException:
         try:

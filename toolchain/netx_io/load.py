@@ -235,6 +235,9 @@ def _dense_synapses(r: _Reader, name: str, src: str, dst: str, w: np.ndarray, nw
     """One synapse group per distinct delay (weights where that delay applies, zeros elsewhere)."""
     from ..backends.netx import lava_sign_mode
     sign = lava_sign_mode(w)
+    if sign != "mixed" and nwb > 8:
+        raise r.err(f"netx gives num_weight_bits {nwb} to weights Lava's Dense treats as {sign}: a truncation by "
+                    f"{8 - nwb} bits, undefined in Lava (lava-dl's result is not defined)", i, "weight")
     # Lava clips to the sign mode's range before it truncates; storing the clipped matrix changes nothing
     from ..fixedpoint import weight_range
     lo, hi = weight_range(sign)
@@ -298,7 +301,12 @@ def load_netx(path: Union[str, os.PathLike], reset_interval: Optional[int] = Non
             for key, ds in fh["simulation"].items():
                 if isinstance(ds, h5py.Dataset) and ds.size == 1:
                     sim[key] = np.asarray(ds[()]).reshape(-1)[0].item()
-        _build(r, layers, int(input_message_bits), bool(sparse_fc_layer))
+        try:
+            _build(r, layers, int(input_message_bits), bool(sparse_fc_layer))
+        except NetxImportError:
+            raise
+        except ToolchainError as exc:  # a field the Program itself refuses: keep the file's name
+            raise NetxImportError(exc.message, file=p, node=exc.node, field=exc.field) from None
     if not r.groups:
         raise NetxImportError("the file has no layer with neurons", file=p, field="layer")
     meta = {"source_format": "netx", "file": p,
