@@ -10,7 +10,6 @@ anything is written.
 """
 from __future__ import annotations
 
-import os
 import warnings
 from pathlib import Path
 from typing import Optional
@@ -106,7 +105,6 @@ def compile_cmd(file: str, target: str, dt: Optional[float], reset: Optional[str
         if netx_file is not None:
             from ..backends.netx import export_netx
             netx_path = export_netx(prog, netx_file)
-            os.chmod(netx_path, 0o666 & ~_umask())  # a netx file follows the umask like any file we write
     seen = set()
     for w in caught:
         msg = str(w.message)
@@ -130,12 +128,6 @@ def compile_cmd(file: str, target: str, dt: Optional[float], reset: Optional[str
     click.echo(f"\nwrote {path}")
     if netx_file is not None:
         click.echo(f"wrote {netx_path} (netx)")
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def _check_writable_file(path: str, what: str) -> None:

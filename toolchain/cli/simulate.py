@@ -60,8 +60,8 @@ def load_input(path: Union[str, Path], program: Program) -> InputLike:
 
     def add_batch(name: str, a: np.ndarray) -> np.ndarray:
         port = program.input_port(name)
-        if port.kind == "bias" and a.ndim == len(port.shape):  # one sample's bias (e.g. one image)
-            return a[None]
+        if port.kind == "bias":  # one sample's bias (e.g. one image) gets a batch axis; (B, *shape) and
+            return a[None] if a.ndim == len(port.shape) else a  # (B, T, *shape) are batches already
         return a[None] if a.ndim == len(port.shape) + 1 else a
 
     try:
