@@ -216,10 +216,14 @@ def test_delay_nodes_become_synaptic_delays():
 
 
 def test_output_must_be_a_population():
-    g = Graph([Input("in", shape=(2,)), Linear("w", weight=np.eye(2)), Output("out", shape=(2,))],
-              [("in", "w"), ("w", "out")], dt=DT)
+    g = Graph([Input("in", shape=(2,)), Output("out", shape=(2,))], [("in", "out")], dt=DT)
     with pytest.raises(GraphError, match="fed by exactly one population"):
         _compile(g)
+    # an Output fed by a linear layer gets an integrating readout population (issue 12)
+    g = Graph([Input("in", shape=(2,)), Linear("w", weight=np.eye(2)), Output("out", shape=(2,))],
+              [("in", "w"), ("w", "out")], dt=DT)
+    prog = _compile(g)
+    assert prog.output == "out.readout" and not prog.groups["out.readout"].spiking
 
 
 def test_a_loop_through_two_populations_warns_about_its_extra_step():
