@@ -351,7 +351,7 @@ def workload_program(program: Any, sim: Any, inputs: Any, steps: Optional[Any] =
         lo = LayerOps(s.name, spiking_input=sources[s.src][1])
         lo.effective = float(per_in @ nz_fan)
         lo.events = float(per_in @ stored_fan)
-        lo.dense = float(work.sample_steps * dense.size)
+        lo.dense = float(work.sample_steps * int(s.weight.shape[0]) * int(s.weight.shape[1]))
         work.layers[s.name] = lo
     for name, g in program.groups.items():
         work.neuron_updates += int(g.size) * work.sample_steps
