@@ -149,7 +149,7 @@ def listed_cases(w: Path, build: Path) -> List[Case]:
              words=["node 'fc'", "(100000, 1000)", "available"], absent=[w / "o_1e8"]))
     f = bad_nir_file(w / "many.nir", "many_neurons", neurons=max_neurons + 600_000)
     add(Case(f"{max_neurons + 600_000:,} neurons (target holds {max_neurons:,})", "memory",
-             ["compile", f, "--dt", "1e-3", "-o", w / "o_many"], words=["node 'lif'", f"{max_neurons:,}"],
+             ["compile", f, "--dt", "1e-3", "-o", w / "o_many"], words=["node 'lif'", f"at most {max_neurons:,} neurons"],
              absent=[w / "o_many"]))
     add(Case("simulate --steps 10,000,000 under the cap", "memory",
              ["simulate", build, "-i", x, "-o", w / "r_1e7.npz", "--steps", "10000000"],

@@ -107,7 +107,7 @@ def test_more_neurons_than_the_target_is_refused_before_reading(tmp_path, capsys
     limit = spec.total_cores * spec.neurons_per_core
     f = bad_nir_file(tmp_path / "many.nir", "many_neurons", neurons=limit + 1)  # declared, never written
     rc, _, err = snnc(capsys, "compile", f, "--dt", "1e-3", "-o", tmp_path / "b", seconds=30)
-    one_error(rc, err, "node 'lif'", f"{limit + 1:,} neurons", f"at most {limit:,}", "field 'neurons'")
+    one_error(rc, err, "node 'lif'", f"{limit + 1:,} neurons", f"at most {limit:,} neurons", "field 'cores'")
 
 
 def test_graph_totals_checked_before_any_pass(monkeypatch):
@@ -121,9 +121,9 @@ def test_graph_totals_checked_before_any_pass(monkeypatch):
     tiny = dataclasses.replace(load_target("loihi2"), chips=1, cores_per_chip=2, neurons_per_core=16)
     ran = []
     monkeypatch.setattr(pipeline, "run_pipeline", lambda *a, **k: ran.append(1))
-    with pytest.raises(ResourceError, match=r"50 neurons; target 'loihi2' holds at most 32") as ei:
+    with pytest.raises(ResourceError, match=r"needs at least 4 cores for its 50 neurons .* at most 32 neurons") as ei:
         compile_graph(random_lif_graph([10, 40, 10], seed=0), tiny)
-    assert ei.value.field == "neurons" and not ran  # refused before the pipeline ran
+    assert ei.value.field == "cores" and (ei.value.need, ei.value.limit) == (4, 2) and not ran  # before any pass
     with pytest.raises(ResourceError, match="compiling needs about") as ei:
         monkeypatch.setenv("SNNC_MEMORY_LIMIT", "10K")
         compile_graph(random_lif_graph([10, 20, 10], seed=0), "loihi2")

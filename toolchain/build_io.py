@@ -253,8 +253,8 @@ def check_document(doc: Dict[str, Any], arrays: Any, file: str, arrays_file: str
     for k in ("report", "quant_report", "metadata"):
         if not isinstance(doc.get(k, {}), dict):
             raise _bad("must be an object", file, field=k)
-    want = doc.get("arrays_sha256")
-    if want is not None and sha is not None and want != sha:
+    want = doc.get("arrays_sha256")  # written since format version 2 builds; a version-1 build has none
+    if want is not None and sha is not None and want != sha and doc.get("version", 2) >= 2:
         raise _bad(f"'{arrays_file}' does not match this program.json (its SHA-256 differs: an interrupted write "
                    f"or an edited file); recompile", file, field="arrays_sha256")
     total = 0

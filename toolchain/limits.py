@@ -177,6 +177,19 @@ def _nir_neurons(path: Path) -> List[Tuple[str, int]]:
     return out
 
 
+def _too_many_neurons(neurons: int, spec, node: str, count: int) -> ResourceError:
+    """The error for more neurons than the whole target holds (field ``cores``; ``need``/``limit`` in cores, as
+    the partition pass reports a network that needs more cores than there are)."""
+    need = -(-neurons // spec.neurons_per_core)
+    err = ResourceError(f"needs at least {need:,} cores for its {neurons:,} neurons ({spec.neurons_per_core} per "
+                        f"core); target '{spec.name}' has {spec.total_cores:,} ({spec.chips} chips x "
+                        f"{spec.cores_per_chip} cores, at most {spec.total_cores * spec.neurons_per_core:,} neurons; "
+                        f"largest population: '{node}' with {count:,}); suggestion: prune, split over targets or use "
+                        f"a larger system", node=node, field="cores")
+    err.resource, err.need, err.limit = "cores", need, spec.total_cores  # type: ignore[attr-defined]
+    return err
+
+
 def check_nir_compile_size(path: "str | os.PathLike", spec=None, budget: Optional[int] = None) -> None:
     """Refuse, from the headers alone and before the file is read, a NIR file whose weights the compiler could
     not hold (:data:`COMPILE_BYTES_PER_WEIGHT` per stored weight element) or, with a target ``spec``, whose
@@ -189,13 +202,12 @@ def check_nir_compile_size(path: "str | os.PathLike", spec=None, budget: Optiona
         return  # not readable as HDF5 (or damaged): the loader says why
     if neurons:
         total = sum(c for _, c in neurons)
-        limit = spec.total_cores * spec.neurons_per_core
-        if total > limit:
+        if total > spec.total_cores * spec.neurons_per_core:
             node, count = max(neurons, key=lambda t: t[1])
-            raise ResourceError(f"the network has {total:,} neurons; target '{spec.name}' holds at most {limit:,} "
-                                f"({spec.chips} chips x {spec.cores_per_chip} cores x {spec.neurons_per_core} "
-                                f"neurons; largest population: '{node}' with {count:,}); prune or use a larger "
-                                f"system", file=str(path), node=node, field="neurons")
+            err = _too_many_neurons(total, spec, node, count)
+            new = ResourceError(err.message, file=str(path), node=node, field="cores")
+            new.resource, new.need, new.limit = err.resource, err.need, err.limit  # type: ignore[attr-defined]
+            raise new
     if not sets:
         return
     counts = [int(np.prod(s, dtype=np.float64)) if s else 1 for _, s in sets]
@@ -278,14 +290,9 @@ def check_graph_fits(graph, spec, budget: Optional[int] = None) -> None:
     against the total synapse memory, and the compiler's memory estimate against :func:`memory_budget`."""
     from .ir.graph import synapse_count
     neurons = int(graph.neuron_count())
-    total_neurons = spec.total_cores * spec.neurons_per_core
-    if neurons > total_neurons:
+    if neurons > spec.total_cores * spec.neurons_per_core:
         big = max((n for n in graph if n.is_neuron), key=lambda n: int(np.prod(n.out_shape)))
-        raise ResourceError(f"the network has {neurons:,} neurons; target '{spec.name}' holds at most "
-                            f"{total_neurons:,} ({spec.chips} chips x {spec.cores_per_chip} cores x "
-                            f"{spec.neurons_per_core} neurons; largest population: '{big.name}' with "
-                            f"{int(np.prod(big.out_shape)):,}); prune, split over targets or use a larger system",
-                            node=big.name, field="neurons")
+        raise _too_many_neurons(neurons, spec, big.name, int(np.prod(big.out_shape)))
     per_node = [(n.name, int(synapse_count(n))) for n in graph]
     synapses = sum(c for _, c in per_node)
     mem_bits = spec.total_cores * spec.synapse_memory_bits
