@@ -116,6 +116,9 @@ def compile_cmd(file: str, target: str, dt: Optional[float], reset: Optional[str
     if prog.metadata.get("source_format") == "netx":
         from ..netx_io import format_netx_layers
         click.echo(format_netx_layers(prog))
+        if prog.placement is not None:
+            click.echo("")
+            click.echo(_cores_beside_intel(prog))
     else:
         click.echo(quant_summary(prog))
     for line in prog.metadata.get("netx_changes") or []:
@@ -128,6 +131,21 @@ def compile_cmd(file: str, target: str, dt: Optional[float], reset: Optional[str
     click.echo(f"\nwrote {path}")
     if netx_file is not None:
         click.echo(f"wrote {netx_path} (netx)")
+
+
+def _cores_beside_intel(prog) -> str:
+    """Cores per layer in both partition modes; for Intel's PilotNet-LIF also Intel's compiler's table beside."""
+    from ..errors import ToolchainError as _TE
+    from ..netx_io.intel_pilotnet import format_intel_comparison
+    try:
+        return format_intel_comparison(prog)
+    except (_TE, ValueError, KeyError):  # not PilotNet: our two modes only
+        from ..passes.partition import per_layer_cores
+        modes = {m: per_layer_cores(prog, m) for m in ("pack", "intel_halving")}
+        lines = ["cores per layer: group  pack  intel_halving"]
+        for g in prog.groups:
+            lines.append(f"  {g:10s} {modes['pack'].get(g, 0):5d} {modes['intel_halving'].get(g, 0):5d}")
+        return "\n".join(lines)
 
 
 def _check_writable_file(path: str, what: str) -> None:
