@@ -223,14 +223,16 @@ def test_two_input_ports_by_name() -> None:
 
 # ------------------------------------------------------------------- vectorised paths vs a plain loop
 def _naive_simulate(program: Program, x: np.ndarray, steps: int):
-    """Per sample, per step, straight from toolchain.fixedpoint (no batching, no float paths)."""
+    """Per sample, per step, straight from toolchain.fixedpoint (no batching, no float paths); v starts at
+    ``v_init``."""
     port = program.inputs[0]
     B = x.shape[0]
     res = {f: {g: np.zeros((B, steps, program.groups[g].size), np.int64) for g in program.groups}
            for f in ("spikes", "u", "v")}
     for b in range(B):
         u = {g: np.zeros(grp.size, np.int32) for g, grp in program.groups.items()}
-        v = {g: np.zeros(grp.size, np.int32) for g, grp in program.groups.items()}
+        v = {g: np.broadcast_to(np.asarray(grp.v_init), (grp.size,)).astype(np.int32).copy()
+             for g, grp in program.groups.items()}
         pending = {}  # (step, group) -> list of int32 activations
         for t in range(steps):
             outs = {}
@@ -341,3 +343,189 @@ def test_first_mismatch_counts_a_group_missing_from_one_record() -> None:
         assert mm is not None and (mm.a, mm.b) == (0, 1)
     only_out = simulate(p, x, record=False)
     assert a.first_mismatch(only_out).missing  # a full record is not "equal" to an output-only one
+
+
+# ------------------------------------------------- event-driven products, int32/float64 state (issue 14)
+def _every_path(p, x, steps, **kw):
+    """The same run computed every way the simulator can: the product chosen by activity, always event-driven,
+    always dense, and the int32 emulation of every group (with both product paths)."""
+    runs = {f"event={ev}": simulate(p, x, steps=steps, record=True, event=ev, **kw) for ev in (None, True, False)}
+    for ev in (True, False):
+        runs[f"int32 emulation, event={ev}"] = simulate(p, x, steps=steps, record=True, force_exact=True, event=ev,
+                                                         **kw)
+    return runs
+
+
+def _assert_same(runs) -> None:
+    names = list(runs)
+    for n in names[1:]:
+        mm = runs[names[0]].first_mismatch(runs[n])
+        assert mm is None, f"{names[0]} vs {n}: {mm}"
+
+
+@pytest.mark.parametrize("seed", range(16))
+def test_event_dense_and_int32_paths_equal_on_every_spike_u_v(seed: int) -> None:
+    """Random programs at low (2%) and high (50%) input activity, batches below and above the int32-state
+    threshold, graded inputs, delays, skip connections, recurrence, extreme parameters, saturation: every spike,
+    u and v of every group at every step is the same on the event-driven, dense and int32-emulation paths, and
+    equals the plain per-sample fixedpoint loop."""
+    from toolchain.sim import reference as R
+    from toolchain.testing import make_active
+    r = np.random.default_rng(100 + seed)
+    rate = (0.02, 0.5)[seed % 2]
+    batch = (3, R._INT_STATE_BATCH + 2)[(seed // 2) % 2]
+    opts = dict(storage=["dense", "csr", "structured", "mixed"][seed % 4], recurrent=seed % 3 != 0,
+                skip=seed % 4 == 1, graded_bits=[0, 0, 3, 0, 8, 0, 24, 0][seed % 8], max_delay=[0, 3, 1][seed % 3],
+                reset_mode=["zero", "subtract", "mixed"][(seed // 3) % 3], extreme=seed % 5 == 4,
+                readout=seed % 6 == 5, v_init=seed % 4 == 2, sign_modes=("mixed", "excitatory", "inhibitory"),
+                weight_bits=(4, 8), weight_exp=(-6, 3) if seed % 5 == 4 else (-1, 1))
+    sizes = [int(r.integers(20, 60))] + [int(r.integers(4, 30)) for _ in range(int(r.integers(1, 4)))]
+    p = int_program(sizes, seed=seed, **opts)
+    x = int_inputs(p, batch, 16, rate=rate, seed=seed)
+    p = make_active(p, x, steps=18, saturate=seed % 3 == 1)
+    runs = _every_path(p, x, 18)
+    _assert_same(runs)
+    if seed < 6:  # the plain loop is slow: a subset
+        want = _naive_simulate(p, x, 18)
+        got = runs["event=True"]
+        for f in ("spikes", "u", "v"):
+            for g in p.groups:
+                np.testing.assert_array_equal(getattr(got, f)[g], want[f][g], err_msg=f"{f} of {g}")
+
+
+@pytest.mark.parametrize("int_from", [1, 10 ** 9])
+def test_float_path_state_int32_and_float64_agree(monkeypatch, int_from: int) -> None:
+    """The float LIF path keeps its state in int32 (large batches) or float64 (small ones): forced either way,
+    both equal the int32 emulation at every step, wrap and clip included."""
+    from toolchain.sim import reference as R
+    from toolchain.testing import make_active
+    monkeypatch.setattr(R, "_INT_STATE_BATCH", int_from)
+    for seed in range(4):
+        p = int_program((30, 20, 12, 6), seed=seed, recurrent=True, max_delay=2, reset_mode="mixed",
+                        extreme=seed % 2 == 1, v_init=True, weight_exp=(-3, 2))
+        x = int_inputs(p, 5, 20, rate=0.3, seed=seed)
+        p = make_active(p, x, saturate=True)
+        _assert_same(_every_path(p, x, 22))
+
+
+def test_event_path_chosen_by_activity(monkeypatch) -> None:
+    """``event=None`` takes the event-driven product for sparse activity and the dense one for dense activity
+    (a behavioural check of the choice, not a timing)."""
+    from toolchain.sim import reference as R
+    calls = {"event": 0}
+    orig = R._Synapse._event_product
+
+    def counting(self, s):
+        calls["event"] += 1
+        return orig(self, s)
+
+    monkeypatch.setattr(R._Synapse, "_event_product", counting)
+    p = int_program((300, 40, 5), seed=1)
+    for rate, expect_event in ((0.01, True), (0.6, False)):
+        calls["event"] = 0
+        x = int_inputs(p, 40, 6, rate=rate, seed=2)
+        simulate(p, x, event=None)
+        first_layer = 6  # one product per step for the input synapse group
+        assert (calls["event"] >= first_layer) == expect_event, (rate, calls)
+
+
+@pytest.mark.parametrize("event", [True, False])
+def test_early_exit_on_event_and_int_state_paths(event: bool) -> None:
+    """Samples leaving the batch mid-run (the ring buffer, int32 state and event-driven products shrink with it):
+    the others' records equal the full run's, on both product paths and both state types."""
+    from toolchain.sim import reference as R
+    p = int_program((40, 16, 8), seed=5, recurrent=True, max_delay=3)
+    batch = R._INT_STATE_BATCH + 4
+    x = int_inputs(p, batch, 24, rate=0.05, seed=5)
+    full = simulate(p, x, record=True, event=event)
+    assert full.first_mismatch(simulate(p, x, record=True, force_exact=True)) is None
+
+    def exit_fn(t, acc):
+        stop = np.zeros(acc.shape[0], bool)
+        if t in (3, 9):
+            stop[: max(1, acc.shape[0] // 3)] = True
+        return stop
+
+    for exact in (False, True):  # the float path's ring buffer / the int32 path's per-synapse queues
+        r = simulate(p, x, record=True, event=event, early_exit=exit_fn, force_exact=exact)
+        assert r.steps_run.min() == 4 and r.steps_run.max() == 24
+        for b, n in enumerate(r.steps_run):
+            for g in p.groups:
+                for f in ("spikes", "u", "v"):
+                    np.testing.assert_array_equal(getattr(r, f)[g][b, :n], getattr(full, f)[g][b, :n])
+                    assert not getattr(r, f)[g][b, n:].any()
+
+
+def test_event_paths_with_bias_port_and_periodic_reset() -> None:
+    """A bias input port (replacing a group's bias, per sample and per step) and lava-dl's periodic reset on the
+    float LIF path, at both state types and on every product path."""
+    import dataclasses
+    from toolchain.sim import reference as R
+    p = int_program((30, 12, 6), seed=3, recurrent=True)
+    g0, g1 = p.groups["g0"], p.groups["g1"]
+    groups = [dataclasses.replace(g0, reset_interval=4, reset_offset=1), dataclasses.replace(g1, reset_interval=3)]
+    ports = list(p.inputs) + [InputPort("b", (g0.size,), kind="bias", target="g0")]
+    q = Program(groups, list(p.synapses), ports, output="g1")
+    r = np.random.default_rng(0)
+    for batch in (2, R._INT_STATE_BATCH + 1):
+        x = int_inputs(q, batch, 15, rate=0.1, seed=1)
+        for bias in (r.integers(-4096, 4096, (batch, g0.size)), r.integers(-300, 300, (batch, 15, g0.size))):
+            runs = _every_path(q, {"in": x, "b": bias}, 15)
+            _assert_same(runs)
+            assert any(runs["event=None"].spikes[g].any() for g in q.groups)
+
+
+def test_event_path_graded_and_float64_products() -> None:
+    """Graded payloads weight the gathered rows; 24-bit payloads push the product to float64 (bound >= 2^24) or
+    int64-wrapping Lava semantics; the event path equals the dense path and the plain loop there too."""
+    r = np.random.default_rng(7)
+    for bits, wmax in ((4, 120), (16, 254), (24, 254)):
+        w = r.integers(-wmax, wmax + 1, (5, 64))
+        for storage in (Dense(w), Csr.from_dense(w)):
+            for delay in (0, 2):
+                g = _group("a", n=5, du=300, dv=100, vth=2 ** 17 - 1)
+                p = Program([g], [SynapseGroup("s", "in", "a", storage, weight_exp=-7, delay=delay)],
+                            [InputPort("in", (64,), num_message_bits=bits)], output="a")
+                x = (r.integers(0, 2 ** bits, (3, 6, 64)) * (r.random((3, 6, 64)) < 0.05)).astype(np.int32)
+                runs = _every_path(p, x, 8 + delay)
+                _assert_same(runs)
+                want = _naive_simulate(p, x, 8 + delay)
+                for f in ("u", "v", "spikes"):
+                    np.testing.assert_array_equal(getattr(runs["event=True"], f)["a"], want[f]["a"])
+
+
+@pytest.mark.parametrize("batch", [1, 70])
+def test_event_choice_single_sample_and_sampled_activity(batch: int) -> None:
+    """Batch 1 (the event path's one-row CSR, the matrix-vector dense path) and a batch above 64 (the activity
+    estimate from every k-th sample) on every path, sparse and dense input, a readout group stopped early."""
+    p = int_program((300, 30, 6), seed=9, recurrent=True, readout=True, max_delay=1)
+    for rate in (0.01, 0.3):
+        x = int_inputs(p, batch, 10, rate=rate, seed=batch)
+        _assert_same(_every_path(p, x, 12))
+        full = simulate(p, x, record=True)
+
+        def exit_fn(t, acc):  # acc: summed v of the readout
+            return np.arange(acc.shape[0]) % 2 == (t % 2) if t in (4, 7) else np.zeros(acc.shape[0], bool)
+
+        for ev in (True, False):
+            r = simulate(p, x, record=True, event=ev, early_exit=exit_fn)
+            for b, n in enumerate(r.steps_run):
+                for f in ("spikes", "u", "v"):
+                    for g in p.groups:
+                        np.testing.assert_array_equal(getattr(r, f)[g][b, :n], getattr(full, f)[g][b, :n])
+
+
+def test_graded_delay_products_beyond_int32_into_the_float_path() -> None:
+    """Graded DelayDense whose single products leave int32 (Lava wraps each), shifted far enough right that the
+    destination still runs the float LIF path: the int32 activation enters the float ring buffer exactly."""
+    r = np.random.default_rng(11)
+    w = r.integers(-254, 255, (4, 32))
+    g = _group("a", n=4, du=100, dv=50, vth=300)
+    p = Program([g], [SynapseGroup("s", "in", "a", Dense(w), weight_exp=-30, delay=2)],
+                [InputPort("in", (32,), num_message_bits=24)], output="a")
+    x = r.integers(2 ** 23, 2 ** 24, (3, 6, 32)).astype(np.int32)
+    runs = _every_path(p, x, 9)
+    _assert_same(runs)
+    want = _naive_simulate(p, x, 9)
+    for f in ("u", "v", "spikes"):
+        np.testing.assert_array_equal(getattr(runs["event=None"], f)["a"], want[f]["a"])

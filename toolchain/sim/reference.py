@@ -11,22 +11,54 @@ One step ``t`` (0-based) of the whole network, for every sample of the batch at 
    of step ``t``) into an activation (:func:`toolchain.fixedpoint.synaptic_input` with the weights Lava really
    uses, :func:`toolchain.fixedpoint.lava_weights`), to be delivered at step ``t + 1 + delay``.
 
-Integer-exact fast path: products of binary spikes (or graded payloads) with integer weights are computed with
-float32 BLAS (scipy CSR for sparse storage below 10% density) when the largest possible ``|sum|`` of a row is
-below 2^24 — every partial sum is then an integer float32 holds exactly, in any summation order — float64
-below 2^53, and int64 otherwise; the bound is computed once from the weights. Shifts by ``weight_exp`` are
-multiplications by powers of two and ``floor`` (exact in binary floating point). Activations for an int32
-group take Lava's wrap-arounds (graded sums, graded DelayDense products, the int32 channel). A group whose summed input is bounded by 2^18 (so that
-``a_in << 6`` stays below 2^24 and ``u`` never leaves 24 bits) runs the LIF update in float64 on integer
-values (decay = ``trunc(x * (4096 - d) / 4096)``, exact); any other group runs the int32 emulation in
-:mod:`toolchain.fixedpoint`, which wraps exactly where Lava's numpy code wraps. ``tests/test_reference_sim.py``
-checks both paths against each other and ``tests/test_lava_bitexact.py`` against Lava.
+How it is computed, and why each shortcut is exact
+--------------------------------------------------
+*Products.* The product of a source's output (binary spikes, or graded payloads below 2^24) with integer weights
+is computed in float32 when the largest possible ``|sum|`` of a row (times the largest payload) is below 2^24 —
+every partial sum is then an integer float32 holds exactly, *in any summation order and over any subset of the
+terms* — in float64 below 2^53, and in int64 otherwise; the bound is computed once from the weights. Two ways to
+form the same product, chosen per synapse group and per step by the activity of its source (``event=None``):
+
+* dense: ``S @ W^T`` with BLAS (scipy CSR ``W @ S^T`` for sparse storage below 10% density);
+* event-driven: for every sample, the sum of the weight rows of the inputs that spiked (a CSR matrix of the
+  non-zero outputs times the dense operand, scipy's ``csr_matvecs``; graded payloads are its values) — work in
+  proportion to the spikes instead of the inputs. It is exact by the same bound: its partial sums are sums over
+  subsets of one row's terms.
+
+The event-driven path is taken when few of the source's outputs are non-zero (:func:`_event_limit`: below 8%
+for large batches), for dense operands (dense storage, or sparse storage dense enough to be held dense) and not
+for graded DelayDense products that can leave int32.
+
+*Shifts and the ``<< 6``.* Shifts by ``weight_exp`` are multiplications by powers of two and ``floor``
+(exact in binary floating point). For a destination on the float LIF path (below) and ``weight_exp >= 0`` the
+factor ``2^weight_exp · 64`` (the ``a_in << 6`` of the LIF) is folded into the float operand; the folded
+products are bounded by ``64 · out_bound < 2^24``, so they stay exact in float32. For ``weight_exp < 0`` the
+activation is ``floor(acc · 2^weight_exp) · 64``. Activations for an int32 group take Lava's wrap-arounds (graded
+sums, graded DelayDense products, the int32 channel).
+
+*LIF update.* A group whose summed input is bounded by 2^18 (so that ``a_in << 6`` stays below 2^24 and ``u``
+before the wrap below 3·2^23) runs the *float LIF path*. All such groups lie side by side in one
+``(batch, neurons)`` state, updated by one set of array operations (their updates in a step are independent: each
+reads only activations emitted in earlier steps); their ``a_in << 6`` is summed in a float32 ring buffer with a
+slot per step of delay (exact: below 2^24). The decay ``trunc(x · (4096 - d) / 4096)`` multiplies an integer of
+at most 24 bits by a fraction with 12 fractional bits — exact in float64's 53 bits — and truncates toward zero:
+with ``np.trunc`` on a float64 state (batches below :data:`_INT_STATE_BATCH`: plain loops, little fixed cost per
+call) or by the cast of the float64 product into an int32 state (larger batches: C casts truncate toward zero,
+and int32 halves the memory traffic). Every sum stays below 2^26 in magnitude, so it is exact in both and Lava's
+int32 wrap never happens on this path. The 24-bit wrap of ``u`` and the clip of ``v`` are applied where a
+max/min check says a value left the range; the zero reset is a multiplication by "no spike" and the subtract
+reset a subtraction of "spike · threshold" (no masked writes). Any other group runs the int32 emulation in
+:mod:`toolchain.fixedpoint`, which wraps exactly where Lava's numpy code wraps.
+
+``tests/test_reference_sim.py`` checks the dense and event-driven products, both states of the float LIF path and
+the int32 emulation against each other and against a plain per-sample loop over :mod:`toolchain.fixedpoint`;
+``tests/test_lava_bitexact.py`` checks the simulator against Lava.
 """
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Set, Tuple, Union
 
 import numpy as np
 
@@ -36,6 +68,11 @@ from ..ir.storage import Csr
 from ..ir.storage import Dense as DenseStorage
 from ..program import Program, SynapseGroup
 from .record import SimResult
+
+try:  # scipy's CSR x dense kernel (Y += A X), without building a csr_matrix object per step
+    from scipy.sparse._sparsetools import csr_matvecs as _csr_matvecs
+except ImportError:  # pragma: no cover - private API moved: the public csr_matrix product does the same
+    _csr_matvecs = None
 
 __all__ = ["simulate", "prepare_inputs", "synapse_process", "recorded_groups", "SimResult"]
 
@@ -48,6 +85,21 @@ _INT32 = 2 ** 31
 _FAST_LIF_BOUND = 2 ** 18
 #: Sparse weight matrices with more entries than this (n_out * n_in) are never made dense.
 _DENSE_MAX = 2 ** 24
+
+
+def _event_limit(batch: int, n_in: int, n_out: int) -> float:
+    """Fraction of non-zero source outputs up to which the event-driven product is taken (``event=None``): the
+    crossovers of the two paths measured on the benchmark layers (784x256 and 256x256, ``benchmarks/
+    sim_vs_peers.py``) on the development machine (AMD EPYC, OpenBLAS, one thread). BLAS is at its best for
+    large batches (the event path wins below ~10% there), poor for a few rows (a matrix product with 2-16 rows
+    costs nearly as much as one with 32), and for a single sample it reads every weight for a matrix-vector
+    product, which pays off against the event path's fixed cost only for large operands. The choice never
+    changes a result, only the time."""
+    if batch == 1:
+        return 0.1 if n_in * n_out >= 2 ** 17 else 0.0
+    if batch <= 16:
+        return 0.3
+    return 0.08
 
 
 # ------------------------------------------------------------------------------------------------ helpers
@@ -77,8 +129,8 @@ def recorded_groups(program: Program, record: Union[bool, Sequence[str], None]) 
 
 def prepare_inputs(program: Program, x: Union[np.ndarray, Mapping[str, np.ndarray]],
                    steps: Optional[int] = None) -> Tuple[Dict[str, np.ndarray], int, int]:
-    """Check the input and bring it to ``{port: (B, steps, n)}`` (uint8 for binary ports, int32 for graded ones);
-    returns ``(inputs, B, steps)``.
+    """Check the input and bring it to ``{port: (B, steps, n)}`` (uint8 for binary ports, int32 for graded ones;
+    views of the given arrays where no conversion is needed: read-only use); returns ``(inputs, B, steps)``.
 
     ``x``: one array (B, T, *shape) for a single-port program, or a mapping port name -> array. Integer or bool
     dtype; binary ports take 0/1, graded ports (``num_message_bits = m > 0``) take payloads in [0, 2^m - 1].
@@ -132,7 +184,7 @@ def prepare_inputs(program: Program, x: Union[np.ndarray, Mapping[str, np.ndarra
             kind = "binary spikes" if p.num_message_bits == 0 else f"{p.num_message_bits}-bit graded payloads"
             raise InputError(f"expected {kind} in [0, {hi}], got values in [{int(a.min())}, {int(a.max())}]",
                              node=p.name, field="input")
-        out[p.name] = a.astype(np.uint8 if p.num_message_bits == 0 else np.int32)
+        out[p.name] = a.astype(np.uint8 if p.num_message_bits == 0 else np.int32, copy=False)
     for name, a in list(static.items()) + list(timed.items()):
         if a.dtype != np.bool_ and not np.issubdtype(a.dtype, np.integer):
             raise InputError(f"expected an integer array of bias mantissas, got dtype {a.dtype}", node=name,
@@ -170,16 +222,36 @@ def prepare_inputs(program: Program, x: Union[np.ndarray, Mapping[str, np.ndarra
 
 
 # ------------------------------------------------------------------------------------------ compiled parts
+_DTYPES = {"f32": np.float32, "f64": np.float64, "i64": np.int64}
+_max, _min = np.maximum.reduce, np.minimum.reduce
+#: Batches from this size up keep the float LIF path's state in int32, smaller ones in float64 (module docstring).
+_INT_STATE_BATCH = 8
+
+
+def _gather_sum(indptr: np.ndarray, cols: np.ndarray, data: np.ndarray, operand: np.ndarray,
+                out: np.ndarray) -> None:
+    """``out += A @ operand`` for the CSR matrix ``A = (data, cols, indptr)`` of shape (B, n_in): for every row
+    ``b``, the weighted sum of the operand rows ``cols[indptr[b]:indptr[b+1]]``. ``out`` (B, n_out) C-contiguous,
+    ``operand`` (n_in, n_out) C-contiguous, both of ``data``'s dtype; ``indptr``, ``cols`` int64."""
+    if _csr_matvecs is not None:
+        _csr_matvecs(out.shape[0], operand.shape[0], operand.shape[1], indptr, cols, data, operand.reshape(-1),
+                     out.reshape(-1))
+    else:  # pragma: no cover - see the import
+        import scipy.sparse as sps
+        out += sps.csr_matrix((data, cols, indptr), shape=(out.shape[0], operand.shape[0])) @ operand
+
+
 @dataclass
 class _Synapse:
     """One synapse group ready to run: the product operand, its exactness bounds and the output kind.
 
-    ``product``: "f32" / "f64" (BLAS or scipy on exact integers: the bound on every partial sum is below 2^24 /
-    2^53) or "i64" (numpy integer matmul). ``float_out``: the destination runs the float LIF path, so the
-    shifted activation stays a float (``out_bound < 2^18`` there); otherwise it is turned into Lava's int32,
-    with Lava's wrap-arounds (:func:`toolchain.fixedpoint.synaptic_input`): graded Dense/Sparse sums wrap at 32
-    bits before the shift, graded DelayDense products wrap one by one (``per_product``), and the shifted value
-    wraps into the int32 channel.
+    ``product``: "f32" / "f64" (BLAS, scipy or the event-driven gather on exact integers: the bound on every
+    partial sum is below 2^24 / 2^53) or "i64" (numpy integer matmul). ``float_out``: the destination runs the
+    float LIF path; the activation is then delivered as ``a_in << 6`` in float (exact integers below 2^24), with
+    ``fold`` (``weight_exp >= 0``) meaning that the operand already holds ``W · 2^weight_exp · 64``. Otherwise it
+    is turned into Lava's int32, with Lava's wrap-arounds (:func:`toolchain.fixedpoint.synaptic_input`): graded
+    Dense/Sparse sums wrap at 32 bits before the shift, graded DelayDense products wrap one by one
+    (``per_product``), and the shifted value wraps into the int32 channel.
     """
 
     name: str
@@ -198,17 +270,26 @@ class _Synapse:
     operand: Any = None          # (n_in, n_out) ndarray, or scipy csr (n_out, n_in) when ``sparse``
     sparse: bool = False
     float_out: bool = True
+    fold: bool = False           # operand = W * 2^weight_exp * 64 (float_out and weight_exp >= 0)
+    event_ok: bool = False       # the event-driven product may be used
+    _ones: Any = None            # float ones (the values of binary spikes in the event-driven product)
+    _starts: Dict[int, np.ndarray] = field(default_factory=dict)  # batch -> row starts of the flat source
 
     def prepare(self, float_out: bool) -> None:
-        """Choose the product dtype and operand for the destination's LIF path."""
+        """Choose the product dtype and operand for the destination's LIF path (see the module docstring)."""
         self.float_out = float_out and self.out_bound < _INT32 and not self.per_product
-        if self.acc_bound < _F32_EXACT and (not self.float_out or self.out_bound < _F32_EXACT):
+        self.fold = self.float_out and self.weight_exp >= 0
+        # largest |partial sum| of the product as computed: W * 2^e * 64 when folded, W otherwise
+        bound = self.out_bound * 64 if self.fold else self.acc_bound
+        if bound < _F32_EXACT:
             self.product = "f32"
-        elif self.acc_bound < _F64_EXACT:
+        elif bound < _F64_EXACT:
             self.product = "f64"
         else:  # pragma: no cover - needs sums beyond 2^53
             self.product = "i64"
-        dt = {"f32": np.float32, "f64": np.float64, "i64": np.int64}[self.product]
+            self.fold = False
+        dt = _DTYPES[self.product]
+        scale = (64 << self.weight_exp) if self.fold else 1
         import scipy.sparse as sps
         n_out, n_in = self.w_eff.shape
         if sps.issparse(self.w_eff):
@@ -220,34 +301,124 @@ class _Synapse:
         self.sparse = (self.process == "sparse" and self.product != "i64"
                        and (big or nnz < 0.1 * max(n_out * n_in, 1)))
         if self.sparse:
-            self.operand = sps.csr_matrix(self.w_eff, dtype=dt)
+            self.operand = sps.csr_matrix(self.w_eff.astype(np.int64) * scale, dtype=dt)
         else:
             w = self.w_eff.toarray() if sps.issparse(self.w_eff) else self.w_eff
             self.w_eff = w
-            self.operand = np.ascontiguousarray(w.T.astype(dt))
+            self.operand = np.ascontiguousarray((w.T.astype(np.int64) * scale).astype(dt))
+        self.event_ok = not self.sparse and not self.per_product and self.product != "i64"
 
-    def run(self, s: np.ndarray) -> np.ndarray:
-        """Activation for source output ``s`` (B, n_in): float (exact integers) or int32 (Lava's a_out)."""
+    # -------------------------------------------------------------------------------------------- products
+    def use_event(self, s: np.ndarray, event: Optional[bool]) -> bool:
+        """Whether this step's product is event-driven: ``event`` True/False forces it (where the synapse group
+        allows it), None decides by the fraction of non-zero outputs of the source."""
+        if not self.event_ok or event is False or s.size == 0:
+            return False
+        if event:
+            return True
+        batch = s.shape[0]
+        limit = _event_limit(batch, s.shape[1], self.operand.shape[1])
+        if limit <= 0:
+            return False
+        if batch > 64:  # the activity of every (batch // 32)-th sample: an estimate is enough for the choice
+            s = s[::batch // 32]
+        return np.count_nonzero(s) <= limit * s.size
+
+    def _event_product(self, s: np.ndarray) -> np.ndarray:
+        """The product, as the sum of the operand rows of the non-zero outputs (weighted by graded payloads)."""
+        dt = _DTYPES[self.product]
+        batch, n_in = s.shape
+        flat_s = s.reshape(-1)  # a copy for a strided view
+        nz = np.flatnonzero(flat_s)
+        if batch == 1:
+            indptr, cols = np.array([0, nz.size], np.int64), nz
+        else:
+            starts = self._starts.get(batch)
+            if starts is None:
+                starts = self._starts[batch] = np.arange(0, (batch + 1) * n_in, n_in, dtype=np.int64)
+            indptr = np.searchsorted(nz, starts)
+            cols = nz % n_in
+        if self.graded:
+            data = flat_s[nz].astype(dt)
+        else:
+            if self._ones is None or self._ones.size < nz.size:
+                self._ones = np.ones(max(nz.size, 1024), dt)
+            data = self._ones[:nz.size]
+        out = np.zeros((batch, self.operand.shape[1]), dt)
+        _gather_sum(indptr.astype(np.int64, copy=False), cols.astype(np.int64, copy=False), data, self.operand, out)
+        return out
+
+    def _product(self, src: "_Outputs", event: Optional[bool], out: Optional[np.ndarray] = None) -> np.ndarray:
+        """``s @ operand`` (B, n_out) for the source's output ``s = src[self.src]``, exact (module docstring);
+        written into ``out`` where given and possible."""
+        s = src[self.src]
+        if self.use_event(s, event):
+            return self._event_product(s)
+        sd = src.as_float(self.src, _DTYPES[self.product])
+        if self.sparse:
+            return (self.operand @ sd.T).T
+        if out is not None and out.dtype == sd.dtype:
+            return np.matmul(sd, self.operand, out=out)
+        return sd @ self.operand
+
+    # ---------------------------------------------------------------------------------------- activations
+    def run(self, src: "_Outputs", event: Optional[bool] = None) -> np.ndarray:
+        """Lava's int32 a_out for the source's output (B, n_in) (destinations on the int32 path)."""
         if self.per_product:
-            s64 = s.astype(np.int64)
+            s64 = src[self.src].astype(np.int64)
             acc = np.stack([fx.wrap_int32(row[None, :] * self.w_eff).astype(np.int64).sum(axis=1)
                             for row in s64]) if len(s64) else np.zeros((0, self.w_eff.shape[0]), np.int64)
             return fx.wrap_int32(fx.shift_activation(acc, self.weight_exp))
-        dt = {"f32": np.float32, "f64": np.float64, "i64": np.int64}[self.product]
-        if not self.graded:
-            s = s != 0 if s.dtype != np.bool_ else s
-        sd = s.astype(dt, copy=False)
-        acc = (self.operand @ sd.T).T if self.sparse else sd @ self.operand
-        if self.float_out:
-            if self.weight_exp:
-                acc *= dt(2.0 ** self.weight_exp)  # exact: a power of two
-                if self.weight_exp < 0:
-                    np.floor(acc, out=acc)         # arithmetic right shift = floor
-            return acc
-        acc = acc.astype(np.int64)
+        acc = self._product(src, event).astype(np.int64)
         if self.graded and self.process != "delay_dense" and self.acc_bound >= _INT32:
             acc = fx.wrap_int32(acc).astype(np.int64)  # int32 dot product of graded Dense/Sparse
         return fx.wrap_int32(fx.shift_activation(acc, self.weight_exp))
+
+    def deliver(self, src: "_Outputs", event: Optional[bool], dest: np.ndarray, first: bool) -> None:
+        """Write (``first``) or add this step's ``a_in << 6`` contribution into ``dest`` (B, n_out) float32, a
+        view of the float LIF path's input ring buffer. Exact: every value is an integer below 2^24."""
+        if not self.float_out:  # int32 activation (graded DelayDense with int32-leaving products)
+            a = self.run(src, event).astype(np.float32) * np.float32(64.0)
+        else:
+            a = self._product(src, event, out=dest if first and self.fold else None)
+            if a is dest:
+                return
+            if not self.fold:  # weight_exp < 0 (or int64 products): floor(acc * 2^e) * 64
+                if self.product == "i64":  # pragma: no cover - needs sums beyond 2^53
+                    a = fx.shift_activation(a, self.weight_exp) * 64
+                else:
+                    a *= a.dtype.type(2.0 ** self.weight_exp)  # exact: a power of two
+                    np.floor(a, out=a)                         # arithmetic right shift = floor
+                    a *= a.dtype.type(64.0)
+        if first:
+            dest[...] = a
+        else:
+            np.add(dest, a, out=dest, casting="unsafe")  # exact: the sum stays below 2^24
+
+
+class _Outputs(dict):
+    """This step's outputs, name -> (B, n): bool spikes of groups and binary ports, int32 payloads of graded
+    ports. :meth:`as_float` gives them as a float array for the dense products, made once per step and dtype
+    (for the float LIF path's groups: one conversion of all their spikes)."""
+
+    def __init__(self, layer: "_FastLayer") -> None:
+        super().__init__()
+        self.layer = layer
+        self.floats: Dict[Tuple[str, Any], np.ndarray] = {}
+
+    def as_float(self, name: str, dt: Any) -> np.ndarray:
+        f = self.floats.get((name, dt))
+        if f is None:
+            sl = self.layer.sl.get(name)
+            if sl is not None and dt is np.float32:
+                whole = self.floats.get(("", dt))
+                if whole is None:
+                    whole = self.floats[("", dt)] = self.layer.spikes_float()
+                f = whole[:, sl]
+            else:
+                f = self[name].astype(dt)  # 0/1 or payloads below 2^24 (float32) / 2^53: exact
+            self.floats[(name, dt)] = f
+        return f
 
 
 def _compile_synapse(program: Program, syn: SynapseGroup) -> _Synapse:
@@ -296,15 +467,6 @@ class _Group:
     v_init: np.ndarray
     reset_interval: int = 0
     reset_offset: int = 0
-    # float64 fast-path constants
-    fu: np.ndarray = None
-    fv: np.ndarray = None
-    vth_f: np.ndarray = None
-    bias_f: np.ndarray = None
-
-    def init_state(self, batch: int) -> Tuple[np.ndarray, np.ndarray]:
-        dt = np.float64 if self.fast else np.int32
-        return np.zeros((batch, self.n), dt), np.repeat(self.v_init.astype(dt)[None, :], batch, axis=0)
 
     def resets_at(self, t: int) -> bool:
         """Lava's ``LIFReset``: u = v = 0 before the update of 0-based step ``t`` (``time_step = t + 1``)."""
@@ -312,47 +474,167 @@ class _Group:
 
     def step(self, u: np.ndarray, v: np.ndarray, a_in: Optional[np.ndarray],
              bias_mant: Optional[np.ndarray] = None) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """One step; ``bias_mant`` (B, n) int32 replaces the group's own bias mantissa (a bias input port)."""
-        if not self.fast:
-            a = np.zeros(u.shape, np.int32) if a_in is None else a_in
-            return fx.lif_step(u, v, a, self.du, self.dv, self.vth,
-                               self.bias_mant if bias_mant is None else bias_mant, self.bias_exp,
-                               "subtract" if self.subtract else "zero")
-        # float64 on integer values; exact because |u|, |v| <= 2^23 and |a_in << 6| < 2^24 (see module doc)
-        u = np.trunc(u * self.fu)
-        if a_in is not None:
-            u += a_in * 64.0
-        hi = u > fx.MAX_UV
-        if hi.any():
-            u[hi] -= 2.0 * fx.MAX_UV
-        lo = u <= -fx.MAX_UV
-        if lo.any():
-            u[lo] += 2.0 * fx.MAX_UV
-        v = np.trunc(v * self.fv)
-        v += u
-        v += self.bias_f if bias_mant is None else fx.effective_bias(bias_mant, self.bias_exp)
-        np.clip(v, fx.V_MIN, fx.V_MAX, out=v)
-        s = v > self.vth_f
-        if self.subtract:
-            v -= s * self.vth_f
-        else:
-            v[s] = 0.0
-        return u, v, s
+        """One step of the int32 emulation (:func:`toolchain.fixedpoint.lif_step`); ``bias_mant`` (B, n) int32
+        replaces the group's own bias mantissa (a bias input port)."""
+        a = np.zeros(u.shape, np.int32) if a_in is None else a_in
+        return fx.lif_step(u, v, a, self.du, self.dv, self.vth,
+                           self.bias_mant if bias_mant is None else bias_mant, self.bias_exp,
+                           "subtract" if self.subtract else "zero")
 
 
 def _compile_group(program: Program, name: str, in_bound: int) -> _Group:
     g = program.groups[name]
-    du = g.du.astype(np.int64)
-    dv = g.dv.astype(np.int64)
-    vth = g.vth.astype(np.int64)
-    grp = _Group(name, g.size, in_bound < _FAST_LIF_BOUND, g.reset_mode == "subtract", du, dv, vth,
-                 g.bias_mant.astype(np.int16), g.bias_exp.astype(np.int16), g.v_init.astype(np.int32),
-                 g.reset_interval, g.reset_offset)
-    grp.fu = (fx.DECAY_UNITY - (du + fx.DS_OFFSET)) / float(fx.DECAY_UNITY)
-    grp.fv = (fx.DECAY_UNITY - (dv + fx.DM_OFFSET)) / float(fx.DECAY_UNITY)
-    grp.vth_f = fx.effective_threshold(vth).astype(np.float64)
-    grp.bias_f = fx.effective_bias(grp.bias_mant, grp.bias_exp).astype(np.float64)
-    return grp
+    return _Group(name, g.size, in_bound < _FAST_LIF_BOUND, g.reset_mode == "subtract", g.du.astype(np.int64),
+                  g.dv.astype(np.int64), g.vth.astype(np.int64), g.bias_mant.astype(np.int16),
+                  g.bias_exp.astype(np.int16), g.v_init.astype(np.int32), g.reset_interval, g.reset_offset)
+
+
+def _runs(flags: Sequence[bool], slices: Sequence[slice]) -> List[slice]:
+    """The slices whose flag is set, adjacent ones merged."""
+    out: List[slice] = []
+    for f, sl in zip(flags, slices):
+        if not f:
+            continue
+        if out and out[-1].stop == sl.start:
+            out[-1] = slice(out[-1].start, sl.stop)
+        else:
+            out.append(sl)
+    return out
+
+
+class _FastLayer:
+    """Every group on the float LIF path, side by side: state ``u``, ``v`` (B, N) holding Lava's integers (int32,
+    or float64 for small batches: :meth:`init_state`), per-neuron constants (N,), bool ``spikes`` (B, N), and
+    ``slots``, the ring buffer of ``a_in << 6`` (B, N) float32, one slot per step of the longest delay into these
+    groups plus one.
+
+    Exactness (see the module docstring): ``|u| <= 2^23`` and ``|v| < 2^23`` between steps, ``|a_in << 6| < 2^24``,
+    ``|bias| <= 2^19``; the decay factors ``(4096 - du - 1)/4096`` and ``(4096 - dv)/4096`` (``du`` in [-1, 4095],
+    ``dv`` in [0, 4096]) have 12 fractional bits, so each decay product (at most 37 significant bits) is exact in
+    float64 before its truncation toward zero, and every sum stays below 2^26 in magnitude.
+    """
+
+    def __init__(self, groups: Sequence[_Group], bias_ports: Set[str], n_slots: int) -> None:
+        self.names = [g.name for g in groups]
+        sl, off = {}, 0
+        for g in groups:
+            sl[g.name] = slice(off, off + g.n)
+            off += g.n
+        self.sl: Dict[str, slice] = sl
+        self.n = off
+        cat = (lambda xs: np.concatenate(xs) if xs else np.zeros(0))  # noqa: E731
+        self.fu = cat([np.broadcast_to((fx.DECAY_UNITY - (g.du + fx.DS_OFFSET)) / float(fx.DECAY_UNITY), (g.n,))
+                       for g in groups]).astype(np.float64)
+        self.fv = cat([np.broadcast_to((fx.DECAY_UNITY - (g.dv + fx.DM_OFFSET)) / float(fx.DECAY_UNITY), (g.n,))
+                       for g in groups]).astype(np.float64)
+        self._vth = cat([np.broadcast_to(fx.effective_threshold(g.vth), (g.n,)) for g in groups]).astype(np.int64)
+        # own bias; zero where a bias input port replaces it
+        self._bias = cat([np.zeros(g.n) if g.name in bias_ports else
+                          np.broadcast_to(fx.effective_bias(g.bias_mant, g.bias_exp), (g.n,)) for g in groups]
+                         ).astype(np.int64)
+        self.has_bias = bool(np.any(self._bias))
+        self.bias_exp = {g.name: g.bias_exp for g in groups}
+        slices = [sl[g.name] for g in groups]
+        self.zero_runs = _runs([not g.subtract for g in groups], slices)
+        self.sub_runs = _runs([g.subtract for g in groups], slices)
+        # v above V_MAX needs the clip only where it could stay unspiked (a threshold at V_MAX or above) or is
+        # kept after the spike (subtract reset); a zero-reset neuron with vth << 6 < V_MAX spikes and resets to
+        # 0 with or without the clip
+        self.clip_high = bool(self.sub_runs) or bool(self.n and self._vth.max() >= fx.V_MAX)
+        self._v_init = cat([np.broadcast_to(g.v_init, (g.n,)) for g in groups]).astype(np.int64)
+        # int32 state needs the thresholds (compared with v) and biases (added to v) inside int32, with room:
+        # Lava's 17-bit vth << 6 and 13-bit bias_mant << 3-bit bias_exp are far inside
+        self._int_ok = bool(self.n == 0 or max(np.abs(self._vth).max(), np.abs(self._bias).max()) <= 2 ** 24)
+        self.n_slots = n_slots
+        # groups already written into a slot since it was last read. Every synapse group delivers at every step,
+        # so a group's slice of a slot is written again before the slot is next read (zero before its first
+        # write: the ring starts zeroed); the first writer overwrites, the others add.
+        self.written: List[Set[str]] = [set() for _ in range(n_slots)]
+
+    def init_state(self, batch: int) -> None:
+        """State for ``batch`` samples: int32 from :data:`_INT_STATE_BATCH` samples up (the decay as one
+        float64 product cast to int32 — the cast truncates toward zero — halves the memory traffic of large
+        batches), float64 below (plain ufunc loops: less fixed cost per call for small arrays)."""
+        self.int_state = batch >= _INT_STATE_BATCH and self._int_ok
+        dt = np.int32 if self.int_state else np.float64
+        self.vth, self.bias = self._vth.astype(dt), self._bias.astype(dt)
+        self._c = (dt(2 * fx.MAX_UV), dt(fx.V_MIN), dt(fx.V_MAX))
+        self.u = np.zeros((batch, self.n), dt)
+        self.v = np.repeat(self._v_init.astype(dt)[None, :], batch, axis=0)
+        self.slots = [np.zeros((batch, self.n), np.float32) for _ in range(self.n_slots)]
+        self.init_buffers(batch)
+
+    def init_buffers(self, batch: int) -> None:
+        self.spikes = np.zeros((batch, self.n), bool)
+        self._keep = np.zeros((batch, self.n), bool)
+        self._float = np.zeros((batch, self.n), np.float32)
+
+    def spikes_float(self) -> np.ndarray:
+        """This step's spikes as float32 0/1 (B, N), the dense products' operand."""
+        np.copyto(self._float, self.spikes)
+        return self._float
+
+    def keep(self, keep: np.ndarray) -> None:
+        """Drop the samples whose ``keep`` entry is False (early exit)."""
+        self.u, self.v = self.u[keep], self.v[keep]
+        self.slots = [s[keep] for s in self.slots]
+        self.init_buffers(self.u.shape[0])
+
+    def dest(self, t_due: int, group: str) -> Tuple[np.ndarray, bool]:
+        """The input slice of ``group`` due at step ``t_due`` and whether nothing was written there yet."""
+        k = t_due % self.n_slots
+        first = group not in self.written[k]
+        self.written[k].add(group)
+        return self.slots[k][:, self.sl[group]], first
+
+    def step(self, t: int, resets: Sequence[str], port_bias: Sequence[Tuple[str, np.ndarray]]) -> None:
+        """Step ``t`` of every group: ``u``, ``v`` and ``spikes`` (B, N; bool) in place. ``resets``: groups whose
+        periodic reset falls on this step; ``port_bias``: (group, (B, n) bias mantissas) from bias input ports."""
+        u, v, s = self.u, self.v, self.spikes
+        k = t % self.n_slots
+        a = self.slots[k]
+        for g in resets:
+            u[:, self.sl[g]] = 0
+            v[:, self.sl[g]] = 0
+        if u.size:
+            if self.int_state:
+                # decay_rtz(u, du + 1): the product in float64 (exact), truncated toward zero by the cast to int32
+                np.multiply(u, self.fu, out=u, casting="unsafe")
+                np.add(u, a, out=u, casting="unsafe")             # + (a_in << 6): float64, exact, to int32
+            else:
+                np.multiply(u, self.fu, out=u)
+                np.trunc(u, out=u)                                 # decay_rtz(u, du + 1)
+                np.add(u, a, out=u)                                # + (a_in << 6)
+            if _max(u, axis=None) > fx.MAX_UV:                     # wrap_current: one correction of 2^24
+                np.subtract(u, self._c[0], out=u, where=u > fx.MAX_UV)
+            if _min(u, axis=None) <= -fx.MAX_UV:
+                np.add(u, self._c[0], out=u, where=u <= -fx.MAX_UV)
+            if self.int_state:
+                np.multiply(v, self.fv, out=v, casting="unsafe")  # decay_rtz(v, dv)
+            else:
+                np.multiply(v, self.fv, out=v)
+                np.trunc(v, out=v)                                 # decay_rtz(v, dv)
+            np.add(v, u, out=v)
+            if self.has_bias:
+                np.add(v, self.bias, out=v)                        # + (bias_mant << bias_exp)
+            for g, mant in port_bias:
+                vg = v[:, self.sl[g]]
+                np.add(vg, fx.effective_bias(mant, self.bias_exp[g]), out=vg)
+            if _min(v, axis=None) < fx.V_MIN:                      # saturate to 24 bits
+                np.maximum(v, self._c[1], out=v)
+            if self.clip_high and _max(v, axis=None) > fx.V_MAX:
+                np.minimum(v, self._c[2], out=v)
+            np.greater(v, self.vth, out=s)                         # strict threshold
+            # resets without branches (masked writes are slow on irregular spike patterns)
+            if self.zero_runs:
+                np.logical_not(s, out=self._keep)
+                for r in self.zero_runs:                           # v = 0 where s
+                    vr = v[:, r]
+                    np.multiply(vr, self._keep[:, r], out=vr, casting="unsafe")
+            for r in self.sub_runs:                                # v -= vth << 6 where s
+                vr = v[:, r]
+                np.subtract(vr, np.multiply(s[:, r], self.vth[r]), out=vr)
+        self.written[k] = set()
 
 
 # ---------------------------------------------------------------------------------------------- simulate
@@ -369,7 +651,8 @@ class _NoBar:
 
 def simulate(program: Program, x: Union[np.ndarray, Mapping[str, np.ndarray]], steps: Optional[int] = None,
              record: Union[bool, Sequence[str]] = False, early_exit: Optional[EarlyExit] = None,
-             progress: Optional[bool] = None, force_exact: bool = False) -> SimResult:
+             progress: Optional[bool] = None, force_exact: bool = False,
+             event: Optional[bool] = None) -> SimResult:
     """Run ``program`` on a batch of inputs; bit-exact with :func:`toolchain.backends.lava.run_lava`.
 
     ``x``: (B, T, *input_shape) integer array (or a mapping input-port name -> array), see
@@ -380,7 +663,10 @@ def simulate(program: Program, x: Union[np.ndarray, Mapping[str, np.ndarray]], s
     running, shape (B_active, n_out) int64, rows in the original sample order; samples whose mask entry is True
     stop (they are removed from the batch: no more work is done for them), their records after the exit stay
     zero and ``steps_run`` says how many steps they ran. ``progress``: tqdm bar (default: on a terminal, for
-    long runs). ``force_exact``: use the int32 emulation for every group (for tests).
+    long runs). ``force_exact``: use the int32 emulation for every group (for tests). ``event``: the synaptic
+    products' method — None chooses per synapse group and step by the source's activity, True takes the
+    event-driven path wherever a synapse group allows it, False the dense one (all give the same integers; see
+    the module docstring).
     """
     inputs, batch, steps = prepare_inputs(program, x, steps)
     rec_groups = recorded_groups(program, record)
@@ -389,7 +675,9 @@ def simulate(program: Program, x: Union[np.ndarray, Mapping[str, np.ndarray]], s
     out_kind = "spikes" if out_group.spiking else "v"
 
     kinds = {q.name: q for q in program.inputs}
-    spike_inputs = {k: a for k, a in inputs.items() if kinds[k].kind == "spikes"}
+    # binary ports as bool (a view: their uint8 values are checked to be 0/1), graded ones int32
+    spike_inputs = {k: (a.view(np.bool_) if kinds[k].num_message_bits == 0 else a) for k, a in inputs.items()
+                    if kinds[k].kind == "spikes"}
     bias_of = {kinds[k].target: a for k, a in inputs.items() if kinds[k].kind == "bias"}
     syns = [_compile_synapse(program, s) for s in program.synapses]
     in_bound = {g: 0 for g in program.groups}
@@ -400,6 +688,11 @@ def simulate(program: Program, x: Union[np.ndarray, Mapping[str, np.ndarray]], s
     fast_group = {g.name: g.fast for g in groups}
     for s in syns:  # a fast group takes float activations, an exact group Lava's int32 ones
         s.prepare(float_out=fast_group[s.dst])
+    exact_groups = [g for g in groups if not g.fast]
+    layer = _FastLayer([g for g in groups if g.fast], set(bias_of),
+                       1 + max([s.delay for s in syns if fast_group[s.dst]], default=0))
+    reset_groups = [g for g in groups if g.fast and g.reset_interval > 0]
+    fast_bias = {g: a for g, a in bias_of.items() if g in layer.sl}
 
     spikes_rec = {g: np.zeros((batch, steps, program.groups[g].size), np.uint8) for g in rec_groups}
     u_rec = {g: np.zeros((batch, steps, program.groups[g].size), np.int32) for g in rec_groups}
@@ -409,9 +702,12 @@ def simulate(program: Program, x: Union[np.ndarray, Mapping[str, np.ndarray]], s
     if out_kind == "v" and out_name not in v_rec:
         v_rec[out_name] = np.zeros((batch, steps, out_group.size), np.int32)
     steps_run = np.full(batch, steps, dtype=np.int64)
+    fast_rec = [(g, sl) for g, sl in layer.sl.items() if g in spikes_rec or g in v_rec]
 
-    state = {g.name: g.init_state(batch) for g in groups}
-    queues = {s.name: [None] * (s.delay + 1) for s in syns}  # slot t % (d+1): activation due at step t
+    layer.init_state(batch)
+    state = {g.name: (np.zeros((batch, g.n), np.int32), np.repeat(g.v_init[None, :], batch, axis=0))
+             for g in exact_groups}
+    queues = {s.name: [None] * (s.delay + 1) for s in syns if not fast_group[s.dst]}  # slot t % (d+1)
     active = np.arange(batch)
     all_active = True
     acc_out = np.zeros((batch, out_group.size), np.int64) if early_exit is not None else None
@@ -428,46 +724,64 @@ def simulate(program: Program, x: Union[np.ndarray, Mapping[str, np.ndarray]], s
             if active.size == 0:
                 break
             rows = slice(None) if all_active else active
-            # 1. synaptic input due now
-            a_in: Dict[str, Optional[np.ndarray]] = {g.name: None for g in groups}
-            for s in syns:
-                q = queues[s.name]
-                c = q[t % (s.delay + 1)]
-                if c is None:
-                    continue
-                prev = a_in[s.dst]
-                if prev is None:
-                    a_in[s.dst] = c.copy() if fast_group[s.dst] else c.astype(np.int32)
-                elif fast_group[s.dst]:
-                    a_in[s.dst] = prev + c
-                else:
-                    np.add(prev, c, out=prev)  # int32: wraps like Lava's port sum
-            # 2. neuron updates
-            outs: Dict[str, np.ndarray] = {}
-            for g in groups:
-                u, v = state[g.name]
-                if g.resets_at(t):
-                    u, v = np.zeros_like(u), np.zeros_like(v)
-                bias = bias_of.get(g.name)
-                u, v, s = g.step(u, v, a_in[g.name],
-                                 None if bias is None else bias[slice(None) if all_active else active, t])
-                state[g.name] = (u, v)
-                outs[g.name] = s
-                if g.name in spikes_rec:
-                    spikes_rec[g.name][rows, t] = s
-                if g.name in u_rec:
-                    u_rec[g.name][rows, t] = u
-                if g.name in v_rec:
-                    v_rec[g.name][rows, t] = v
+            outs = _Outputs(layer)
+            # 1.+2. the float64 groups: input due now (ring slot), update, spikes
+            if layer.names:
+                layer.step(t, [g.name for g in reset_groups if g.resets_at(t)] if reset_groups else (),
+                           [(g, a[rows, t]) for g, a in fast_bias.items()] if fast_bias else ())
+                for g, sl in layer.sl.items():
+                    outs[g] = layer.spikes[:, sl]
+                for g, sl in fast_rec:
+                    if g in spikes_rec:
+                        spikes_rec[g][rows, t] = layer.spikes[:, sl]
+                    if g in u_rec:
+                        u_rec[g][rows, t] = layer.u[:, sl]
+                    if g in v_rec:
+                        v_rec[g][rows, t] = layer.v[:, sl]
+            # 1.+2. the int32 groups: synaptic input due now (int32, wrapping sum), update
+            if exact_groups:
+                a_in: Dict[str, Optional[np.ndarray]] = {g.name: None for g in exact_groups}
+                for s in syns:
+                    if fast_group[s.dst]:
+                        continue
+                    c = queues[s.name][t % (s.delay + 1)]
+                    if c is None:
+                        continue
+                    prev = a_in[s.dst]
+                    if prev is None:
+                        a_in[s.dst] = c.astype(np.int32)
+                    else:
+                        np.add(prev, c, out=prev)  # int32: wraps like Lava's port sum
+                for g in exact_groups:
+                    u, v = state[g.name]
+                    if g.resets_at(t):
+                        u, v = np.zeros_like(u), np.zeros_like(v)
+                    bias = bias_of.get(g.name)
+                    u, v, s = g.step(u, v, a_in[g.name], None if bias is None else bias[rows, t])
+                    state[g.name] = (u, v)
+                    outs[g.name] = s
+                    if g.name in spikes_rec:
+                        spikes_rec[g.name][rows, t] = s
+                    if g.name in u_rec:
+                        u_rec[g.name][rows, t] = u
+                    if g.name in v_rec:
+                        v_rec[g.name][rows, t] = v
             # 3. activations leaving now, due at t + 1 + delay
             for name, arr in spike_inputs.items():
-                outs[name] = arr[active if not all_active else slice(None), t]
+                outs[name] = arr[rows, t]
             for s in syns:
-                queues[s.name][t % (s.delay + 1)] = s.run(outs[s.src])
+                if fast_group[s.dst]:
+                    dest, first = layer.dest(t + 1 + s.delay, s.dst)
+                    s.deliver(outs, event, dest, first)
+                else:
+                    queues[s.name][t % (s.delay + 1)] = s.run(outs, event)
             bar.update(1)
             # early exit
             if early_exit is not None:
-                y = outs[out_name] if out_kind == "spikes" else state[out_name][1]
+                if out_kind == "spikes":
+                    y = outs[out_name]
+                else:
+                    y = layer.v[:, layer.sl[out_name]] if out_name in layer.sl else state[out_name][1]
                 acc_out[active] += np.asarray(y, dtype=np.int64)
                 stop = np.asarray(early_exit(t, acc_out[active].copy()), dtype=bool).reshape(-1)
                 if stop.shape != (active.size,):
@@ -478,9 +792,10 @@ def simulate(program: Program, x: Union[np.ndarray, Mapping[str, np.ndarray]], s
                     keep = ~stop
                     active = active[keep]
                     all_active = False
+                    layer.keep(keep)
                     state = {k: (u[keep], v[keep]) for k, (u, v) in state.items()}
-                    for s in syns:
-                        queues[s.name] = [None if c is None else c[keep] for c in queues[s.name]]
+                    for name in queues:
+                        queues[name] = [None if c is None else c[keep] for c in queues[name]]
     finally:
         bar.close()
 
