@@ -16,13 +16,15 @@ from typing import Any, Dict
 import numpy as np
 
 from .errors import ToolchainError
-from .ir.storage import Csr, Dense, Structured, WeightStorage
+from .ir.storage import Conv, Csr, Dense, Structured, WeightStorage
 from .program import CoreUsage, InputPort, NeuronGroup, Placement, Program, SynapseGroup
 
 FORMAT_NAME = "snn-toolchain-program"
-#: version 2 added the per-group ``v_init`` array; version 1 builds (no ``v_init``) load with ``v_init = 0``
-FORMAT_VERSION = 2
-READABLE_VERSIONS = (1, 2)
+#: version 2 added the per-group ``v_init`` array; version 1 builds (no ``v_init``) load with ``v_init = 0``.
+#: version 3 added conv storage, bias input ports and periodic reset (optional keys: a version-3 reader reads
+#: version 1 and 2 builds unchanged).
+FORMAT_VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
 JSON_FILE = "program.json"
 ARRAYS_FILE = "arrays.npz"
 
@@ -51,6 +53,11 @@ def _storage_arrays(w: WeightStorage, key: str, arrays: Dict[str, np.ndarray]) -
     if isinstance(w, Dense):
         arrays[f"{key}/values"] = w.values
         return {"storage": "dense", "shape": list(w.shape)}
+    if isinstance(w, Conv):  # the kernel and geometry; the CSR arrays are rebuilt from them on load
+        arrays[f"{key}/kernel"] = w.kernel
+        return {"storage": "conv", "shape": list(w.shape), "in_shape": list(w.in_shape),
+                "out_shape": list(w.out_shape), "stride": list(w.stride), "padding": list(w.padding),
+                "dilation": list(w.dilation), "groups": w.groups}
     if isinstance(w, Csr):
         arrays[f"{key}/indptr"] = w.indptr
         arrays[f"{key}/indices"] = w.indices
@@ -69,6 +76,9 @@ def _storage_from(desc: Dict[str, Any], key: str, arrays: Any) -> WeightStorage:
     kind = desc["storage"]
     if kind == "dense":
         return Dense(arrays[f"{key}/values"])
+    if kind == "conv":
+        return Conv(tuple(desc["in_shape"]), tuple(desc["out_shape"]), arrays[f"{key}/kernel"],
+                    tuple(desc["stride"]), tuple(desc["padding"]), tuple(desc["dilation"]), int(desc["groups"]))
     if kind == "csr":
         return Csr(tuple(desc["shape"]), arrays[f"{key}/indptr"], arrays[f"{key}/indices"], arrays[f"{key}/data"])
     if kind == "structured":
@@ -83,8 +93,11 @@ def _encode(p: Program) -> tuple:
     for i, g in enumerate(p.groups.values()):
         for f in ("du", "dv", "vth", "bias_mant", "bias_exp", "v_init"):
             arrays[f"g/{i}/{f}"] = getattr(g, f)
-        groups.append({"name": g.name, "shape": list(g.shape), "reset_mode": g.reset_mode, "spiking": g.spiking,
-                       "source": g.source})
+        doc_g = {"name": g.name, "shape": list(g.shape), "reset_mode": g.reset_mode, "spiking": g.spiking,
+                 "source": g.source}
+        if g.reset_interval:
+            doc_g.update(reset_interval=g.reset_interval, reset_offset=g.reset_offset)
+        groups.append(doc_g)
     syns = []
     for i, s in enumerate(p.synapses):
         d = _storage_arrays(s.weight, f"s/{i}", arrays)
@@ -104,7 +117,8 @@ def _encode(p: Program) -> tuple:
              "profiles": c.profiles, "groups": list(c.groups)} for c in pl.cores]}
     doc = {"format": FORMAT_NAME, "version": FORMAT_VERSION, "target": p.target, "dt": p.dt, "output": p.output,
            "groups": groups, "synapses": syns,
-           "inputs": [{"name": q.name, "shape": list(q.shape), "num_message_bits": q.num_message_bits}
+           "inputs": [{"name": q.name, "shape": list(q.shape), "num_message_bits": q.num_message_bits,
+                       **({"kind": q.kind, "target": q.target} if q.kind != "spikes" else {})}
                       for q in p.inputs],
            "placement": placement, "report": jsonable(p.report), "quant_report": jsonable(p.quant_report),
            "metadata": jsonable(p.metadata)}
@@ -156,13 +170,15 @@ def _decode(doc: Dict[str, Any], arrays: Dict[str, np.ndarray], root: Path) -> P
         groups = [NeuronGroup(g["name"], tuple(g["shape"]), *(arrays[f"g/{i}/{f}"] for f in
                                                              ("du", "dv", "vth", "bias_mant", "bias_exp")),
                               reset_mode=g["reset_mode"], spiking=g["spiking"], source=g["source"],
-                              v_init=arrays.get(f"g/{i}/v_init", 0))
+                              v_init=arrays.get(f"g/{i}/v_init", 0),
+                              reset_interval=g.get("reset_interval", 0), reset_offset=g.get("reset_offset", 0))
                   for i, g in enumerate(doc["groups"])]
         syns = [SynapseGroup(s["name"], s["src"], s["dst"], _storage_from(s, f"s/{i}", arrays),
                              weight_exp=s["weight_exp"], num_weight_bits=s["num_weight_bits"],
                              sign_mode=s["sign_mode"], delay=s["delay"], recurrent=s["recurrent"])
                 for i, s in enumerate(doc["synapses"])]
-        ports = [InputPort(q["name"], tuple(q["shape"]), q["num_message_bits"]) for q in doc["inputs"]]
+        ports = [InputPort(q["name"], tuple(q["shape"]), q["num_message_bits"], kind=q.get("kind", "spikes"),
+                           target=q.get("target", "")) for q in doc["inputs"]]
         placement = None
         if doc.get("placement") is not None:
             pl = doc["placement"]
