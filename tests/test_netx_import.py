@@ -231,3 +231,18 @@ def test_pilotnet_on_lava_through_our_backend():
     lav = run_lava(p, image, steps=PILOTNET_STEPS, record=True)
     assert pilotnet_exact(compare_pilotnet(lav, p, DATA / "pilotnet_lif"))
     assert simulate(p, image, steps=PILOTNET_STEPS, record=True).first_mismatch(lav) is None
+
+
+def test_netx_program_save_load_round_trip(tmp_path):
+    """Conv storage, the bias port and the periodic reset survive Program.save/load exactly (format version 3)."""
+    from toolchain.program import Program, programs_equal
+    rng = np.random.default_rng(7)
+    p = load_netx(conv_net(tmp_path / "c.net", rng), reset_interval=5)
+    q = Program.load(p.save(tmp_path / "build"))
+    assert programs_equal(p, q)
+    conv_p = next(s.weight for s in p.synapses if s.weight.kind == "conv")
+    conv_q = next(s.weight for s in q.synapses if s.weight.kind == "conv")
+    assert conv_p == conv_q and np.array_equal(conv_p.indices, conv_q.indices)
+    assert q.inputs[0].kind == "bias" and [g.reset_offset for g in q.groups.values()] == [1, 2, 3, 4]
+    x = rng.integers(0, 80, (2, 8, 6, 4)).astype(np.int32)
+    assert simulate(p, x, steps=9, record=True).first_mismatch(simulate(q, x, steps=9, record=True)) is None
