@@ -515,17 +515,23 @@ def test_event_choice_single_sample_and_sampled_activity(batch: int) -> None:
                         np.testing.assert_array_equal(getattr(r, f)[g][b, :n], getattr(full, f)[g][b, :n])
 
 
-def test_graded_delay_products_beyond_int32_into_the_float_path() -> None:
-    """Graded DelayDense whose single products leave int32 (Lava wraps each), shifted far enough right that the
-    destination still runs the float LIF path: the int32 activation enters the float ring buffer exactly."""
-    r = np.random.default_rng(11)
+@pytest.mark.parametrize("delay", [0, 2])
+@pytest.mark.parametrize("sparse", [False, True])
+def test_graded_sums_beyond_int32_into_the_float_path(delay: int, sparse: bool) -> None:
+    """Graded 24-bit payloads whose Dense/Sparse sums (delay 0: Lava wraps the int32 dot product before the
+    shift) or DelayDense products (delay 2: Lava wraps each product) leave int32, shifted so far right that the
+    destination still runs the float LIF path: the int32 activation, wrapped as Lava wraps it, enters the float
+    ring buffer exactly."""
+    r = np.random.default_rng(11 + delay)
     w = r.integers(-254, 255, (4, 32))
     g = _group("a", n=4, du=100, dv=50, vth=300)
-    p = Program([g], [SynapseGroup("s", "in", "a", Dense(w), weight_exp=-30, delay=2)],
-                [InputPort("in", (32,), num_message_bits=24)], output="a")
-    x = r.integers(2 ** 23, 2 ** 24, (3, 6, 32)).astype(np.int32)
-    runs = _every_path(p, x, 9)
-    _assert_same(runs)
-    want = _naive_simulate(p, x, 9)
-    for f in ("u", "v", "spikes"):
-        np.testing.assert_array_equal(getattr(runs["event=None"], f)["a"], want[f]["a"])
+    storage = Csr.from_dense(w) if sparse else Dense(w)
+    for e in (-28, -30):
+        p = Program([g], [SynapseGroup("s", "in", "a", storage, weight_exp=e, delay=delay)],
+                    [InputPort("in", (32,), num_message_bits=24)], output="a")
+        x = r.integers(2 ** 23, 2 ** 24, (3, 6, 32)).astype(np.int32)
+        runs = _every_path(p, x, 9)
+        _assert_same(runs)
+        want = _naive_simulate(p, x, 9)
+        for f in ("u", "v", "spikes"):
+            np.testing.assert_array_equal(getattr(runs["event=None"], f)["a"], want[f]["a"], err_msg=f"{f}, e={e}")

@@ -274,10 +274,14 @@ class _Synapse:
     event_ok: bool = False       # the event-driven product may be used
     _ones: Any = None            # float ones (the values of binary spikes in the event-driven product)
     _starts: Dict[int, np.ndarray] = field(default_factory=dict)  # batch -> row starts of the flat source
+    _limit: Tuple[int, float] = (-1, 0.0)  # (batch, its _event_limit)
 
     def prepare(self, float_out: bool) -> None:
         """Choose the product dtype and operand for the destination's LIF path (see the module docstring)."""
-        self.float_out = float_out and self.out_bound < _INT32 and not self.per_product
+        # Lava wraps a graded Dense/Sparse sum at 32 bits before the shift: where that can happen, the activation
+        # is Lava's int32 one (run), even for a destination on the float LIF path
+        wraps = self.graded and self.process != "delay_dense" and self.acc_bound >= _INT32
+        self.float_out = float_out and self.out_bound < _INT32 and not self.per_product and not wraps
         self.fold = self.float_out and self.weight_exp >= 0
         # largest |partial sum| of the product as computed: W * 2^e * 64 when folded, W otherwise
         bound = self.out_bound * 64 if self.fold else self.acc_bound
@@ -292,20 +296,21 @@ class _Synapse:
         scale = (64 << self.weight_exp) if self.fold else 1
         import scipy.sparse as sps
         n_out, n_in = self.w_eff.shape
-        if sps.issparse(self.w_eff):
-            nnz = self.w_eff.nnz
-            big = n_out * n_in > _DENSE_MAX
-        else:
-            nnz = np.count_nonzero(self.w_eff)
-            big = False
-        self.sparse = (self.process == "sparse" and self.product != "i64"
-                       and (big or nnz < 0.1 * max(n_out * n_in, 1)))
+        self.sparse = False
+        if self.process == "sparse" and self.product != "i64":
+            if sps.issparse(self.w_eff):
+                nnz, big = self.w_eff.nnz, n_out * n_in > _DENSE_MAX
+            else:
+                nnz, big = np.count_nonzero(self.w_eff), False
+            self.sparse = big or nnz < 0.1 * max(n_out * n_in, 1)
         if self.sparse:
             self.operand = sps.csr_matrix(self.w_eff.astype(np.int64) * scale, dtype=dt)
         else:
             w = self.w_eff.toarray() if sps.issparse(self.w_eff) else self.w_eff
             self.w_eff = w
-            self.operand = np.ascontiguousarray((w.T.astype(np.int64) * scale).astype(dt))
+            # computed in dt: |w| <= 256 and the power of two are exact, the product is at most the bound
+            self.operand = np.empty((n_in, n_out), dt)
+            np.multiply(w.T, scale, out=self.operand, dtype=dt)
         self.event_ok = not self.sparse and not self.per_product and self.product != "i64"
 
     # -------------------------------------------------------------------------------------------- products
@@ -317,7 +322,9 @@ class _Synapse:
         if event:
             return True
         batch = s.shape[0]
-        limit = _event_limit(batch, s.shape[1], self.operand.shape[1])
+        if self._limit[0] != batch:
+            self._limit = (batch, _event_limit(batch, s.shape[1], self.operand.shape[1]))
+        limit = self._limit[1]
         if limit <= 0:
             return False
         if batch > 64:  # the activity of every (batch // 32)-th sample: an estimate is enough for the choice
@@ -377,7 +384,7 @@ class _Synapse:
     def deliver(self, src: "_Outputs", event: Optional[bool], dest: np.ndarray, first: bool) -> None:
         """Write (``first``) or add this step's ``a_in << 6`` contribution into ``dest`` (B, n_out) float32, a
         view of the float LIF path's input ring buffer. Exact: every value is an integer below 2^24."""
-        if not self.float_out:  # int32 activation (graded DelayDense with int32-leaving products)
+        if not self.float_out:  # Lava's int32 activation (graded sums or products that can leave int32)
             a = self.run(src, event).astype(np.float32) * np.float32(64.0)
         else:
             a = self._product(src, event, out=dest if first and self.fold else None)
@@ -432,8 +439,8 @@ def _compile_synapse(program: Program, syn: SynapseGroup) -> _Synapse:
     w = syn.weight
     if isinstance(w, DenseStorage) or process == "delay_dense":
         w_eff = fx.lava_weights(w.to_dense(), syn.num_weight_bits, syn.sign_mode)
-        absw = np.abs(w_eff.astype(np.int64))
-        rowabs = int(absw.sum(axis=1).max()) if w_eff.size else 0
+        absw = np.abs(w_eff)  # int32: |w| <= 256
+        rowabs = int(absw.sum(axis=1, dtype=np.int64).max()) if w_eff.size else 0
         maxabs = int(absw.max()) if w_eff.size else 0
     else:  # sparse storage: Lava's clip/truncation on the stored values, never a dense matrix
         import scipy.sparse as sps
@@ -725,7 +732,7 @@ def simulate(program: Program, x: Union[np.ndarray, Mapping[str, np.ndarray]], s
                 break
             rows = slice(None) if all_active else active
             outs = _Outputs(layer)
-            # 1.+2. the float64 groups: input due now (ring slot), update, spikes
+            # 1.+2. the float LIF path's groups: input due now (ring slot), update, spikes
             if layer.names:
                 layer.step(t, [g.name for g in reset_groups if g.resets_at(t)] if reset_groups else (),
                            [(g, a[rows, t]) for g, a in fast_bias.items()] if fast_bias else ())
