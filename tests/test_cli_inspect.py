@@ -135,3 +135,20 @@ def test_make_demo_graph_help_and_no_silent_overwrite(tmp_path):
     r = subprocess.run([sys.executable, script, "out.txt"], cwd=tmp_path, capture_output=True, text=True)
     assert r.returncode == 2 and list(tmp_path.iterdir()) == []
     assert shipped.read_bytes() == before
+
+
+def test_source_dt_decodes_norse_time_constants_independently_of_dt(tmp_path, capsys):
+    """``--source-dt`` (the dt Norse simulated with) scales the decoded tau; the target ``--dt`` does not; compile
+    takes it too."""
+    f = paper("lif_norse.nir")
+    taus = []
+    for sd in ("1e-3", "1e-4"):
+        assert main(["inspect", f, "--preset", "norse", "--dt", "1e-4", "--source-dt", sd]) == 0
+        line = next(ln for ln in capsys.readouterr().out.splitlines() if "(LIF): tau" in ln)
+        taus.append(float(line.split("tau ")[1].split(" s")[0]))
+    assert taus[1] == pytest.approx(10 * taus[0])
+    assert main(["inspect", f, "--preset", "norse", "--dt", "1e-3", "--source-dt", "1e-3"]) == 0
+    line = next(ln for ln in capsys.readouterr().out.splitlines() if "(LIF): tau" in ln)
+    assert float(line.split("tau ")[1].split(" s")[0]) == pytest.approx(taus[0])
+    assert main(["compile", f, "--preset", "norse", "--dt", "1e-4", "--source-dt", "1e-4", "-o",
+                 str(tmp_path / "b")]) == 0

@@ -105,21 +105,25 @@ def compile_file(path: Union[str, os.PathLike], target: Union[str, os.PathLike, 
     ``for_netx=True`` compiles a NIR file with :func:`toolchain.backends.netx.compile_for_netx` (a
     representation a netx file can hold; what changed is in ``metadata["netx_changes"]``).
 
+    ``source_dt``: the time step the exporting framework simulated with, for presets that decode time constants
+    with it (Norse's ``tau·dt``), independent of the target ``dt``.
+
     Errors name the file. ``metadata["file"]`` is the file's name (no folder: builds do not depend on where the
     input lies) and ``metadata["file_sha256"]`` its content's hash."""
     from .limits import check_nir_compile_size
     from .netx_io import compile_netx, is_netx_file
     from .nir_io import load
     for_netx = bool(options.pop("for_netx", False))
+    source_dt = options.pop("source_dt", None)  # the dt the exporting framework simulated with (presets)
     if is_netx_file(path):
-        prog = compile_netx(path, target, dt=dt, reset=reset, preset=preset, **options)
+        prog = compile_netx(path, target, dt=dt, reset=reset, preset=preset, source_dt=source_dt, **options)
         prog.metadata["file"] = os.path.basename(os.fspath(path))
         prog.metadata["file_sha256"] = _sha256(path)
         return prog
     if os.path.isfile(path):  # what the compiler or the target could not hold is refused before reading the file
         check_nir_compile_size(path, spec=target if isinstance(target, TargetSpec) else _try_target(target))
     try:
-        graph = load(path, dt=dt, reset=reset, preset=preset)
+        graph = load(path, dt=dt, reset=reset, preset=preset, source_dt=source_dt)
     except MemoryError as exc:  # the size checks passed but the machine ran out while reading
         raise ResourceError(f"out of memory while reading the file ({exc or 'no detail'}); raise the memory "
                             f"limit or prune the network", file=os.fspath(path), field="memory") from None

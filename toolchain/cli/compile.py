@@ -48,6 +48,9 @@ def quant_summary(program) -> str:
 @click.option("--reset", type=click.Choice(["zero", "subtract"]), default=None,
               help="Reset mode of every spiking neuron (NIR does not store it).")
 @click.option("--preset", default=None, help="Framework conventions of the file: snntorch, norse, sinabs, ...")
+@click.option("--source-dt", type=float, default=None,
+              help="Time step (s) the exporting framework simulated with, for presets that decode tau with it "
+                   "(Norse); independent of --dt.")
 @click.option("--output", "-o", required=True, type=click.Path(file_okay=False),
               help="Build directory to write the Program to.")
 @click.option("--vth-max", type=int, default=None, help="Largest threshold mantissa of a spiking layer.")
@@ -66,7 +69,7 @@ def quant_summary(program) -> str:
 def compile_cmd(file: str, target: str, dt: Optional[float], reset: Optional[str], preset: Optional[str],
                 output: str, vth_max: Optional[int], no_partition: bool, no_align_bias: bool = False,
                 netx_file: Optional[str] = None, reset_interval: Optional[int] = None, reset_offset: int = 0,
-                sparse_fc: bool = False) -> None:
+                sparse_fc: bool = False, source_dt: Optional[float] = None) -> None:
     """Compile a NIR file (or read a lava-dl netx .net file) for a Loihi-style target and write the Program to
     OUTPUT."""
     from ..build_io import build_lock
@@ -79,6 +82,8 @@ def compile_cmd(file: str, target: str, dt: Optional[float], reset: Optional[str
         opts["partition"] = False
     if no_align_bias:
         opts["align_bias"] = False
+    if source_dt is not None:
+        opts["source_dt"] = source_dt
     if is_netx_file(file):
         opts.update(reset_interval=reset_interval, reset_offset=reset_offset, sparse_fc_layer=sparse_fc)
     elif reset_interval is not None or sparse_fc:

@@ -100,19 +100,20 @@ def synapse_totals(graph: ir.Graph) -> tuple:
 
 
 def inspect_text(path: str, dt: Optional[float] = None, reset: Optional[str] = None,
-                 preset: Optional[str] = None) -> str:
+                 preset: Optional[str] = None, source_dt: Optional[float] = None) -> str:
     """The report ``snnc inspect`` prints (loads the file; raises ToolchainError on bad input). A lava-dl netx
     ``.net`` file gets :func:`toolchain.netx_io.netx_inspect_text` (``dt``, ``reset``, ``preset`` do not apply)."""
     from ..netx_io import is_netx_file, netx_inspect_text
     if is_netx_file(path):
-        given = [k for k, v in (("dt", dt), ("reset", reset), ("preset", preset)) if v is not None]
+        given = [k for k, v in (("dt", dt), ("reset", reset), ("preset", preset), ("source_dt", source_dt))
+                 if v is not None]
         if given:
             raise ToolchainError("does not apply to a netx file (already integer)", file=path, field=given[0])
         return netx_inspect_text(path)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            graph = load(path, dt=dt, reset=reset, preset=preset)
+            graph = load(path, dt=dt, reset=reset, preset=preset, source_dt=source_dt)
         except MemoryError as exc:  # the size checks passed but the machine ran out while reading
             raise ResourceError(f"out of memory while reading the file ({exc or 'no detail'}); raise the memory "
                                 f"limit or prune the network", file=os.fspath(path), field="memory") from None
@@ -142,6 +143,10 @@ def inspect_text(path: str, dt: Optional[float] = None, reset: Optional[str] = N
               help="Reset mode of every spiking node (NIR does not store it); default zero.")
 @click.option("--preset", type=click.Choice(list(PRESETS)), default=None,
               help="Exporting framework's conventions (dt, reset, tau units).")
-def inspect_cmd(file: str, dt: Optional[float], reset: Optional[str], preset: Optional[str]) -> None:
+@click.option("--source-dt", type=float, default=None,
+              help="Time step (s) the exporting framework simulated with (Norse stores tau*dt); default: the file's "
+                   "metadata, else 1e-3.")
+def inspect_cmd(file: str, dt: Optional[float], reset: Optional[str], preset: Optional[str],
+                source_dt: Optional[float] = None) -> None:
     """Show the nodes, shapes, counts, recurrence, parameter ranges and warnings of a NIR FILE."""
-    click.echo(inspect_text(file, dt=dt, reset=reset, preset=preset))
+    click.echo(inspect_text(file, dt=dt, reset=reset, preset=preset, source_dt=source_dt))
