@@ -301,8 +301,10 @@ def product_event_vs_dense(batch: int = 256, n_in: int = 784, n_out: int = 256, 
     s = r.random((batch, n_in)) < density
     dest = np.zeros((batch, n_out), np.float32)
 
+    layer = R._FastLayer([], set(), 1)
+
     def outs():  # a fresh step: the dense path converts the spikes to float again, as in a simulation
-        o = R._Outputs(R._FastLayer([], set(), 1))
+        o = R._Outputs(layer)
         o["in"] = s
         return o
 
