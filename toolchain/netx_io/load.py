@@ -100,6 +100,7 @@ class _Reader:
     inputs: List[InputPort] = field(default_factory=list)
     table: List[Dict[str, Any]] = field(default_factory=list)
     notes: List[str] = field(default_factory=list)
+    simulation: Dict[str, Any] = field(default_factory=dict)
 
     def err(self, msg: str, layer: Optional[int] = None, fld: Optional[str] = None) -> NetxImportError:
         return NetxImportError(msg, file=self.path, node=None if layer is None else f"layer/{layer}", field=fld)
@@ -114,10 +115,13 @@ def _read(r: _Reader, grp: Any, key: str, i: int, as_int: bool = False) -> np.nd
         raise r.err("missing", i, key)
     if not isinstance(obj, h5py.Dataset):
         raise r.err("is a group, expected a dataset", i, key)
-    size = int(np.prod(obj.shape)) if obj.shape else 1
-    if size > MAX_DATASET_ELEMENTS:
-        raise r.err(f"has {size} elements, more than the {MAX_DATASET_ELEMENTS} this reader accepts", i, key)
-    val = obj[()]
+    try:
+        size = int(np.prod(obj.shape)) if obj.shape else 1
+        if size > MAX_DATASET_ELEMENTS:
+            raise r.err(f"has {size} elements, more than the {MAX_DATASET_ELEMENTS} this reader accepts", i, key)
+        val = obj[()]
+    except (OSError, RuntimeError, ValueError, TypeError) as exc:  # h5py on a damaged dataset
+        raise r.err(f"cannot be read (damaged file?): {type(exc).__name__}: {exc}", i, key) from None
     if isinstance(val, (bytes, np.bytes_)):
         raise r.err("holds text, expected numbers", i, key)
     arr = np.asarray(val)
@@ -128,11 +132,33 @@ def _read(r: _Reader, grp: Any, key: str, i: int, as_int: bool = False) -> np.nd
     return arr.astype(np.int64) if as_int else arr
 
 
+#: a layer with more neurons than this is refused before anything is allocated (Loihi 2 systems hold ~1e9)
+MAX_LAYER_NEURONS = 2 ** 27
+
+
+def _shape(r: _Reader, grp: Any, i: int) -> Tuple[int, ...]:
+    """A layer's ``shape`` in netx's stored order, reversed to ours ((W, H, C) for grids): positive integers
+    whose product stays below :data:`MAX_LAYER_NEURONS`."""
+    v = _read(r, grp, "shape", i).reshape(-1)
+    if v.size == 0 or v.size > 3 or not np.all(np.equal(np.mod(v, 1), 0)) or v.min() < 1:
+        raise r.err(f"must be 1 to 3 positive integers, got {v.tolist()}", i, "shape")
+    shape = tuple(int(s) for s in v[::-1])
+    if int(np.prod(np.asarray(shape, np.float64))) > MAX_LAYER_NEURONS:
+        raise r.err(f"{shape} holds more than {MAX_LAYER_NEURONS} neurons", i, "shape")
+    return shape
+
+
 def _text(r: _Reader, grp: Any, key: str, i: int) -> str:
+    import h5py
     obj = grp.get(key)
     if obj is None:
         raise r.err("missing", i, key)
-    val = obj[()]
+    if not isinstance(obj, h5py.Dataset):
+        raise r.err("is not a dataset", i, key)
+    try:
+        val = obj[()]
+    except (OSError, RuntimeError, ValueError, TypeError) as exc:  # h5py on a damaged dataset
+        raise r.err(f"cannot be read (damaged file?): {type(exc).__name__}: {exc}", i, key) from None
     if isinstance(val, np.ndarray):
         if val.size == 0:
             raise r.err("is empty", i, key)
@@ -176,7 +202,7 @@ def _neuron(r: _Reader, lay: Any, i: int, name: str, shape: Tuple[int, ...], bia
             what = ("sigma-delta (SDNN) neurons are not supported yet (their own issue)" if ntype == "SDNN"
                     else f"neuron type {ntype!r} is not supported (CUBA/LOIHI LIF only)")
             raise r.err(what, i, "neuron/type")
-        if "messageBits" in ng and int(np.asarray(ng["messageBits"][()]).reshape(-1)[0]) != 0:
+        if "messageBits" in ng and np.any(_read(r, ng, "messageBits", i) != 0):
             raise r.err("graded output spikes of CUBA neurons are not supported", i, "neuron/messageBits")
         cfg = {key: _read(r, ng, key, i) for key in ("iDecay", "vDecay", "vThMant")}
     n = int(np.prod(shape))
@@ -288,27 +314,13 @@ def load_netx(path: Union[str, os.PathLike], reset_interval: Optional[int] = Non
     except OSError as exc:
         raise NetxImportError(f"not a netx (HDF5) file: {exc}", file=p) from None
     r = _Reader(p, None if reset_interval is None else int(reset_interval), int(reset_offset))
-    with fh:
-        layers = fh.get("layer")
-        if not isinstance(layers, h5py.Group) or len(layers) == 0:
-            raise NetxImportError("no 'layer' group with layers: not a netx network", file=p, field="layer")
-        keys = list(layers.keys())
-        if sorted(keys, key=lambda s: (len(s), s)) != [str(j) for j in range(len(keys))]:
-            raise NetxImportError(f"layers must be named 0..{len(keys) - 1}, got {sorted(keys)[:5]}...", file=p,
-                                  field="layer")
-        sim = {}
-        if isinstance(fh.get("simulation"), h5py.Group):
-            for key, ds in fh["simulation"].items():
-                if isinstance(ds, h5py.Dataset) and ds.size == 1:
-                    sim[key] = np.asarray(ds[()]).reshape(-1)[0].item()
-        try:
-            _build(r, layers, int(input_message_bits), bool(sparse_fc_layer))
-        except NetxImportError:
-            raise
-        except ToolchainError as exc:  # a field the Program itself refuses: keep the file's name
-            raise NetxImportError(exc.message, file=p, node=exc.node, field=exc.field) from None
+    try:
+        _read_file(fh, r, int(input_message_bits), bool(sparse_fc_layer))
+    except (OSError, RuntimeError, KeyError) as exc:  # h5py on a damaged file (truncated, flipped bytes)
+        raise NetxImportError(f"damaged HDF5 file, cannot be read: {type(exc).__name__}: {exc}", file=p) from None
     if not r.groups:
         raise NetxImportError("the file has no layer with neurons", file=p, field="layer")
+    sim = r.simulation
     meta = {"source_format": "netx", "file": p,
             "netx": {"layers": r.table, "simulation": sim, "reset_interval": r.reset_interval,
                      "reset_offset": r.reset_offset, "input_message_bits": int(input_message_bits),
@@ -317,6 +329,30 @@ def load_netx(path: Union[str, os.PathLike], reset_interval: Optional[int] = Non
         return Program(r.groups, r.synapses, r.inputs, r.groups[-1].name, target=target, metadata=meta)
     except ToolchainError as exc:
         raise NetxImportError(exc.message, file=p, node=exc.node, field=exc.field) from None
+
+
+def _read_file(fh: Any, r: "_Reader", input_message_bits: int, sparse_fc_layer: bool) -> None:
+    """The layers and the ``simulation`` group of an open netx file into ``r``."""
+    import h5py
+    p = r.path
+    with fh:
+        layers = fh.get("layer")
+        if not isinstance(layers, h5py.Group) or len(layers) == 0:
+            raise NetxImportError("no 'layer' group with layers: not a netx network", file=p, field="layer")
+        keys = list(layers.keys())
+        if sorted(keys, key=lambda s: (len(s), s)) != [str(j) for j in range(len(keys))]:
+            raise NetxImportError(f"layers must be named 0..{len(keys) - 1}, got {sorted(keys)[:5]}...", file=p,
+                                  field="layer")
+        if isinstance(fh.get("simulation"), h5py.Group):
+            for key, ds in fh["simulation"].items():
+                if isinstance(ds, h5py.Dataset) and ds.size == 1 and ds.dtype.kind in "biuf":
+                    r.simulation[key] = np.asarray(ds[()]).reshape(-1)[0].item()
+        try:
+            _build(r, layers, input_message_bits, sparse_fc_layer)
+        except NetxImportError:
+            raise
+        except ToolchainError as exc:  # a field the Program itself refuses: keep the file's name
+            raise NetxImportError(exc.message, file=p, node=exc.node, field=exc.field) from None
 
 
 def _build(r: _Reader, layers: Any, input_message_bits: int, sparse_fc_layer: bool) -> None:
@@ -337,7 +373,7 @@ def _build(r: _Reader, layers: Any, input_message_bits: int, sparse_fc_layer: bo
                         "network either)", i, "type")
         if ltype == "input":
             if "shape" in lay:
-                in_shape = tuple(int(s) for s in _read(r, lay, "shape", i).reshape(-1)[::-1])
+                in_shape = _shape(r, lay, i)
             if "neuron" in lay:
                 if in_shape is None:
                     raise r.err("an input layer with neurons needs a shape", i, "shape")
@@ -355,7 +391,7 @@ def _build(r: _Reader, layers: Any, input_message_bits: int, sparse_fc_layer: bo
             flatten_next = True
             continue
         if ltype == "conv":
-            shape = tuple(int(s) for s in _read(r, lay, "shape", i).reshape(-1)[::-1])
+            shape = _shape(r, lay, i)
             src_shape = prev.shape if prev is not None else in_shape
             if src_shape is None:
                 raise r.err("input shape could not be inferred (no input layer with a shape before the first "
@@ -367,14 +403,18 @@ def _build(r: _Reader, layers: Any, input_message_bits: int, sparse_fc_layer: bo
                 raise r.err(f"conv weight of shape {wt.shape}, expected (C_out, C_in/groups, KH, KW)", i, "weight")
             kern = wt.reshape(wt.shape[:4])
 
-            def pair(key: str, default: int) -> Tuple[int, int]:
+            def ints(key: str, default: int, n: Tuple[int, ...] = (1, 2), lo: int = 0) -> Tuple[int, ...]:
                 if key not in lay:
                     return (default, default)
-                v = _read(r, lay, key, i).reshape(-1).astype(np.int64)
-                return (int(v[0]), int(v[0])) if v.size == 1 else (int(v[0]), int(v[1]))
+                v = _read(r, lay, key, i).reshape(-1)
+                if v.size not in n or not np.all(np.equal(np.mod(v, 1), 0)) or v.min() < lo or v.max() > 2 ** 16:
+                    raise r.err(f"must be {' or '.join(map(str, n))} integer(s) in [{lo}, 65536], got {v.tolist()}",
+                                i, key)
+                v = v.astype(np.int64)
+                return (int(v[0]), int(v[-1]))
 
-            stride, padding, dilation = pair("stride", 1), pair("padding", 0), pair("dilation", 1)
-            groups = int(_read(r, lay, "groups", i).reshape(-1)[0]) if "groups" in lay else 1
+            stride, padding, dilation = ints("stride", 1, lo=1), ints("padding", 0), ints("dilation", 1, lo=1)
+            groups = ints("groups", 1, (1,), lo=1)[0]
             if kern.min(initial=0) < -256 or kern.max(initial=0) > 255:
                 raise r.err(f"kernel values [{kern.min()}, {kern.max()}] outside [-256, 255]: Lava's Conv would use "
                             "them unclipped, this toolchain's synapses hold 9-bit signed weights", i, "weight")
@@ -404,7 +444,7 @@ def _build(r: _Reader, layers: Any, input_message_bits: int, sparse_fc_layer: bo
             continue
         if ltype in ("dense", "dense_rec"):
             rec = ltype == "dense_rec"
-            n_out = int(np.prod(_read(r, lay, "shape", i)))
+            n_out = int(np.prod(_shape(r, lay, i)))
             w = _read(r, lay, "weight", i, as_int=True)
             if w.ndim == 1:
                 w = w.reshape(n_out, -1) if n_out and w.size % n_out == 0 else w
