@@ -152,6 +152,15 @@ def test_long_run_writes_progress_lines_to_a_log(build, tmp_path, capsys, x_npy,
     assert np.array_equal(a["spikes"], b["spikes"]) and np.array_equal(a["steps_run"], b["steps_run"])
 
 
+def test_verify_writes_progress_lines_to_a_log(build, capsys):
+    """Under pytest stderr is no terminal: verify writes a line after the reference run and after each Lava
+    sample (a long Lava run is never silent in a log)."""
+    rc, out, err = snnc(capsys, "verify", build, "--random", "2", "--steps", "6")
+    assert rc == 0 and "bit-exact: yes" in out
+    lines = [ln for ln in err.splitlines() if ln.startswith("verify: ")]
+    assert lines[0].startswith("verify: reference done") and lines[-1].startswith("verify: lava sample 2/2")
+
+
 # ------------------------------------------------------------------------------------------ tracebacks
 @pytest.mark.parametrize("shape,words", [((0, 6, 16), "empty batch"), ((2, 0, 16), "empty time axis")])
 def test_empty_batch_or_time_axis(build, tmp_path, capsys, shape, words):

@@ -262,10 +262,11 @@ def lava_conv_exact(syn: Any, num_message_bits: int = 0) -> bool:
 
 
 def run_lava(program: Program, x: Union[np.ndarray, Mapping[str, np.ndarray]], steps: Optional[int] = None,
-             record: Union[bool, Sequence[str]] = False, progress: Optional[bool] = None) -> SimResult:
+             record: Union[bool, Sequence[str]] = False, progress: Optional[bool] = None,
+             on_sample: Optional[Any] = None) -> SimResult:
     """Run ``program`` on Lava (``fixed_pt``), one network per sample; same arguments and record format as
     :func:`toolchain.sim.reference.simulate` (no early exit). Lava's runtime is stopped after every sample, also
-    when it fails."""
+    when it fails. ``on_sample(done, total)`` is called after each sample (e.g. progress lines for a log)."""
     inputs, batch, steps = prepare_inputs(program, x, steps)
     rec = recorded_groups(program, record)
     out_name = program.output
@@ -295,6 +296,8 @@ def run_lava(program: Program, x: Union[np.ndarray, Mapping[str, np.ndarray]], s
                     v[g][b] = st["v"]
             finally:
                 net.stop()
+            if on_sample is not None:
+                on_sample(b + 1, batch)
     output = spikes[out_name] if out_kind == "spikes" else v[out_name]
     return SimResult(spikes=spikes, u=u, v=v, output=output, output_group=out_name, output_kind=out_kind,
                      steps_run=np.full(batch, steps, dtype=np.int64), backend="lava",

@@ -107,11 +107,24 @@ def run_simulation(program: Program, x: InputLike, steps: Optional[int] = None, 
     raise InputError(f"must be one of {BACKENDS}, got {backend!r}", field="backend")
 
 
-def verify_program(program: Program, x: InputLike, steps: Optional[int] = None
+def verify_program(program: Program, x: InputLike, steps: Optional[int] = None, log: bool = False
                    ) -> Tuple[Optional[Mismatch], SimResult, SimResult]:
-    """Run both backends with every group recorded; ``(first mismatch or None, reference, lava)``."""
+    """Run both backends with every group recorded; ``(first mismatch or None, reference, lava)``. ``log``: a
+    plain progress line on stderr after the reference run and after every Lava sample (for logs; on a terminal
+    Lava's own bar shows)."""
+    t0 = time.perf_counter()
     ref = run_simulation(program, x, steps, "reference", record=True)
-    lav = run_simulation(program, x, steps, "lava", record=True)
+    if log:
+        click.echo(f"verify: reference done in {time.perf_counter() - t0:.1f} s; running Lava", err=True)
+    t1 = time.perf_counter()
+
+    def line(done: int, total: int) -> None:
+        el = time.perf_counter() - t1
+        click.echo(f"verify: lava sample {done}/{total}, {el:.1f} s, about {el / done * (total - done):.0f} s left",
+                   err=True)
+
+    from ..backends.lava import run_lava
+    lav = run_lava(program, x, steps=steps, record=True, on_sample=line if log else None)
     return ref.first_mismatch(lav), ref, lav
 
 
@@ -245,7 +258,7 @@ def verify_cmd(build: str, input_path: Optional[str], n_random: Optional[int],
     if input_path is None:
         x = random_input(program, batch, n_steps, seed)
     t0 = time.perf_counter()
-    mm, ref, lav = verify_program(program, x, steps)
+    mm, ref, lav = verify_program(program, x, steps, log=not sys.stderr.isatty())
     dt = time.perf_counter() - t0
     n_groups = len(ref.groups)
     if ref.batch * ref.steps == 0 or n_groups == 0:  # nothing compared is no evidence
