@@ -83,7 +83,7 @@ def mutate_netx(src: Path, dst: Path, seed: int) -> str:
         return f"{name} declared (65536, 65536)"
 
 
-def _check(seed: int, seeds, capsys) -> None:
+def check_netx_case(seed: int, seeds, capsys) -> None:
     src = seeds[seed % len(seeds)]
     with tempfile.TemporaryDirectory() as d:
         d = Path(d)
@@ -103,7 +103,7 @@ def _check(seed: int, seeds, capsys) -> None:
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(seed=st.integers(0, 2 ** 32 - 1))
 def test_fuzz_netx_files(seed, seeds, capsys):
-    _check(seed, seeds, capsys)
+    check_netx_case(seed, seeds, capsys)
 
 
 @pytest.mark.slow
@@ -111,4 +111,4 @@ def test_fuzz_netx_files(seed, seeds, capsys):
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(seed=st.integers(0, 2 ** 32 - 1))
 def test_fuzz_netx_files_many(seed, seeds, capsys):
-    _check(seed, seeds, capsys)
+    check_netx_case(seed, seeds, capsys)

@@ -49,7 +49,7 @@ def snnc(capsys, *args, seconds: int = 60):
     return rc, out, err
 
 
-def one_error(rc, err, *words):
+def assert_one_error(rc, err, *words):
     """Exit 1 and exactly one non-empty stderr line, ``error: ...``, holding every word."""
     lines = [ln for ln in err.splitlines() if ln.strip() and not ln.startswith("warning:")]
     assert rc == 1, err
@@ -84,7 +84,7 @@ def x_npy(tmp_path):
 def test_cycle_without_neuron_is_refused_at_once(tmp_path, capsys, kind, node):
     f = bad_nir_file(tmp_path / f"{kind}.nir", kind)
     rc, _, err = snnc(capsys, "compile", f, "--dt", "1e-3", "-o", tmp_path / "b", seconds=30)
-    one_error(rc, err, f"file '{f}'", f"node {node}", "field 'edges'", "cycle with no neuron")
+    assert_one_error(rc, err, f"file '{f}'", f"node {node}", "field 'edges'", "cycle with no neuron")
     assert "does not exist" not in err
     assert not (tmp_path / "b").exists()
     rc, out, _ = snnc(capsys, "inspect", f)  # inspect shows the file and names the defect
@@ -94,10 +94,10 @@ def test_cycle_without_neuron_is_refused_at_once(tmp_path, capsys, kind, node):
 def test_header_declared_giant_weight_is_refused_before_reading(tmp_path, capsys, monkeypatch):
     f = bad_nir_file(tmp_path / "huge.nir", "huge_weight")  # 1e6 x 1e3 float32 declared, never written
     rc, _, err = snnc(capsys, "compile", f, "--dt", "1e-3", "-o", tmp_path / "b", seconds=30)
-    one_error(rc, err, "node 'fc'", "field 'weight'", "compiling needs about", "(1000000, 1000)", "available")
+    assert_one_error(rc, err, "node 'fc'", "field 'weight'", "compiling needs about", "(1000000, 1000)", "available")
     monkeypatch.setenv("SNNC_MEMORY_LIMIT", "1G")
     rc, _, err = snnc(capsys, "inspect", f, seconds=30)
-    one_error(rc, err, "node 'fc'", "field 'weight'", "reading this file needs", "SNNC_MEMORY_LIMIT")
+    assert_one_error(rc, err, "node 'fc'", "field 'weight'", "reading this file needs", "SNNC_MEMORY_LIMIT")
     assert not (tmp_path / "b").exists()
 
 
@@ -107,7 +107,7 @@ def test_more_neurons_than_the_target_is_refused_before_reading(tmp_path, capsys
     limit = spec.total_cores * spec.neurons_per_core
     f = bad_nir_file(tmp_path / "many.nir", "many_neurons", neurons=limit + 1)  # declared, never written
     rc, _, err = snnc(capsys, "compile", f, "--dt", "1e-3", "-o", tmp_path / "b", seconds=30)
-    one_error(rc, err, "node 'lif'", f"{limit + 1:,} neurons", f"at most {limit:,} neurons", "field 'cores'")
+    assert_one_error(rc, err, "node 'lif'", f"{limit + 1:,} neurons", f"at most {limit:,} neurons", "field 'cores'")
 
 
 def test_graph_totals_checked_before_any_pass(monkeypatch):
@@ -135,7 +135,7 @@ def test_impossible_steps_refused_up_front(build, tmp_path, capsys, x_npy, cmd):
     args = (["simulate", build, "-i", x_npy, "-o", tmp_path / "r.npz"] if cmd == "simulate"
             else ["verify", build, "--random", "1"])
     rc, _, err = snnc(capsys, *args, "--steps", "1000000000", seconds=30)
-    one_error(rc, err, "field 'steps'", "1,000,000,000 steps", "available", "fewer steps")
+    assert_one_error(rc, err, "field 'steps'", "1,000,000,000 steps", "available", "fewer steps")
     assert not (tmp_path / "r.npz").exists()
 
 
@@ -166,9 +166,9 @@ def test_verify_writes_progress_lines_to_a_log(build, capsys):
 def test_empty_batch_or_time_axis(build, tmp_path, capsys, shape, words):
     np.save(tmp_path / "e.npy", np.zeros(shape, np.int32))
     rc, _, err = snnc(capsys, "simulate", build, "-i", tmp_path / "e.npy", "-o", tmp_path / "r.npz")
-    one_error(rc, err, words, "node 'spikes_in'")
+    assert_one_error(rc, err, words, "node 'spikes_in'")
     rc, _, err = snnc(capsys, "verify", build, "-i", tmp_path / "e.npy")
-    one_error(rc, err, words)
+    assert_one_error(rc, err, words)
     assert not (tmp_path / "r.npz").exists()
 
 
@@ -188,7 +188,7 @@ def _edited(build: Path, tmp_path: Path, edit=None, truncate: bool = False) -> P
 def test_truncated_arrays_npz(build, tmp_path, capsys, x_npy):
     b = _edited(build, tmp_path, truncate=True)
     rc, _, err = snnc(capsys, "simulate", b, "-i", x_npy, "-o", tmp_path / "r.npz")
-    one_error(rc, err, "arrays.npz", "truncated")
+    assert_one_error(rc, err, "arrays.npz", "truncated")
 
 
 @pytest.mark.parametrize("value,words", [("banana", "must be an integer"), (30, "outside [-8, 7]")])
@@ -196,7 +196,7 @@ def test_edited_weight_exp_is_refused_on_load(build, tmp_path, capsys, value, wo
     b = _edited(build, tmp_path, lambda d: d["synapses"][0].__setitem__("weight_exp", value))
     for args in (["verify", b, "--random", "1", "--steps", "3"], ["report", b]):
         rc, out, err = snnc(capsys, *args)
-        one_error(rc, err, f"file '{b}'", "node 'fc_in'", "field 'weight_exp'", words)
+        assert_one_error(rc, err, f"file '{b}'", "node 'fc_in'", "field 'weight_exp'", words)
         assert "bit-exact" not in out
 
 
@@ -212,19 +212,19 @@ def test_edited_weight_exp_is_refused_on_load(build, tmp_path, capsys, value, wo
 def test_inconsistent_program_json_is_refused(build, tmp_path, capsys, edit, words):
     b = _edited(build, tmp_path, edit)
     rc, _, err = snnc(capsys, "verify", b, "--random", "1", "--steps", "2")
-    one_error(rc, err, words)
+    assert_one_error(rc, err, words)
 
 
 def test_unwritable_outputs_end_in_one_error_line(build, tmp_path, capsys, x_npy):
     # /proc refuses new files even for root, so this holds in containers too
     rc, _, err = snnc(capsys, "compile", DEMO, "--dt", "1e-3", "-o", "/proc/snnc-build")
-    one_error(rc, err, "/proc")
+    assert_one_error(rc, err, "/proc")
     rc, _, err = snnc(capsys, "simulate", build, "-i", x_npy, "-o", "/proc/r.npz")
-    one_error(rc, err, "/proc")
+    assert_one_error(rc, err, "/proc")
     y = tmp_path / "y.npy"
     np.save(y, np.zeros(2, np.int64))
     rc, _, err = snnc(capsys, "report", build, "--data", x_npy, "--labels", y, "--plot", "/proc/p.png")
-    one_error(rc, err, "/proc/p.png")
+    assert_one_error(rc, err, "/proc/p.png")
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
@@ -237,9 +237,9 @@ def test_read_only_build_folder_for_calibrate_and_report(build, tmp_path, capsys
     os.chmod(ro, stat.S_IRUSR | stat.S_IXUSR)
     try:
         rc, _, err = snnc(capsys, "calibrate", ro / "b", "--data", x_npy, "--labels", y)
-        one_error(rc, err)
+        assert_one_error(rc, err)
         rc, _, err = snnc(capsys, "report", ro / "b", "--data", x_npy, "--labels", y)
-        one_error(rc, err, "not writable")
+        assert_one_error(rc, err, "not writable")
     finally:
         os.chmod(ro, 0o755)
         os.chmod(ro / "b", 0o755)
@@ -252,7 +252,7 @@ def test_memory_error_in_the_loader(tmp_path, capsys, monkeypatch):
         raise MemoryError()
     monkeypatch.setattr(nir, "read", oom)
     rc, _, err = snnc(capsys, "compile", DEMO, "--dt", "1e-3", "-o", tmp_path / "b")
-    one_error(rc, err, "out of memory")
+    assert_one_error(rc, err, "out of memory")
     assert not (tmp_path / "b").exists()
 
 
@@ -263,20 +263,20 @@ def test_memory_error_inside_a_pass_is_out_of_memory_not_a_bug(tmp_path, capsys,
         raise MemoryError("Unable to allocate 275. MiB")
     monkeypatch.setattr(pipeline, "quantise", oom)
     rc, _, err = snnc(capsys, "compile", DEMO, "--dt", "1e-3", "-o", tmp_path / "b")
-    one_error(rc, err, f"file '{DEMO}'", "out of memory in pass 'quantise'", "275. MiB")
+    assert_one_error(rc, err, f"file '{DEMO}'", "out of memory in pass 'quantise'", "275. MiB")
     assert "internal error" not in err and not (tmp_path / "b").exists()
 
 
 # ------------------------------------------------------------------------------------------ silent wrong results
 def test_zero_steps_is_an_error_not_an_empty_result(build, tmp_path, capsys, x_npy):
     rc, _, err = snnc(capsys, "simulate", build, "-i", x_npy, "-o", tmp_path / "r.npz", "--steps", "0")
-    one_error(rc, err, "field 'steps'", "at least 1")
+    assert_one_error(rc, err, "field 'steps'", "at least 1")
     assert not (tmp_path / "r.npz").exists()
     rc, out, err = snnc(capsys, "verify", build, "-i", x_npy, "--steps", "0")
-    one_error(rc, err, "field 'steps'")
+    assert_one_error(rc, err, "field 'steps'")
     assert "bit-exact" not in out
     rc, out, err = snnc(capsys, "verify", build, "--random", "1", "--steps", "0")
-    one_error(rc, err, "field 'steps'")
+    assert_one_error(rc, err, "field 'steps'")
 
 
 def test_a_second_writer_of_one_build_folder_is_refused(tmp_path, capsys):
@@ -294,7 +294,7 @@ def test_a_second_writer_of_one_build_folder_is_refused(tmp_path, capsys):
     try:
         assert holder.stdout.readline().strip() == "held"
         rc, out_text, err = snnc(capsys, "compile", DEMO, "--dt", "1e-3", "-o", out)
-        one_error(rc, err, f"file '{out}'", "being written by another process", f"pid {holder.pid}")
+        assert_one_error(rc, err, f"file '{out}'", "being written by another process", f"pid {holder.pid}")
         assert "wrote" not in out_text and not out.exists()
     finally:
         holder.communicate("\n", timeout=30)
@@ -322,7 +322,7 @@ def test_a_folder_of_other_files_is_never_written_into(tmp_path, capsys):
     out.mkdir()
     (out / "cat.jpg").write_bytes(b"cat")
     rc, _, err = snnc(capsys, "compile", DEMO, "--dt", "1e-3", "-o", out)
-    one_error(rc, err, f"file '{out}'", "holds no program build")
+    assert_one_error(rc, err, f"file '{out}'", "holds no program build")
     assert listing(out) == ["cat.jpg"] and (out / "cat.jpg").read_bytes() == b"cat"
 
 
@@ -330,24 +330,24 @@ def test_a_folder_of_other_files_is_never_written_into(tmp_path, capsys):
 def test_r_zero_names_node_and_field(tmp_path, capsys):
     f = bad_nir_file(tmp_path / "r0.nir", "r_zero")
     rc, _, err = snnc(capsys, "compile", f, "--dt", "1e-3", "-o", tmp_path / "b")
-    one_error(rc, err, f"file '{f}'", "node 'lif'", "field 'r'", "r = 0")
+    assert_one_error(rc, err, f"file '{f}'", "node 'lif'", "field 'r'", "r = 0")
     assert "IndexError" not in err
 
 
 def test_zero_byte_npy(build, tmp_path, capsys):
     (tmp_path / "z.npy").write_bytes(b"")
     rc, _, err = snnc(capsys, "simulate", build, "-i", tmp_path / "z.npy", "-o", tmp_path / "r.npz")
-    one_error(rc, err, "z.npy", "empty (0 bytes)")
+    assert_one_error(rc, err, "z.npy", "empty (0 bytes)")
     assert "aborted" not in err
     y = tmp_path / "y.npy"
     np.save(y, np.zeros(2, np.int64))
     rc, _, err = snnc(capsys, "calibrate", build, "--data", tmp_path / "z.npy", "--labels", y)
-    one_error(rc, err, "z.npy", "empty")
+    assert_one_error(rc, err, "z.npy", "empty")
 
 
 def test_missing_output_folder_names_the_output_not_a_temp_file(build, tmp_path, capsys, x_npy):
     rc, _, err = snnc(capsys, "simulate", build, "-i", x_npy, "-o", tmp_path / "nope" / "r.npz")
-    line = one_error(rc, err, f"file '{tmp_path / 'nope' / 'r.npz'}'", "does not exist")
+    line = assert_one_error(rc, err, f"file '{tmp_path / 'nope' / 'r.npz'}'", "does not exist")
     assert ".tmp" not in line
 
 
@@ -358,14 +358,14 @@ def test_pass_errors_name_the_file_without_the_pass_list(tmp_path, capsys):
                                           "th": nir.Threshold(np.full(3, 0.5)), "out": nir.Output(np.array([3]))},
                                    edges=[("in", "w"), ("w", "th"), ("th", "out")]))
     rc, _, err = snnc(capsys, "compile", f, "--dt", "1e-3", "-o", tmp_path / "b")
-    one_error(rc, err, f"file '{f}'", "node 'th'", "[in pass 'quantise']")
+    assert_one_error(rc, err, f"file '{f}'", "node 'th'", "[in pass 'quantise']")
     assert "passes before" not in err
 
 
 def test_missing_dt_speaks_command_line(tmp_path, capsys):
     f = bad_nir_file(tmp_path / "nodt.nir", "no_dt")
     rc, _, err = snnc(capsys, "compile", f, "-o", tmp_path / "b")
-    one_error(rc, err, f"file '{f}'", "field 'dt'", "--dt SECONDS")
+    assert_one_error(rc, err, f"file '{f}'", "field 'dt'", "--dt SECONDS")
     assert "dt=" not in err
 
 
