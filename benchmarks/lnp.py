@@ -213,6 +213,7 @@ def summarise(results: List[Dict[str, Any]]) -> Dict[str, Any]:
 
 
 def print_table(summary: Dict[str, Any]) -> None:
+    from toolchain.textutil import table_lines
     head = ("task", "method", "neurons", "synapses", "rec. synapses", "error", "synops/inference", "cores")
     rows = [head]
     for t in summary["tasks"]:
@@ -220,11 +221,7 @@ def print_table(summary: Dict[str, Any]) -> None:
             c = summary["table"][t][m]
             rows.append((t, m, _fmt(c["neurons"]), _fmt(c["synapses"]), _fmt(c["recurrent_synapses"]),
                          _fmt(c["error"]), _fmt(c["synops"]), _fmt(c["cores"])))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
-    for k, r in enumerate(rows):
-        print("  ".join(c.ljust(w) for c, w in zip(r, widths)))
-        if k == 0:
-            print("  ".join("-" * w for w in widths))
+    print("\n".join(table_lines(rows)))
     print("error: NRMSE for the series, 1 - accuracy for mnist1d; mean ± std over seeds")
 
 

@@ -42,6 +42,7 @@ import numpy as np  # noqa: E402
 from toolchain.backends.lava import run_lava  # noqa: E402
 from toolchain.sim.reference import simulate  # noqa: E402
 from toolchain.testing import benchmark_program, int_inputs  # noqa: E402
+from toolchain.textutil import table_lines  # noqa: E402
 
 
 def _wall(fn) -> float:
@@ -116,14 +117,10 @@ def main(argv=None) -> int:
 
     head = ("network", "batch", "ref steady/s", "ref per run/s", "Lava steady/s", "Lava per run/s",
             "Lava at this batch", "speedup steady", "speedup per run", "bit-exact")
-    widths = [max(len(r[i]) for r in rows + [head]) for i in range(len(head))]
     print(f"784-256-256-10, T = {steps} steps (short run {short}), input rate 0.2; sample-steps per second of wall "
           f"time, medians; steady = per step, set-up excluded (long minus short run); per run = with set-up "
           f"(Lava: network build + compile + run + stop per sample); both warmed up first")
-    print("  ".join(h.ljust(w) for h, w in zip(head, widths)))
-    print("  ".join("-" * w for w in widths))
-    for r in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(r, widths)))
+    print("\n".join(table_lines([head] + rows)))
     print(f"RESULT speedup_b{B} {min(per_run[B]):.1f}")
     print(f"RESULT speedup_b1 {min(per_run[1]):.1f}")
     print(f"RESULT speedup_steady_b{B} {min(steady[B]):.1f}")

@@ -65,6 +65,7 @@ import numpy as np  # noqa: E402
 from toolchain import fixedpoint as fx  # noqa: E402
 from toolchain.sim.reference import simulate  # noqa: E402
 from toolchain.testing import benchmark_program, int_inputs  # noqa: E402
+from toolchain.textutil import table_lines  # noqa: E402
 
 ENGINES = ("reference", "ref_dense", "integer_torch", "snntorch", "norse", "floor")
 
@@ -361,14 +362,10 @@ def main(argv=None) -> int:
 
     head = ("net", "rate", "batch", "engine", "steady/s (CPU)", "steady/s (wall)", "per run/s (CPU)",
             "ref / engine", "out rate")
-    widths = [max(len(r[i]) for r in rows + [head]) for i in range(len(head))]
     print(f"784-256-256-10 CUBA LIF (rec: + 256x256 recurrent per hidden layer), T = {steps} (short {short}), "
           f"{rounds} interleaved rounds, 1 thread; sample-steps per second, medians over rounds; "
           f"'ref / engine' = the reference's throughput over the engine's (median of per-round ratios, CPU time)")
-    print("  ".join(h.ljust(w) for h, w in zip(head, widths)))
-    print("  ".join("-" * w for w in widths))
-    for r in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(r, widths)))
+    print("\n".join(table_lines([head] + rows)))
 
     def ratio(key, peer):
         res = table.get(key)

@@ -11,7 +11,7 @@ import pytest
 from toolchain.cli.main import main
 from toolchain.compile import compile_graph
 from toolchain.fidelity import EFFECTS, compare_spikes, effect_graph, fidelity, format_fidelity, normalised_graph
-from toolchain.ir import LIF, Affine, CubaLIF, Dense, Graph, Input, Output
+from toolchain.ir import LIF, Affine, CubaLIF, Graph, Input, Output
 from toolchain.nir_io import export
 from toolchain.passes.quantise import BIAS_GROUP
 from toolchain.sim.float import simulate_float

@@ -3,7 +3,6 @@ reader on Lava (every spike, u and v at every step), against Intel's Loihi 2 tra
 against tinynet's ground truth; refusals name the layer and the field."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -185,7 +184,6 @@ def test_not_hdf5_and_missing_file(tmp_path):
 
 
 def test_cli_compile_simulate_verify_inspect_a_netx_file(tmp_path):
-    from click.testing import CliRunner  # noqa: F401 - the CLI is called through main() below
     from toolchain.cli.main import main
     rng = np.random.default_rng(4)
     net = conv_net(tmp_path / "c.net", rng, per_channel=False)

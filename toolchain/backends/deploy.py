@@ -249,20 +249,13 @@ def lava_modules(hardware: bool) -> Dict[str, Any]:
     return mods
 
 
-def _to_chip(L: Dict[str, Any], out_port: Any, in_port: Any, shape: Tuple[int, ...]) -> None:
+def _connect(L: Dict[str, Any], out_port: Any, in_port: Any, shape: Tuple[int, ...], adapter: str) -> None:
+    """out_port -> in_port, through lava-loihi's spike adapter (``PyToNxAdapter`` into the chip,
+    ``NxToPyAdapter`` out of it) when running on Loihi 2, directly on the CPU."""
     if L["eio"] is not None:
-        adapter = L["eio"].spike.PyToNxAdapter(shape=shape)
-        out_port.connect(adapter.inp)
-        adapter.out.connect(in_port)
-    else:
-        out_port.connect(in_port)
-
-
-def _from_chip(L: Dict[str, Any], out_port: Any, in_port: Any, shape: Tuple[int, ...]) -> None:
-    if L["eio"] is not None:
-        adapter = L["eio"].spike.NxToPyAdapter(shape=shape)
-        out_port.connect(adapter.inp)
-        adapter.out.connect(in_port)
+        ad = getattr(L["eio"].spike, adapter)(shape=shape)
+        out_port.connect(ad.inp)
+        ad.out.connect(in_port)
     else:
         out_port.connect(in_port)
 
@@ -289,7 +282,7 @@ def run_network(folder: Path, man: Dict[str, Any], L: Dict[str, Any], hardware: 
         shape = tuple(net.inp.shape)
         data = samples.reshape((total,) + shape)  # C order: the Program's flattening is netx's
         src = L["Source"](data=np.ascontiguousarray(np.moveaxis(data, 0, -1)))
-        _to_chip(L, src.s_out, net.inp, shape)
+        _connect(L, src.s_out, net.inp, shape, "PyToNxAdapter")
     else:
         bias_var = net.layers[0].neuron.bias_mant
         bias_var.init = samples[0].reshape(bias_var.shape)
@@ -300,7 +293,7 @@ def run_network(folder: Path, man: Dict[str, Any], L: Dict[str, Any], hardware: 
     for i in spike_layers:
         lay = net.layers[i]
         sink = L["Sink"](shape=tuple(lay.out.shape), buffer=total)
-        _from_chip(L, net.out if i == last else lay.out, sink.a_in, tuple(lay.out.shape))
+        _connect(L, net.out if i == last else lay.out, sink.a_in, tuple(lay.out.shape), "NxToPyAdapter")
         sinks[i] = sink
     monitors = {}
     for i in state_layers:  # one Monitor per Var: a Monitor with two probes fails to compile in Lava 0.10.0

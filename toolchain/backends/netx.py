@@ -6,66 +6,57 @@
     >>> net = Network(net_config="model.net")          # feed binary spikes into net.inp
 
 The file is bit-exact: lava-dl 0.6.0's reader (``lava/lib/dl/netx/hdf5.py``, ``netx/utils.py``,
-``netx/blocks/process.py``) builds from it Lava ``Dense`` and ``LIF`` processes whose ``fixed_pt`` models compute
-exactly the spikes, ``u`` and ``v`` of :func:`toolchain.sim.reference.simulate` at every step (checked in
-``tests/test_netx.py``), with **zero extra steps of delay** (:data:`NETX_EXTRA_DELAY`).
+``netx/blocks/process.py``) builds from it Lava ``Dense``/``DelayDense``/``Conv`` and ``LIF``/``LIFReset``
+processes whose ``fixed_pt`` models compute exactly the spikes, ``u`` and ``v`` of
+:func:`toolchain.sim.reference.simulate` at every step (checked in ``tests/test_netx.py`` and
+``tests/test_netx_export.py``), with **zero extra steps of delay** (:data:`NETX_EXTRA_DELAY`). Reading netx files
+is :mod:`toolchain.netx_io`.
 
 File layout (what the reader expects and how it maps it)
 --------------------------------------------------------
-``/layer/0``: ``type`` = ``"input"`` and ``shape`` (the input port's per-sample shape, as stored in the Program)
-and **no** ``neuron`` group. netx then creates no input layer at all (``Network._create``): ``Network.inp``
-connects straight to the first dense layer's synapse, so input column ``t`` reaches the first group's ``u`` at
-step ``t + 1``, as in the Program. (An input layer *with* a neuron would add one LIF and one step of delay, and
-its ``inp`` port is not even connected to that neuron in lava-dl 0.6.0 — the input has to go through its bias.)
-Input is fed flattened in C order of the port's shape (Dense layers are flat).
+The Program must be a chain ``input -> g0 -> g1 -> ... -> output`` (:func:`netx_chain`); each group is one
+``/layer/<k>``, ``shape`` stored reversed as netx reads it (``[::-1]``), grids in (W, H, C) order:
 
-``/layer/k`` (k >= 1), one per neuron group of the chain: ``type`` = ``"dense"``, ``shape`` = [n],
-``weight`` (n_out, n_in) int32, optional ``bias`` (n,) int32, and ``neuron`` with ``type`` = ``"CUBA"``,
-``iDecay``, ``vDecay``, ``vThMant`` (int32 scalars when shared, else one value per neuron), ``refDelay`` = 1
-and ``gradedSpike`` = False (both ignored by the CUBA path). netx builds
-``LIF(vth=vThMant, du=iDecay - 1, dv=vDecay, bias_mant=bias, bias_exp=6)`` (zero reset; ``reset_interval``
-must stay None) and ``Dense(weights=W', weight_exp=e', num_weight_bits=b')``, where ``(W', b', e', sign)`` =
-``optimize_weight_bits(weight)`` (``netx/utils.py``) — note that the sign mode it computes is *not* passed on:
-Lava's Dense model then derives its own one from ``W'`` (``determine_sign_mode``) before clipping and
-truncating. Hence, per field:
+* ``/layer/0`` ``input``: for a spike port, ``shape`` only and **no** ``neuron`` group — netx then builds no input
+  layer, ``Network.inp`` feeds the first synapse directly, so input column ``t`` reaches ``g0``'s ``u`` at step
+  ``t + 1`` as in the Program (:data:`NETX_EXTRA_DELAY` = 0). For a bias port, ``g0`` itself with its ``neuron``
+  group: lava-dl feeds it through ``bias_mant`` (the group's own bias must be 0; the reader ignores a stored one).
+* ``conv`` for a :class:`~toolchain.ir.storage.Conv` synapse: the kernel (C_out, C_in/groups, KH, KW), stride,
+  padding, dilation (H, W) and groups. Lava's Conv uses the kernel unclipped, untruncated and without exponent,
+  so the file holds ``lava_weights(kernel) << weight_exp`` (checked to stay in [-256, 255] and below the Conv's
+  24-bit output clamp) and the conv's input grid must be the previous layer's.
+* ``flatten`` before a dense layer that follows a grid: netx reads the grid in (C, H, W) order
+  (``out.transpose([2, 1, 0]).flatten()``), so the columns are permuted (:func:`flatten_perm`).
+* ``dense`` / ``dense_rec``: ``weight`` (and ``weight_rec`` for a self-recurrent group), optional per-synapse
+  ``delay`` (several synapse groups between two layers with different delays are merged; netx builds a
+  ``DelayDense``). netx's activation is ``sum(W' [s]) >> -e'`` with ``(W', b', e') = optimize_weight_bits(...)``
+  (:func:`netx_optimize_weight_bits`) and Lava's Dense derives its own sign mode from ``W'`` before clipping and
+  truncating (:func:`lava_dense_weights`); so the file holds ``lava_weights(w) * 2**weight_exp`` (for a negative
+  exponent every weight must be divisible, else ``floor(sum / 2^k)`` has no per-weight form) and a matrix netx
+  would not reproduce exactly is refused naming the synapse and the reason. For ``dense_rec`` lava-dl optimises
+  ``[W, W_rec]`` jointly but builds two Dense processes: each part is checked on its own (an all-non-positive part
+  beside a positive one can get ``num_weight_bits 9``, which Lava's inhibitory truncation turns into zeros).
+  A delayed ``dense_rec`` is exact only with equal delays and unscaled weights (lava-dl passes its DelayDense pair
+  no exponent).
+* ``neuron``: ``CUBA`` with ``iDecay = du + 1``, ``vDecay = dv``, ``vThMant = vth`` (scalars when shared, else one
+  value per neuron in the layer's shape); ``bias`` = ``(bias_mant << bias_exp) / 64`` (netx fixes
+  ``bias_exp = 6``: effective biases must be multiples of 64). Zero reset only.
+* Periodic reset is not in the file: lava-dl gives layer k the offset ``reset_offset + 1 + k`` of
+  ``Network(reset_interval=...)``; the groups' resets must follow that schedule and :func:`netx_network_args`
+  returns the arguments (also stored as root attributes ``reset_interval``/``reset_offset``).
 
-* ``iDecay = du + 1`` (Lava adds no offset here; netx subtracts one), ``vDecay = dv``, ``vThMant = vth``.
-  Per-neuron values are written as arrays, which Lava's bit-accurate LIF broadcasts (as our Lava backend does).
-* ``bias``: netx fixes ``bias_exp = 6``, so the file holds ``b = (bias_mant << bias_exp) / 64``. A group whose
-  effective bias is not a multiple of 64 cannot be written (:class:`ToolchainError` on ``bias_mant``). Lava
-  stores ``bias_mant`` as int16, so ``|b| <= 8190`` always fits.
-* ``weight``: netx's activation is always ``sum(W' [s]) >> -e'`` with ``W' = weight << -e'``, i.e. exactly
-  ``sum(weight[s])`` *when Lava's clip and truncation leave W' unchanged*. So the file holds
-  ``weight = lava_weights(w) * 2**weight_exp`` (the Program's ``weight_exp`` folded in; for a negative
-  exponent every weight must be divisible by ``2**-weight_exp``, else ``floor(sum / 2^k)`` has no per-weight
-  form). :func:`netx_dense_weights` re-states netx's and Lava's rescaling; a matrix it does not reproduce
-  exactly is refused, naming the synapse and the reason. Matrices that are lost this way: all zeros (netx
-  divides by the maximum and crashes), values beyond netx's range (mixed-sign beyond [-256, 254], one-signed
-  beyond 255 in magnitude), and non-positive matrices whose most negative weight is a power of two: netx
-  scales it to -256 but Lava's inhibitory clip stops at -255.
-* ``sign_mode`` and ``num_weight_bits`` of the Program are *not* written: they only matter through the weights
-  Lava really uses (``lava_weights``), which is what is written.
-* ``delay``: a synapse group with ``delay = d > 0`` gets a scalar ``delay`` dataset; netx then builds a
-  ``DelayDense`` with delay ``d`` on every synapse (spike at ``t`` -> ``u`` at ``t + 1 + d``, as in the Program).
+Refused, each with a :class:`~toolchain.errors.ToolchainError` naming the port, group or synapse and the field:
+more than one input port (``inputs``), graded input (``num_message_bits``), anything but a chain (``synapses`` /
+``groups`` / ``output``: skip connections, fan-out), recurrence between different groups (``recurrent``),
+subtractive reset (``reset_mode``), an initial voltage (``v_init``), biases off netx's grid (``bias_mant``),
+weights netx would rescale lossily (``weight``) and negative exponents that do not fold (``weight_exp``).
 
-Consequence for compiled networks: netx has no weight-exponent field and its activation per spike is at most
-256 in magnitude, so a layer compiled with ``weight_exp > 0`` fits only if ``|w| << weight_exp`` stays within
-netx's range. With the compiler's default ``vth_max`` (2^14) layers get ``weight_exp`` of about 5-6 and are
-refused (the error names the synapse and says by how much to lower ``vth_max``); ``compile_graph(...,
-vth_max=256)`` gives ``weight_exp <= 0`` and an exportable, bit-exact file (``tests/test_netx.py``) at the cost of
-coarser thresholds and decays relative to the weights.
-
-Not expressible in the netx layer set (each raises :class:`~toolchain.errors.ToolchainError` naming the group
-or synapse and the field): more than one input port (``inputs``), graded input (``num_message_bits`` > 0: netx
-takes the input's message bits from a constructor argument, not from the file), anything but a single chain
-``input -> g0 -> g1 -> ... -> output`` (``synapses``/``groups``/``output``: skip connections, fan-out, groups off
-the chain), recurrent synapses (``recurrent``; netx's ``dense_rec`` optimises the feed-forward and recurrent
-matrices jointly and is not used here), subtractive reset (``reset_mode``), an initial voltage (``v_init``: compile with
-``align_bias=False``), biases that are not multiples of 64 (``bias_mant``), weights netx would rescale lossily (``weight``) and negative exponents that do not fold
-(``weight_exp``).
-
-``snnc compile F.nir -o BUILD --netx F.net`` writes the file next to the build (:func:`check_netx` refuses the
-network before anything is written).
+Default builds: netx has no weight exponent (per-spike activations are at most 256), no initial voltage and a
+fixed bias exponent, so the compiler's default (``vth_max`` 2^14, ``weight_exp`` of about 5-6, biases hidden by
+``v_init``) cannot be written as is. :func:`compile_for_netx` (``snnc compile F.nir --netx F.net``) lowers
+``vth_max`` until every layer folds, turns ``align_bias`` off and rounds biases to multiples of 64, and lists
+each change in ``metadata["netx_changes"]``; the Program it returns is what the file computes, bit for bit
+(``tests/test_netx_export.py`` runs lava-dl's reader against the reference simulator).
 """
 from __future__ import annotations
 
@@ -275,7 +266,7 @@ def netx_chain(program: Program) -> List[ChainLink]:
         seen.add(dst)
         chain.append(ChainLink(program.groups[dst], ins, [s for s in program.synapses_into(dst) if s.src == dst]))
         src = dst
-    if not chain or (port.kind != "bias" and len(chain) == 0):
+    if not chain:
         raise ToolchainError("the input port feeds no neuron group", node=port.name, field="synapses")
     if chain[-1].group.name != program.output:
         raise ToolchainError(f"the chain from the input ends at '{chain[-1].group.name}', not at the output "

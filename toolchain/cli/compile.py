@@ -17,6 +17,7 @@ from typing import Optional
 import click
 
 from ..errors import ToolchainError
+from ..textutil import table_lines
 from .main import cli
 
 __all__ = ["quant_summary", "check_build_folder"]
@@ -34,10 +35,7 @@ def quant_summary(program) -> str:
         rows.append((g, str(d.get("kind", "-")), str(d.get("vth", "-")), str(d.get("dv", "-")), str(d.get("du", "-")),
                      f"{w_err:.2%}", "-" if bias_err is None else f"{bias_err:.2%}", head,
                      str(d.get("latency_steps", "-"))))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+    return "\n".join(table_lines(rows))
 
 
 @cli.command("compile")

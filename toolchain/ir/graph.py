@@ -241,9 +241,8 @@ class Graph:
             name = node.name + (" (rec)" if node.name in recurrent_dst else "")
             rows.append((name, node.kind, _fmt_shape(node.in_shape), _fmt_shape(node.out_shape), str(neurons),
                          str(syn) if syn else "", dens))
-        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-        lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
-        lines.insert(1, "  ".join("-" * w for w in widths))
+        from ..textutil import table_lines
+        lines = table_lines(rows)
         head = (f"Graph: {len(self)} nodes, {len(self._edges)} edges ({len(self.recurrent_edges)} recurrent), "
                 f"{self.neuron_count()} neurons, {self.synapse_count()} synapses"
                 + (f", dt={self.dt:g} s" if self.dt else ""))

@@ -122,10 +122,9 @@ def format_intel_comparison(program: Program) -> str:
     t = cmp["totals"]
     lines_.append(("total", "", str(t["intel"]), str(t["intel_halving"]), f"{t['pack']} packed", "", "", "", "", "",
                    "", "", ""))
-    widths = [max(len(r[i]) for r in lines_) for i in range(len(head))]
-    out = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in lines_]
-    out.insert(1, "  ".join("-" * w for w in widths))
-    out.insert(len(out) - 1, "  ".join("-" * w for w in widths))
+    from ..textutil import table_lines
+    out = table_lines(lines_)
+    out.insert(len(out) - 1, out[1])  # the rule again above the totals
     out.append(f"cores vs Intel: halving emulation {t['intel_halving']}/{t['intel']} = "
                f"{cmp['ratio_intel_halving']:.3f}; our packing {t['pack']}/{t['intel']} = {cmp['ratio_pack']:.3f} "
                "(layers share cores; per-layer pack figures are chunks)")

@@ -53,6 +53,7 @@ import numpy as np
 from ..errors import ToolchainError
 from ..ir.storage import Conv, Csr, Dense, conv_output_hw
 from ..program import InputPort, NeuronGroup, Program, SynapseGroup
+from ..textutil import table_lines
 
 __all__ = ["load_netx", "NetxImportError", "NETX_SUFFIXES", "is_netx_file", "NETX_UNSUPPORTED", "format_netx_layers",
            "netx_inspect_text"]
@@ -540,10 +541,7 @@ def format_netx_layers(program: Program) -> str:
               else "0/9 (conv)" if d["type"] == "conv" else "-")
         rows.append((str(d["layer"]), d["type"], d["group"], "x".join(map(str, d["shape"])), str(d["neurons"]),
                      str(d["synapses"]), wb, "-" if not d.get("delay") else "{}..{}".format(*d["delay"])))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+    return "\n".join(table_lines(rows))
 
 
 def netx_inspect_text(path: Union[str, os.PathLike], reset_interval: Optional[int] = None) -> str:

@@ -993,7 +993,5 @@ def format_report(program: Program, max_rows: int = 40) -> str:
 
 
 def _table(rows: List[Tuple[str, ...]]) -> List[str]:
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    out = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
-    out.insert(1, "  ".join("-" * w for w in widths))
-    return out
+    from ..textutil import table_lines
+    return table_lines(rows)
