@@ -339,10 +339,10 @@ def test_preset_tau_conversions():
     c = quiet_load(_single_lif(2e-6, "CubaLIF"), preset="norse")
     assert np.allclose(c["n"].tau_syn, 2e-3) and np.allclose(c["n"].tau_mem, 4e-3)
     assert np.allclose(c["n"].w_in, 2e-3 / 1e-3)  # w_in scaled by tau_syn/dt (current jumps by the input)
-    s = quiet_load(_single_lif(10.0), preset="sinabs")  # tau in steps
-    assert s.dt == 1.0 and np.allclose(s["n"].tau, 10.0) and s["n"].reset_mode == "subtract"
+    s = quiet_load(_single_lif(10.0), preset="sinabs")  # tau in steps, Sinabs' exact decay exp(-1/tau)
+    assert s.dt == 1.0 and np.allclose(s["n"].tau, 1 / -np.expm1(-0.1)) and s["n"].reset_mode == "subtract"
     s2 = quiet_load(_single_lif(10.0), preset="sinabs", dt=1e-3)
-    assert np.allclose(s2["n"].tau, 10e-3)
+    assert np.allclose(s2["n"].tau, 1e-3 / -np.expm1(-0.1))
     l = load(_single_lif(1e-2), preset="lava", reset="subtract")
     assert l.dt == 1e-4 and l["n"].reset_mode == "subtract" and np.allclose(l["n"].tau, 1e-2)
     assert l.metadata["scaling"] == {"tau": "tau as written (s)", "w_in": "w_in as written"}

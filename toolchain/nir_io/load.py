@@ -678,7 +678,10 @@ def _build_node(name: str, node: _Raw, sh: _Shapes, ctx: _Ctx, preset: Optional[
         return ir.IF(name, r=prm("r", 1.0, True), v_threshold=prm("v_threshold"), v_reset=prm("v_reset", 0.0),
                      reset_mode=reset_mode, shape=shape_out)
     if t == "LI":
-        return ir.LI(name, tau=tau("tau"), r=prm("r", 1.0, True), v_leak=prm("v_leak", 0.0, True), shape=shape_out)
+        li = dict(tau=tau("tau"), r=prm("r", 1.0, True))
+        if preset is not None and preset.decay == "exp_norm":
+            li = preset.exact_to_euler(li, dt, integrator=True)
+        return ir.LI(name, v_leak=prm("v_leak", 0.0, True), shape=shape_out, **li)
     if t in ("CubaLIF", "CubaLI"):
         tau_syn = tau("tau_syn")
         w_in = prm("w_in", 1.0)

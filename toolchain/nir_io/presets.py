@@ -9,8 +9,10 @@ Each row was checked against the exporter's source: snnTorch 1.0 (``snntorch/exp
 (``norse/torch/utils/export_nir.py``) are installed here and the tests export small models with them and compare
 spikes with our float executor; Rockpool 3.1 (its NIR export needs ``nir<=1.0.4``) is not installed: a graph it
 exported and its own spikes were written once by ``tests/data/frameworks/make_rockpool.py`` and
-``tests/test_fidelity_frameworks.py`` checks the preset against them, spike for spike; Sinabs's row comes from
-reading its public ``sinabs/nir.py`` only (sinabs 3.1.3's exporter fails with the nirtorch installed here);
+``tests/test_fidelity_frameworks.py`` checks the preset against them, spike for spike; Sinabs 3.1.3 (``nir<=1.0.4``,
+an exporter written for nirtorch 1) likewise: ``tests/data/frameworks/make_sinabs.py`` ran it once from a separate
+``pip install --target`` folder holding sinabs, nir 1.0.4 and nirtorch 1.0 (torch from our venv), and the test checks
+the shipped graph against Sinabs' own spikes and ExpLeak voltages;
 Lava has no NIR exporter, its row is the convention of the NIR paper's Lava importer (``paper/nir_to_lava.py``,
 ``dt = 1e-4``) and of Loihi.
 
@@ -44,9 +46,15 @@ norse    1e-3    zero      seconds × dt (Norse 1.1.0    ``LIFBoxCell``→LIF, `
                                                         this preset.
 sinabs   1.0     subtract  time steps: tau = tau_file·dt ``IAF``→IF (r = 1), ``LIF``→LIF, ``ExpLeak``→LI (r = 1,
                                                         v_leak = 0). Sinabs has no physical time step (dt = 1 "step");
-                                                        pass ``dt=`` to get seconds. Sinabs spikes when v ≥ θ (NIR: v > θ),
-                                                        may emit several spikes per step (``MultiSpike``) and decays with
-                                                        exp(−1/τ) — not reproduced by the float executor.
+                                                        pass ``dt=`` to get seconds. Sinabs decays exactly,
+                                                        v = α v + (1 − α) I for ``LIF`` (``norm_input=True``, its
+                                                        default) and v = α v + I for ``ExpLeak`` (``norm_input=False``,
+                                                        its default), α = exp(−1/τ): :meth:`Preset.exact_to_euler`
+                                                        rewrites tau (and r of LI) into the equivalent Euler step (the
+                                                        file does not record ``norm_input``: other settings are not
+                                                        recoverable). Checked against Sinabs 3.1.3's own run. Sinabs
+                                                        spikes when v ≥ θ (NIR: v > θ) and may emit several spikes per
+                                                        step (``MultiSpike``); the IR spikes once.
 rockpool 1e-3    subtract  seconds                      ``LIFTorch``→CubaLIF with r = tau_mem·exp(−dt/tau_mem)/dt,
                                                         ``ExpSynTorch``→LI. Rockpool decays exactly (exp(−dt/tau)):
                                                         :meth:`Preset.exact_to_euler` rewrites tau, r and w_in so that
@@ -96,17 +104,27 @@ class Preset:
     tau_dt: str = "target"
     decay: str = "euler"
 
-    def exact_to_euler(self, params: Dict[str, np.ndarray], dt: Optional[float]) -> Dict[str, np.ndarray]:
+    def exact_to_euler(self, params: Dict[str, np.ndarray], dt: Optional[float], integrator: bool = False
+                       ) -> Dict[str, np.ndarray]:
         """LIF (``tau``, ``r``) or CubaLIF/CubaLI (``tau_syn``, ``tau_mem``, ``r``, ``w_in``) parameters, tau in s,
         rewritten so that the IR's forward-Euler step at ``dt`` *is* the framework's step.
 
         ``decay = "exp"`` (Rockpool 3.1 ``LIFTorch``: ``i = β(i + I)``, ``v = α v + i``, with α = exp(−dt/tau_mem),
         β = exp(−dt/tau_syn); the exporter writes ``r = tau_mem·α/dt``, ``w_in = 1``): the Euler rate
         ``a = 1 − exp(−dt/tau)`` becomes ``dt/tau``, ``r ← k/a_mem`` with ``k = r_file·dt/(tau_mem·α)`` (1 for the
-        exporter's own r) and ``w_in ← w_in_file·β/a_syn``. ``"euler"``: unchanged."""
-        if self.decay != "exp" or dt is None:
+        exporter's own r) and ``w_in ← w_in_file·β/a_syn``. ``"exp_norm"`` (Sinabs 3.1 ``LIF``, ``norm_input=True``
+        by default: ``v = α v + (1 − α)·I``; ``ExpLeak`` → LI, ``norm_input=False`` by default: ``v = α v + I``;
+        the exporter writes ``r = 1``): ``dt/tau ← a``, ``r`` unchanged for LIF and ``r ← r/a`` for LI
+        (``integrator=True``). ``"euler"``: unchanged."""
+        if dt is None or self.decay not in ("exp", "exp_norm"):
             return params
         out = dict(params)
+        if self.decay == "exp_norm":
+            a = -np.expm1(-dt / np.asarray(params["tau"], dtype=np.float64))
+            out["tau"] = dt / a
+            if integrator:
+                out["r"] = np.asarray(params["r"], dtype=np.float64) / a
+            return out
         key = "tau" if "tau" in params else "tau_mem"
         tau_m = np.asarray(params[key], dtype=np.float64)
         alpha = np.exp(-dt / tau_m)
@@ -168,8 +186,9 @@ PRESETS: Dict[str, Preset] = {
     "norse": Preset("norse", dt=1e-3, reset="zero", tau_unit="s*dt", w_in_rule="jump", tau_dt="source",
                     summary="Norse 1.1.0: dt=1e-3, file tau = tau*dt (dt given to to_nir: source_dt), LIFCell "
                             "current jumps by the input"),
-    "sinabs": Preset("sinabs", dt=1.0, reset="subtract", tau_unit="steps",
-                     summary="Sinabs: tau in time steps (dt = 1 step), reset subtract"),
+    "sinabs": Preset("sinabs", dt=1.0, reset="subtract", tau_unit="steps", decay="exp_norm",
+                     summary="Sinabs 3.1: tau in time steps (dt = 1 step), reset subtract, exact exponential decay "
+                             "(LIF input scaled by 1 - alpha; rewritten as the equivalent Euler step)"),
     "rockpool": Preset("rockpool", dt=1e-3, reset="subtract", decay="exp",
                        summary="Rockpool 3.1: dt=1e-3, tau in s, reset subtract, exact exponential decay (rewritten "
                                "as the equivalent Euler step at dt)"),
