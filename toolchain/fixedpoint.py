@@ -2,9 +2,12 @@
 
 Every function here mirrors a named piece of the installed Lava source (paths relative to
 ``site-packages/lava/``; line numbers are those of lava-nc 0.10.0) and reproduces its numpy dtype flow, so that
-wrap-around happens exactly where Lava's does. The reference simulator (:mod:`toolchain.sim.reference`), the
-quantiser and the hardware-aware PyTorch modules all call (or re-state with tensors) these rules;
-``tests/test_fixedpoint.py`` runs Lava's own process models against them.
+wrap-around happens exactly where Lava's does. The reference simulator (:mod:`toolchain.sim.reference`), its torch
+backend (:mod:`toolchain.sim.torch_backend`, also the engine of :class:`toolchain.nn.IntegerNet` and of the
+fake-quantised model), and the quantiser call these rules; the LIF update is one definition, generic over numpy
+arrays and torch tensors (:func:`lif_subthreshold`, :func:`lif_fire`; the reference simulator's in-place float
+path re-states it for speed and is checked against it on every step). ``tests/test_fixedpoint.py`` runs Lava's own
+process models against these functions.
 
 Fields, as Lava's bit-accurate models hold and compute them
 -----------------------------------------------------------
@@ -51,7 +54,8 @@ column ``t`` of its data at (0-based) step ``t``. A spike emitted at step ``t`` 
 """
 from __future__ import annotations
 
-from typing import Tuple, Union
+import sys
+from typing import Any, Callable, List, Optional, Tuple, Union
 
 import numpy as np
 
@@ -59,7 +63,8 @@ __all__ = [
     "U_V_BITS", "MAX_UV", "V_MIN", "V_MAX", "DECAY_SHIFT", "DECAY_UNITY", "ACT_SHIFT", "VTH_SHIFT",
     "SIGN_MODES", "wrap_int32", "truncation_bits", "weight_range", "lava_weights", "representable_weights",
     "is_representable", "shift_activation", "synaptic_input", "decay_rtz", "wrap_current", "effective_bias",
-    "effective_threshold", "lif_step", "bias_onset_voltage",
+    "effective_threshold", "decay_factor", "lif_subthreshold", "lif_fire", "lif_update", "lif_step",
+    "bias_onset_voltage",
 ]
 
 #: u and v are 24-bit signed state variables (``lif/models.py`` L101-102).
@@ -242,10 +247,176 @@ def effective_threshold(vth: ArrayLike) -> np.ndarray:
     return np.left_shift(np.asarray(vth).astype(np.int64), VTH_SHIFT)
 
 
+# ------------------------------------------------------------------------------------------ the LIF update
+# The one definition of Lava's bit-accurate LIF update, generic over the array kind it runs on: numpy integer
+# arrays (the int32 emulation of the reference simulator, :func:`lif_step`) and torch tensors holding exact
+# integers, float64 or int64, on any device (the torch backend :mod:`toolchain.sim.torch_backend`, hence
+# :class:`toolchain.nn.IntegerNet` and the fake-quantised model of :mod:`toolchain.nn.qat`). Each array kind only
+# supplies the five primitives of :class:`_NumpyOps` / :class:`_TorchOps` (truncation, int32 wrap, the 24-bit
+# current wrap, clip, spike test and reset); the order of the operations and where each wrap happens is written
+# once, in :func:`lif_subthreshold` and :func:`lif_fire`.
+#
+# The decay is written as ``trunc(x · f)`` with the float64 fraction ``f = (4096 - decay) / 4096``
+# (:func:`decay_factor`). It equals :func:`decay_rtz` (Lava's ``sign(p) · (|p| >> 12)``, ``p = x · (4096 -
+# decay)``) for every int32 ``x`` and ``decay`` in [0, 4096]: ``x · (4096 - decay)`` has at most 31 + 13 bits, so
+# ``x · f`` (that product times the power of two 2^-12) is exact in float64's 53-bit significand, and ``trunc``
+# rounds it toward zero exactly as the shift of the magnitude does (``tests/test_fixedpoint.py`` checks both on
+# the edges of the range). Sums of at most three int32 values stay below 2^33, exact in float64 as well.
+
+def decay_factor(decay: ArrayLike) -> np.ndarray:
+    """``(4096 - decay) / 4096`` as float64: the multiplier of :func:`lif_subthreshold`'s decays (``decay = du +
+    1`` for u, ``dv`` for v; 12 fractional bits, exact)."""
+    return (DECAY_UNITY - np.asarray(decay, dtype=np.float64)) / float(DECAY_UNITY)
+
+
+class _NumpyOps:
+    """The primitives on numpy arrays: int32 results, Lava's numpy dtype flow (wraps by casting through int64)."""
+
+    trunc = staticmethod(np.trunc)
+
+    @staticmethod
+    def wrap32(x: Any) -> np.ndarray:
+        # float64 (exact integers below 2^53) or integer input: int64 is exact, int64 -> int32 wraps
+        return np.asarray(x).astype(np.int64).astype(np.int32)
+
+    @staticmethod
+    def wrap_current(x: Any) -> np.ndarray:
+        return wrap_current(x)
+
+    @staticmethod
+    def clip(x: Any, lo: int, hi: int) -> np.ndarray:
+        return np.clip(x, lo, hi).astype(np.int32)
+
+    @staticmethod
+    def fire(v: Any, vth_eff: Any) -> np.ndarray:
+        return np.asarray(v > vth_eff)
+
+    @staticmethod
+    def reset(v: Any, s: Any, vth_eff: Any, subtract: bool) -> np.ndarray:
+        return np.where(s, v - vth_eff if subtract else 0, v).astype(np.int32)
+
+
+class _TorchOps:
+    """The primitives on torch tensors holding exact integers (float64, or int64), on any device: results keep
+    the input's dtype and device; spikes are 0/1 of ``v``'s dtype (so that a surrogate can stand in for them)."""
+
+    _TWO31, _TWO32 = float(2 ** 31), float(2 ** 32)
+
+    def __init__(self) -> None:
+        import torch
+        self.torch = torch
+        self.trunc = torch.trunc
+
+    def wrap32(self, x: Any) -> Any:
+        if x.numel() == 0:
+            return x
+        if not x.is_cuda and float(x.max()) < self._TWO31 and float(x.min()) >= -self._TWO31:
+            return x  # the common case on CPU, tested cheaply (on a GPU the test would synchronise: always wrap)
+        if x.is_floating_point():
+            return x - self._TWO32 * self.torch.floor((x + self._TWO31) / self._TWO32)
+        return self.torch.remainder(x + 2 ** 31, 2 ** 32) - 2 ** 31
+
+    def wrap_current(self, x: Any) -> Any:
+        w = self.torch.where(x > MAX_UV, x - 2 * MAX_UV, x)
+        return self.torch.where(w <= -MAX_UV, x + 2 * MAX_UV, w)
+
+    def clip(self, x: Any, lo: int, hi: int) -> Any:
+        return self.torch.clamp(x, lo, hi)
+
+    @staticmethod
+    def fire(v: Any, vth_eff: Any) -> Any:
+        return (v > vth_eff).to(v.dtype)
+
+    @staticmethod
+    def reset(v: Any, s: Any, vth_eff: Any, subtract: bool) -> Any:
+        return v - vth_eff * s if subtract else v * (1 - s)
+
+
+_NUMPY_OPS = _NumpyOps()
+_TORCH_OPS: List[Any] = []
+
+
+def _ops(x: Any) -> Any:
+    """The primitives for ``x``'s array kind (torch is imported only when a tensor is given)."""
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(x, torch.Tensor):
+        if not _TORCH_OPS:
+            _TORCH_OPS.append(_TorchOps())
+        return _TORCH_OPS[0]
+    return _NUMPY_OPS
+
+
+def _apply(x: Any, fn: Callable[[Any], Any]) -> Any:
+    return fn(x)
+
+
+def lif_subthreshold(u: Any, v: Any, a_in: Any, fu: Any, fv: Any, bias: Any, *,
+                     through: Optional[Callable[[Any, Callable[[Any], Any]], Any]] = None,
+                     wrap_free: bool = False) -> Tuple[Any, Any]:
+    """Steps 1-5 of Lava's bit-accurate CUBA LIF (``PyLifModelBitAcc``, ``lif/models.py`` L138-186): ``(u, v)``
+    before the spike test. The one definition used by every simulator of this package (see above).
+
+    ``u``, ``v``: state (numpy int32 arrays, or torch tensors of exact integers — float64 or int64 — on any
+    device); ``a_in``: the summed synaptic input (None: none this step); ``fu = decay_factor(du + 1)``,
+    ``fv = decay_factor(dv)`` (float64 arrays or tensors); ``bias = bias_mant << bias_exp``
+    (:func:`effective_bias`). Shapes broadcast. Returns int32 arrays for numpy input, float64 tensors (exact
+    integers) for torch input.
+
+    1. ``u' = decay_rtz(u, du + 1)``                                   (L145-153, ``ds_offset = 1``)
+    2. ``u' = wrap32(u' + wrap32(wrap32(a_in) << 6))``   a_in is the int32 port sum (L155-157)
+    3. ``u = wrap_current(u')``                          the odd 24-bit wrap (L161-171)
+    4. ``v' = wrap32(decay_rtz(v, dv) + u + bias)``                     (L174-185)
+    5. ``v = clip(v', -(2^23 - 1), 2^23 - 1)``                          (L186)
+
+    ``through(x, fn)``: how each rounding or wrap ``fn`` is applied to ``x`` (default ``fn(x)``; the
+    fake-quantised model passes a straight-through estimator). ``wrap_free``: the caller guarantees
+    ``|a_in| < 2^18``, ``u`` in [-2^23, 2^23] and ``v`` in 24 bits (the reference simulator's float-path
+    condition): then no int32 wrap can change a value (``|a_in << 6| < 2^24``, ``|u'| < 3·2^23``, ``|v'| < 2^25``)
+    and the three wraps are skipped.
+    """
+    X = _ops(u)
+    th = through or _apply
+    cur = th(u * fu, X.trunc)                                      # 1. decay_rtz(u, du + 1)
+    if a_in is not None:
+        if wrap_free:
+            cur = cur + a_in * 64                                  # 2. exact, no wrap possible
+        else:
+            a = th(a_in, X.wrap32)
+            cur = th(cur + th(a * 64, X.wrap32), X.wrap32)         # 2. + (a_in << 6), int32
+    u = th(cur, X.wrap_current)                                    # 3. the 24-bit wrap
+    vol = th(v * fv, X.trunc) + u + bias                           # 4. decay_rtz(v, dv) + u + bias
+    if not wrap_free:
+        vol = th(vol, X.wrap32)
+    return u, X.clip(vol, V_MIN, V_MAX)                            # 5. saturate to 24 bits
+
+
+def lif_fire(v: Any, vth_eff: Any, subtract: bool, s: Any = None) -> Tuple[Any, Any]:
+    """Steps 6-7 of the LIF update on ``v`` from :func:`lif_subthreshold`: ``s = v > vth << 6`` (strict,
+    ``lif/models.py`` L276-278; ``vth_eff`` from :func:`effective_threshold`), then the reset: ``v = 0`` where
+    ``s`` (``subtract`` False: Lava's LIF, L188-192, ``u`` kept) or ``v -= vth << 6`` where ``s`` (ours:
+    :class:`toolchain.backends.lava.LIFSubtract`). Returns ``(v, s)``: bool spikes for numpy, 0/1 of ``v``'s dtype
+    for torch. ``s`` given: use it as the spikes (a surrogate whose forward value is the spike test)."""
+    X = _ops(v)
+    if s is None:
+        s = X.fire(v, vth_eff)
+    return X.reset(v, s, vth_eff, subtract), s
+
+
+def lif_update(u: Any, v: Any, a_in: Any, fu: Any, fv: Any, bias: Any, vth_eff: Any, subtract: bool, *,
+               wrap_free: bool = False) -> Tuple[Any, Any, Any]:
+    """One whole LIF step (:func:`lif_subthreshold` then :func:`lif_fire`) on effective parameters; returns
+    ``(u, v, s)``."""
+    u, v = lif_subthreshold(u, v, a_in, fu, fv, bias, wrap_free=wrap_free)
+    v, s = lif_fire(v, vth_eff, subtract)
+    return u, v, s
+
+
 def lif_step(u: np.ndarray, v: np.ndarray, a_in: np.ndarray, du: ArrayLike, dv: ArrayLike, vth: ArrayLike,
              bias_mant: ArrayLike = 0, bias_exp: ArrayLike = 0, reset_mode: str = "zero"
              ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One step of Lava's bit-accurate CUBA LIF (``PyLifModelBitAcc``); returns ``(u, v, s)``.
+    """One step of Lava's bit-accurate CUBA LIF (``PyLifModelBitAcc``) from the Lava parameters; returns
+    ``(u, v, s)``: :func:`lif_update` with ``fu = decay_factor(du + 1)``, ``fv = decay_factor(dv)``,
+    ``bias = effective_bias(bias_mant, bias_exp)``, ``vth_eff = effective_threshold(vth)``.
 
     Shapes broadcast (state ``(..., n)``, per-neuron parameters ``(n,)`` or scalars). ``u``, ``v``, ``a_in``
     int32; returns int32 ``u``, ``v`` and a bool spike array. Order, as ``lif/models.py`` L138-216:
@@ -264,21 +435,12 @@ def lif_step(u: np.ndarray, v: np.ndarray, a_in: np.ndarray, du: ArrayLike, dv: 
     """
     if reset_mode not in ("zero", "subtract"):
         raise ValueError(f"reset_mode must be 'zero' or 'subtract', got {reset_mode!r}")
-    du64 = np.asarray(du).astype(np.int64)
-    cur = decay_rtz(u, du64 + DS_OFFSET)
-    act = np.left_shift(np.asarray(a_in).astype(np.int32), ACT_SHIFT)
-    cur = (cur + act).astype(np.int32)
-    u_new = wrap_current(cur)
-    vol = decay_rtz(v, np.asarray(dv).astype(np.int64) + DM_OFFSET)
-    vol = (vol + u_new + effective_bias(bias_mant, bias_exp)).astype(np.int32)
-    v_new = np.clip(vol, V_MIN, V_MAX).astype(np.int32)
-    vth_eff = effective_threshold(vth)
-    s = v_new > vth_eff
-    if reset_mode == "zero":
-        v_new = np.where(s, np.int32(0), v_new).astype(np.int32)
-    else:
-        v_new = np.where(s, v_new - vth_eff, v_new).astype(np.int32)
-    return u_new, v_new, s
+    u = np.asarray(u, dtype=np.int32)
+    v = np.asarray(v, dtype=np.int32)
+    a = np.asarray(a_in)
+    return lif_update(u, v, a, decay_factor(np.asarray(du).astype(np.int64) + DS_OFFSET),
+                      decay_factor(np.asarray(dv).astype(np.int64) + DM_OFFSET), effective_bias(bias_mant, bias_exp),
+                      effective_threshold(vth), reset_mode == "subtract")
 
 
 def bias_onset_voltage(dv: ArrayLike, vth: ArrayLike, bias_mant: ArrayLike, bias_exp: ArrayLike, steps: int,

@@ -42,6 +42,7 @@ from torch import nn
 
 from ..errors import InputError
 from ..program import Program
+from . import functional as Fn
 from . import integer as I
 from .layers import Recurrent
 from .net import SpikingNet, is_stateful, neuron_of
@@ -130,7 +131,7 @@ class QuantisationAware(nn.Module):
         mods = list(self.model.named_children())
         index = {names[m]: i for i, (m, _) in enumerate(mods)}
         shapes = self._shapes()
-        hooks = I._Hooks()
+        hooks = I._Hooks(spike_fn=Fn.spike)
         info: Dict[str, Tuple[str, torch.Tensor]] = {}
         v_scale = prog.metadata.get("v_scale", {})
         for g in plan.groups:

@@ -659,7 +659,7 @@ class _NoBar:
 def simulate(program: Program, x: Union[np.ndarray, Mapping[str, np.ndarray]], steps: Optional[int] = None,
              record: Union[bool, Sequence[str]] = False, early_exit: Optional[EarlyExit] = None,
              progress: Optional[bool] = None, force_exact: bool = False,
-             event: Optional[bool] = None) -> SimResult:
+             event: Optional[bool] = None, backend: str = "numpy", device: Optional[str] = None) -> SimResult:
     """Run ``program`` on a batch of inputs; bit-exact with :func:`toolchain.backends.lava.run_lava`.
 
     ``x``: (B, T, *input_shape) integer array (or a mapping input-port name -> array), see
@@ -673,8 +673,15 @@ def simulate(program: Program, x: Union[np.ndarray, Mapping[str, np.ndarray]], s
     long runs). ``force_exact``: use the int32 emulation for every group (for tests). ``event``: the synaptic
     products' method — None chooses per synapse group and step by the source's activity, True takes the
     event-driven path wherever a synapse group allows it, False the dense one (all give the same integers; see
-    the module docstring).
+    the module docstring). ``backend``: "numpy" (this module) or "torch" (:mod:`toolchain.sim.torch_backend`, the
+    same integers with torch tensors on ``device``: "cpu" (default), "cuda", ...; ``progress``, ``force_exact``
+    and ``event`` do not apply there).
     """
+    if backend == "torch":
+        from .torch_backend import simulate as simulate_torch  # torch is imported only for this backend
+        return simulate_torch(program, x, steps, record, early_exit, device=device or "cpu")
+    if backend != "numpy":
+        raise InputError(f"must be 'numpy' or 'torch', got {backend!r}", field="backend")
     inputs, batch, steps = prepare_inputs(program, x, steps)
     rec_groups = recorded_groups(program, record)
     out_name = program.output

@@ -1,0 +1,224 @@
+"""The torch backend of the reference simulator (toolchain.sim.torch_backend) is bit-exact with the numpy one on
+the test corpus — every spike, u and v of every group at every step — and is the engine of IntegerNet; the LIF
+update both run is the one definition in toolchain.fixedpoint."""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from toolchain import fixedpoint as fx
+from toolchain.errors import InputError
+from toolchain.ir.storage import Csr, Dense
+from toolchain.program import InputPort, NeuronGroup, Program, SynapseGroup
+from toolchain.sim import torch_backend as TB
+from toolchain.sim.reference import simulate
+from toolchain.testing import int_inputs, int_program, make_active, random_spike_array, random_spiking_model
+
+torch.set_num_threads(1)
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+def assert_bit_exact(p, x, steps=None, device="cpu", **kw):
+    """numpy vs torch backend, every group recorded: every spike, u and v at every step, output, steps_run."""
+    ref = simulate(p, x, steps=steps, record=True, **kw)
+    got = simulate(p, x, steps=steps, record=True, backend="torch", device=device, **kw)
+    assert got.backend == "torch"
+    mm = ref.first_mismatch(got)
+    assert mm is None, str(mm)
+    for g in p.groups:
+        for f in ("spikes", "u", "v"):
+            a, b = getattr(ref, f)[g], getattr(got, f)[g]
+            assert a.dtype == b.dtype and a.shape == b.shape and np.array_equal(a, b), (f, g)
+    assert np.array_equal(ref.output, got.output) and np.array_equal(ref.steps_run, got.steps_run)
+    return ref
+
+
+# --------------------------------------------------------------------------------- the corpus of test_reference_sim
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("seed", range(16))
+def test_torch_backend_equals_numpy_on_random_programs(seed: int, device: str) -> None:
+    """The random programs of tests/test_reference_sim.py's path test: storages, recurrence, skips, graded
+    inputs (3, 8, 24 bits), delays, reset modes, extreme parameters (wraps and saturation), readouts, v_init,
+    all sign modes and weight widths, weight exponents, low and high activity, batches 3 and 10."""
+    r = np.random.default_rng(100 + seed)
+    rate = (0.02, 0.5)[seed % 2]
+    batch = (3, 10)[(seed // 2) % 2]
+    opts = dict(storage=["dense", "csr", "structured", "mixed"][seed % 4], recurrent=seed % 3 != 0,
+                skip=seed % 4 == 1, graded_bits=[0, 0, 3, 0, 8, 0, 24, 0][seed % 8], max_delay=[0, 3, 1][seed % 3],
+                reset_mode=["zero", "subtract", "mixed"][(seed // 3) % 3], extreme=seed % 5 == 4,
+                readout=seed % 6 == 5, v_init=seed % 4 == 2, sign_modes=("mixed", "excitatory", "inhibitory"),
+                weight_bits=(4, 8), weight_exp=(-6, 3) if seed % 5 == 4 else (-1, 1))
+    sizes = [int(r.integers(20, 60))] + [int(r.integers(4, 30)) for _ in range(int(r.integers(1, 4)))]
+    p = int_program(sizes, seed=seed, **opts)
+    x = int_inputs(p, batch, 16, rate=rate, seed=seed)
+    p = make_active(p, x, steps=18, saturate=seed % 3 == 1)
+    ref = assert_bit_exact(p, x, 18, device)
+    assert any(ref.spikes[g].any() for g in p.groups if p.groups[g].spiking) or \
+        not any(g.spiking for g in p.groups.values())
+    assert all(ref.v[g].any() for g in p.groups)
+
+
+@pytest.mark.parametrize("kwargs", [
+    dict(recurrent=True, skip=True, max_delay=3, storage="mixed", reset_mode="mixed"),
+    dict(extreme=True, graded_bits=8, weight_exp=(-4, 6), storage="csr", reset_mode="subtract"),
+    dict(extreme=True, recurrent=True, sign_modes=("mixed", "excitatory", "inhibitory"), weight_bits=(3, 6, 8),
+         weight_exp=(-2, 7), max_delay=2, readout=True),
+    dict(graded_bits=24, weight_exp=(5, 7), storage="structured", reset_mode="zero", recurrent=True),
+    dict(v_init=True, extreme=True, recurrent=True),
+])
+def test_torch_backend_equals_numpy_on_integer_net_corpus(kwargs) -> None:
+    """The programs of tests/test_nn_integer.py (24-bit graded sums beyond int32, exponents up to 7)."""
+    p = int_program((10, 12, 8, 5), seed=1, **kwargs)
+    x = int_inputs(p, batch=3, steps=30, seed=11)
+    ref = assert_bit_exact(p, x)
+    assert sum(int(s.sum()) for s in ref.spikes.values()) > 0
+
+
+@pytest.mark.parametrize("kind,neuron,reset,readout", [("ff", "cuba", "zero", "li"), ("rec", "lif", "zero",
+                                                                                    "spiking"),
+                                                       ("conv", "cuba", "subtract", "spiking")])
+def test_torch_backend_on_compiled_models(kind, neuron, reset, readout) -> None:
+    """Programs compiled from torch models (conv storage, readouts, bias-onset v_init)."""
+    from toolchain.nn import IntegerNet
+    model, shape = random_spiking_model(kind, seed=5, neuron=neuron, reset=reset, readout=readout)
+    net = IntegerNet.from_model(model, "loihi2", 1e-3, shape)
+    x = random_spike_array(4, 25, shape, 0.3, seed=6)
+    ref = assert_bit_exact(net.program, x)
+    assert ref.spikes[next(iter(net.program.groups))].mean() > 0.02
+
+
+def test_torch_backend_bias_ports_and_periodic_reset() -> None:
+    """A bias input port (per sample, and per step) replacing a group's bias, and lava-dl's periodic reset."""
+    p = int_program((30, 12, 6), seed=3, recurrent=True)
+    g0, g1 = p.groups["g0"], p.groups["g1"]
+    groups = [dataclasses.replace(g0, reset_interval=4, reset_offset=1), dataclasses.replace(g1, reset_interval=3)]
+    ports = list(p.inputs) + [InputPort("b", (g0.size,), kind="bias", target="g0")]
+    q = Program(groups, list(p.synapses), ports, output="g1")
+    r = np.random.default_rng(0)
+    x = int_inputs(q, 4, 15, rate=0.1, seed=1)
+    for bias in (r.integers(-4096, 4096, (4, g0.size)), r.integers(-300, 300, (4, 15, g0.size))):
+        ref = assert_bit_exact(q, {"in": x, "b": bias})
+        assert ref.spikes["g0"].any()
+
+
+@pytest.mark.parametrize("delay", [0, 2])
+def test_torch_backend_graded_sums_beyond_int32(delay: int) -> None:
+    """24-bit payloads whose Dense/Sparse sums (delay 0) or DelayDense products (delay 2) leave int32: Lava's
+    wraps, before and after the shift, in float64 products."""
+    r = np.random.default_rng(11 + delay)
+    w = r.integers(-254, 255, (4, 32))
+    g = NeuronGroup("a", (4,), du=100, dv=50, vth=300, bias_mant=0, bias_exp=0)
+    for storage in (Dense(w), Csr.from_dense(w)):
+        for e in (-28, -30, 0, 3):
+            p = Program([g], [SynapseGroup("s", "in", "a", storage, weight_exp=e, delay=delay)],
+                        [InputPort("in", (32,), num_message_bits=24)], output="a")
+            x = r.integers(2 ** 23, 2 ** 24, (3, 6, 32)).astype(np.int32)
+            assert_bit_exact(p, x, 9)
+
+
+def test_torch_backend_early_exit() -> None:
+    """Samples leaving the batch mid-run: every record equals the numpy simulator's (zero after the exit)."""
+    p = int_program((40, 16, 8), seed=5, recurrent=True, max_delay=3)
+    x = int_inputs(p, 12, 24, rate=0.1, seed=5)
+
+    def exit_fn(t, acc):
+        stop = np.zeros(acc.shape[0], bool)
+        if t in (3, 9):
+            stop[: max(1, acc.shape[0] // 3)] = True
+        if t == 15:
+            stop[int(np.argmax(acc.sum(axis=1)))] = True  # by the accumulated output
+        return stop
+
+    ref = assert_bit_exact(p, x, early_exit=exit_fn)
+    assert ref.steps_run.min() == 4 and ref.steps_run.max() == 24 and len(set(ref.steps_run)) >= 3
+    assert_bit_exact(p, x, early_exit=lambda t, acc: np.ones(acc.shape[0], bool) if t == 2 else
+                     np.zeros(acc.shape[0], bool))  # every sample stops
+
+
+def test_integer_net_runs_the_torch_backend() -> None:
+    """IntegerNet is a thin module over the backend: same plan type, same records as simulate(backend="torch")."""
+    from toolchain.nn import IntegerNet
+    p = int_program((20, 10, 5), seed=2, recurrent=True, max_delay=1)
+    x = int_inputs(p, 3, 12, seed=2)
+    net = IntegerNet(p)
+    assert isinstance(net._plan, TB.Plan) and net.device == torch.device("cpu")
+    a = net.run(x, record=True)
+    b = simulate(p, x, record=True, backend="torch")
+    assert a.first_mismatch(b) is None and a.backend == b.backend == "torch"
+    y, rec = net(torch.as_tensor(x), record=True)
+    assert np.array_equal(rec["g0"]["u"].numpy(), b.u["g0"].astype(np.int64))
+
+
+def test_plan_shares_the_reference_weights_and_product_dtype() -> None:
+    """The plan's weights are the reference simulator's compiled ones (Lava's clip and truncation); products are
+    float32 below the 2^24 bound, float64 above; the wrap-free condition is the reference's float-path one."""
+    from toolchain.sim import reference as R
+    p = int_program((12, 6, 4), seed=0, sign_modes=("inhibitory",), weight_bits=(4,), extreme=True)
+    pl = TB.plan(p)
+    for s, ts in zip(p.synapses, pl.syns):
+        c = R._compile_synapse(p, s)
+        assert np.array_equal(ts.w_t.numpy().T, np.asarray(c.w_eff)) and ts.w_t.dtype == torch.float32
+        assert (ts.acc_bound, ts.out_bound) == (c.acc_bound, c.out_bound)
+    g24 = int_program((10, 4), seed=0, graded_bits=24)
+    assert TB.plan(g24).syns[0].w_t.dtype == torch.float64
+    bound = {g: 0 for g in p.groups}
+    for s in p.synapses:
+        bound[s.dst] += R._compile_synapse(p, s).out_bound
+    assert [g.wrap_free for g in pl.groups] == [bound[g] < R._FAST_LIF_BOUND for g in p.groups]
+
+
+def test_torch_backend_errors() -> None:
+    p = int_program((10, 4), seed=0)
+    with pytest.raises(InputError, match="numpy' or 'torch"):
+        simulate(p, int_inputs(p, 1, 3), backend="jax")
+    with pytest.raises(InputError, match="shape"):
+        simulate(p, np.zeros((1, 3, 9), np.int32), backend="torch")
+    with pytest.raises(InputError, match="integers"):
+        simulate(p, np.full((1, 3, 10), 0.5), backend="torch")
+    if not torch.cuda.is_available():
+        with pytest.raises(InputError, match="CUDA is not available"):
+            simulate(p, int_inputs(p, 1, 3), backend="torch", device="cuda")
+
+
+# ------------------------------------------------------------------------------ the one LIF update definition
+def test_lif_update_is_one_definition_for_numpy_and_torch() -> None:
+    """fixedpoint.lif_step (numpy int32, Lava's parameters) and lif_update on float64 and int64 tensors give the
+    same u, v, spikes on edge-heavy random states (wraps, saturation, du = -1, dv = 4096)."""
+    r = np.random.default_rng(0)
+    n = 50000
+    edges = np.array([0, 1, -1, 2 ** 23, 2 ** 23 + 1, -2 ** 23, -2 ** 23 - 1, 2 ** 24, 3 * 2 ** 23, -(2 ** 31),
+                      2 ** 31 - 1])
+
+    def ints():
+        out = r.integers(-(2 ** 31), 2 ** 31, size=n)
+        pick = r.random(n) < 0.4
+        out[pick] = np.clip(r.choice(edges, pick.sum()) + r.integers(-2, 3, pick.sum()), -(2 ** 31), 2 ** 31 - 1)
+        return out.astype(np.int32)
+
+    u, v, a = ints(), ints(), ints()
+    du, dv = r.choice([-1, 0, 1, 4095, 999], n), r.choice([0, 1, 4095, 4096, 77], n)
+    vth, bm, be = r.choice([0, 1, 2 ** 17, 5000], n), r.integers(-4096, 4096, n), r.integers(0, 8, n)
+    for subtract in (False, True):
+        want = fx.lif_step(u, v, a, du, dv, vth, bm, be, "subtract" if subtract else "zero")
+        assert want[0].dtype == want[1].dtype == np.int32 and want[2].dtype == bool
+        par = [fx.decay_factor(du + 1), fx.decay_factor(dv), fx.effective_bias(bm, be), fx.effective_threshold(vth)]
+        for dt in (torch.float64, torch.int64):
+            T = lambda z: torch.as_tensor(np.asarray(z).astype(np.float64 if dt == torch.float64 else np.int64))  # noqa
+            got = fx.lif_update(T(u), T(v), T(a), torch.as_tensor(par[0]), torch.as_tensor(par[1]), T(par[2]),
+                                T(par[3]), subtract)
+            for w, g in zip(want, got):
+                assert np.array_equal(g.numpy().astype(np.int64), w.astype(np.int64))
+        assert (np.abs(want[1]) == fx.V_MAX).sum() > 100 and want[2].sum() > 100
+
+
+def test_decay_factor_equals_lava_shift() -> None:
+    """trunc(x · (4096 − d)/4096) in float64 equals Lava's sign(p)·(|p| >> 12) for int32 x, d in [0, 4096]."""
+    r = np.random.default_rng(1)
+    x = np.concatenate([r.integers(-(2 ** 31), 2 ** 31, 20000), np.arange(-9000, 9000),
+                        [-(2 ** 31), 2 ** 31 - 1, 2 ** 23, -(2 ** 23)]]).astype(np.int32)
+    for d in list(range(0, 4097, 13)) + [1, 4095, 4096]:
+        assert np.array_equal(np.trunc(x * fx.decay_factor(d)).astype(np.int64), fx.decay_rtz(x, d).astype(np.int64))
