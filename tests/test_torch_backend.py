@@ -222,3 +222,31 @@ def test_decay_factor_equals_lava_shift() -> None:
                         [-(2 ** 31), 2 ** 31 - 1, 2 ** 23, -(2 ** 23)]]).astype(np.int32)
     for d in list(range(0, 4097, 13)) + [1, 4095, 4096]:
         assert np.array_equal(np.trunc(x * fx.decay_factor(d)).astype(np.int64), fx.decay_rtz(x, d).astype(np.int64))
+
+
+def test_cli_simulate_backend_torch(tmp_path, capsys) -> None:
+    """``snnc simulate --backend torch`` writes what the numpy reference computes; a missing CUDA is one error
+    line naming the device, nothing written."""
+    from toolchain.cli.main import main
+    p = int_program((8, 6, 4), seed=3, recurrent=True)
+    build = tmp_path / "build"
+    p.save(build)
+    x = int_inputs(p, 3, 7, seed=1)
+    np.save(tmp_path / "x.npy", x)
+    out = tmp_path / "out.npz"
+    assert main(["simulate", str(build), "--input", str(tmp_path / "x.npy"), "--steps", "9", "-o", str(out),
+                 "--record", "--backend", "torch", "--device", "cpu"]) == 0
+    ref = simulate(p, x, steps=9, record=True)
+    with np.load(out) as z:
+        np.testing.assert_array_equal(z["spikes"], ref.output)
+        for g in p.groups:
+            for f in ("u", "v", "spikes"):
+                np.testing.assert_array_equal(z[f"{f}/{g}"], getattr(ref, f)[g])
+    assert "torch: 3 samples x 9 steps" in capsys.readouterr().out
+    if not torch.cuda.is_available():
+        bad = tmp_path / "cuda.npz"
+        assert main(["simulate", str(build), "--input", str(tmp_path / "x.npy"), "-o", str(bad), "--backend",
+                     "torch", "--device", "cuda"]) == 1
+        err = capsys.readouterr().err
+        assert err.startswith("error:") and "CUDA is not available" in err and err.count("\n") == 1
+        assert not bad.exists()

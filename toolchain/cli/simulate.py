@@ -1,7 +1,8 @@
 """``snnc simulate`` and ``snnc verify``: run a compiled Program on the reference simulator or Lava, and check
 that both agree bit for bit.
 
-* ``snnc simulate BUILD/ --input X.npy [--steps T] [--backend reference|lava] -o OUT.npz [--record]`` writes
+* ``snnc simulate BUILD/ --input X.npy [--steps T] [--backend reference|torch|lava] [--device cpu|cuda]
+  -o OUT.npz [--record]`` writes
   ``spikes`` (the output group's spikes, or its ``v`` for a non-spiking readout) and ``steps_run``; with
   ``--record`` also ``spikes/<group>``, ``u/<group>`` and ``v/<group>`` of every group.
 * ``snnc verify BUILD/ [--input X.npy | --random N] [--steps T] [--seed S]`` runs both backends, recording every
@@ -32,7 +33,7 @@ from .main import cli
 
 __all__ = ["load_input", "random_input", "run_simulation", "verify_program", "BACKENDS"]
 
-BACKENDS = ("reference", "lava")
+BACKENDS = ("reference", "torch", "lava")
 InputLike = Union[np.ndarray, Dict[str, np.ndarray]]
 
 
@@ -96,10 +97,13 @@ def random_input(program: Program, n: int, steps: int, seed: int = 0, rate: floa
 
 
 def run_simulation(program: Program, x: InputLike, steps: Optional[int] = None, backend: str = "reference",
-                   record: bool = False) -> SimResult:
-    """Run ``program`` on ``backend`` ("reference" or "lava")."""
-    if backend == "reference":
+                   record: bool = False, device: Optional[str] = None) -> SimResult:
+    """Run ``program`` on ``backend``: "reference" (numpy), "torch" (the reference simulator's torch backend on
+    ``device``, e.g. "cpu" or "cuda"; the same integers) or "lava"."""
+    if backend in ("reference", "torch"):
         from ..sim.reference import simulate
+        if backend == "torch":
+            return simulate(program, x, steps=steps, record=record, backend="torch", device=device)
         return simulate(program, x, steps=steps, record=record)
     if backend == "lava":
         from ..backends.lava import run_lava
@@ -203,8 +207,10 @@ LONG_RUN = 5e7
 @click.option("--output", "-o", required=True, type=click.Path(dir_okay=False), help="Result .npz to write.")
 @click.option("--record", is_flag=True, help="Also write spikes, u and v of every group.")
 @click.option("--cutoff", is_flag=True, help="Stop each sample at its early-exit step (policy from 'snnc calibrate').")
+@click.option("--device", default="cpu", show_default=True,
+              help="torch device of --backend torch (cpu, cuda, cuda:1, ...).")
 def simulate_cmd(build: str, input_path: str, steps: Optional[int], backend: str, output: str,
-                 record: bool, cutoff: bool) -> None:
+                 record: bool, cutoff: bool, device: str) -> None:
     """Simulate the Program in BUILD on a backend and write the output spikes (and records) to OUTPUT."""
     _check_output(output)
     program = _load_program(build)
@@ -214,14 +220,14 @@ def simulate_cmd(build: str, input_path: str, steps: Optional[int], backend: str
     t0 = time.perf_counter()
     if cutoff:
         from ..runtime.cutoff import simulate_with_cutoff
-        res = simulate_with_cutoff(program, x, steps, backend, record)
+        res = simulate_with_cutoff(program, x, steps, backend, record, device=device)
         click.echo(f"cutoff: {res.steps_run.mean():.2f} steps per sample on average of {res.steps}")
     elif backend == "reference" and not sys.stderr.isatty() and \
             batch * n_steps * max(program.neuron_count, 1) > LONG_RUN:
         from ..sim.reference import simulate
         res = simulate(program, x, steps=steps, record=record, early_exit=_ProgressLog(n_steps))
     else:
-        res = run_simulation(program, x, steps, backend, record)
+        res = run_simulation(program, x, steps, backend, record, device=device)
     dt = time.perf_counter() - t0
     res.save_npz(output, record=record)
     what = "spikes" if res.output_kind == "spikes" else "v (readout)"

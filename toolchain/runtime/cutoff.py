@@ -678,20 +678,23 @@ def run_lava_with_cutoff(program: Any, x: Any, policy: CutoffPolicy, steps: Opti
 
 
 def simulate_with_cutoff(program: Any, x: Any, steps: Optional[int] = None, backend: str = "reference",
-                         record: bool = False, policy: Optional[CutoffPolicy] = None) -> Any:
+                         record: bool = False, policy: Optional[CutoffPolicy] = None,
+                         device: Optional[str] = None) -> Any:
     """Per-sample early-exit run of a Program with ``policy`` (default: the one stored in its metadata by
-    ``snnc calibrate``) on the reference simulator (``record`` as :func:`toolchain.sim.reference.simulate`) or
-    on Lava (output group only). Returns the :class:`~toolchain.sim.record.SimResult` with ``steps_run``."""
+    ``snnc calibrate``) on the reference simulator (``record`` as :func:`toolchain.sim.reference.simulate`), its
+    torch backend (``backend="torch"`` on ``device``) or on Lava (output group only). Returns the
+    :class:`~toolchain.sim.record.SimResult` with ``steps_run``."""
     policy = policy if policy is not None else policy_from_program(program)
     if policy is None:
         raise ToolchainError("the program holds no cutoff policy; run 'snnc calibrate' first",
                              field="metadata.cutoff")
-    if backend == "reference":
+    if backend in ("reference", "torch"):
         from ..sim.reference import simulate
-        return simulate(program, x, steps=steps, record=record, early_exit=policy.hook())
+        return simulate(program, x, steps=steps, record=record, early_exit=policy.hook(),
+                        backend="torch" if backend == "torch" else "numpy", device=device)
     if backend == "lava":
         if record:
             raise InputError("recording every group is not available for Lava runs with early exit",
                              field="record")
         return run_lava_with_cutoff(program, x, policy, steps=steps)
-    raise InputError(f"must be 'reference' or 'lava', got {backend!r}", field="backend")
+    raise InputError(f"must be 'reference', 'torch' or 'lava', got {backend!r}", field="backend")
