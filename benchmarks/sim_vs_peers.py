@@ -14,8 +14,9 @@ its own format, prepared outside the timing:
   (the event-driven product chosen per synapse group and step by the activity, ``event=None``);
 * ``ref_dense``: the same simulator with dense products only (``event=False``) — the baseline of
   ``event_vs_dense``;
-* ``integer_torch``: PyTorch integer mode, :class:`toolchain.nn.IntegerNet` (float64 tensors, the same
-  integers);
+* ``torch``: the reference simulator's torch backend on the CPU (``simulate(..., backend="torch")``,
+  :mod:`toolchain.sim.torch_backend`: float64 tensors holding the same integers, float32 products; it is also
+  the engine of PyTorch integer mode, :class:`toolchain.nn.IntegerNet`);
 * ``snntorch`` / ``norse``: the equivalent float32 network (the weights Lava uses times ``2^weight_exp · 64``,
   the decays ``(4096 - du - 1)/4096`` and ``(4096 - dv)/4096``, threshold ``vth · 64``, zero reset right after
   the spike, the bias added to the input current) as ``snntorch.Synaptic`` (``reset_delay=False``) and Norse's
@@ -46,8 +47,15 @@ the whole simulation (ff network, batch 256, input rate 0.02; the hidden layers 
 output layer at about 10%, and the LIF update of every neuron is the same on both) with the automatic choice over
 dense products only.
 
-``--quick`` (a few minutes on two busy cores): 30 steps (T_short 6), 3 rounds instead of 100 steps and 5 rounds;
-drops ``integer_torch`` at batch 256 (its float64 run is the slowest engine and is measured at batch 1 and 32).
+**Torch backend, exactness and CUDA.** ``RESULT torch_backend_exact`` is 1 when the torch backend's records equal
+the numpy simulator's — every spike, ``u`` and ``v`` of every group at every step — on both networks at both
+input rates (batch 32, CPU; and, where CUDA is present, batch 1024 on the GPU), else 0. Where
+``torch.cuda.is_available()``, the ff network at rate 0.2 also runs on the GPU at batch 1024 (steady per-step
+throughput, wall clock, each run ending with the copy of the output to the host), beside the numpy simulator
+at the same batch on one CPU thread: ``RESULT torch_cuda_b1024`` (sample-steps/s) and
+``RESULT torch_cuda_vs_ref_b1024``. Without CUDA those two lines are replaced by a note.
+
+``--quick`` (a few minutes on two busy cores): 30 steps (T_short 6), 3 rounds instead of 100 steps and 5 rounds.
 """
 from __future__ import annotations
 
@@ -67,7 +75,7 @@ from toolchain.sim.reference import simulate  # noqa: E402
 from toolchain.testing import benchmark_program, int_inputs  # noqa: E402
 from toolchain.textutil import table_lines  # noqa: E402
 
-ENGINES = ("reference", "ref_dense", "integer_torch", "snntorch", "norse", "floor")
+ENGINES = ("reference", "ref_dense", "torch", "snntorch", "norse", "floor")
 
 
 # ------------------------------------------------------------------------------------ the float network
@@ -244,11 +252,9 @@ def make_runners(prog, x_u8: np.ndarray, engines):
         runners["reference"] = lambda T: float(simulate(prog, x_u8[:, :T]).output.mean())
     if "ref_dense" in engines:
         runners["ref_dense"] = lambda T: float(simulate(prog, x_u8[:, :T], event=False).output.mean())
-    if "integer_torch" in engines:
-        torch = _torch()
-        from toolchain.nn import IntegerNet
-        net = IntegerNet(prog)
-        runners["integer_torch"] = lambda T: float(net(x_u8[:, :T]).to(torch.float64).mean())
+    if "torch" in engines:
+        _torch()
+        runners["torch"] = lambda T: float(simulate(prog, x_u8[:, :T], backend="torch").output.mean())
     if "snntorch" in engines:
         torch = _torch()
         net_s = SnnTorchNet(layers)
@@ -322,9 +328,54 @@ def product_event_vs_dense(batch: int = 256, n_in: int = 784, n_out: int = 256, 
     return float(np.median(ratios))
 
 
+def torch_exact(nets, rates, steps: int, batch: int = 32, device: str = "cpu") -> bool:
+    """Whether the torch backend on ``device`` records exactly what the numpy simulator records (every spike, u
+    and v of every group at every step) on the benchmark networks."""
+    for kind in nets:
+        prog = benchmark_program(kind)
+        for rate in rates:
+            x = int_inputs(prog, batch, steps, rate=rate, seed=2).astype(np.uint8)
+            ref = simulate(prog, x, record=True)
+            got = simulate(prog, x, record=True, backend="torch", device=device)
+            if ref.first_mismatch(got) is not None:
+                print(f"torch backend ({device}) differs on {kind}, rate {rate:g}: {ref.first_mismatch(got)}")
+                return False
+    return True
+
+
+def torch_cuda(steps: int, short: int, rounds: int, batch: int = 1024, rate: float = 0.2):
+    """Steady wall-clock sample-steps/s of the torch backend on CUDA and of the numpy simulator (one CPU thread)
+    on the ff network at ``batch``; returns (cuda, numpy, median of per-round ratios)."""
+    torch = _torch()
+    from toolchain.sim import torch_backend as TB
+    prog = benchmark_program("ff")
+    x = int_inputs(prog, batch, steps, rate=rate, seed=1).astype(np.uint8)
+    plan = TB.plan(prog, "cuda")
+
+    def cuda_run(T):
+        TB.simulate(prog, x[:, :T], device="cuda", compiled=plan)  # ends with the output's copy to the host
+        torch.cuda.synchronize()
+
+    def ref_run(T):
+        simulate(prog, x[:, :T])
+
+    cuda_run(short)
+    thr = {"cuda": [], "ref": []}
+    for _ in range(rounds):
+        for name, fn in (("cuda", cuda_run), ("ref", ref_run)):
+            w0 = time.perf_counter()
+            fn(short)
+            w1 = time.perf_counter()
+            fn(steps)
+            w2 = time.perf_counter()
+            thr[name].append(batch * (steps - short) / max((w2 - w1) - (w1 - w0), 1e-9))
+    ratio = float(np.median(np.array(thr["cuda"]) / np.array(thr["ref"])))
+    return float(np.median(thr["cuda"])), float(np.median(thr["ref"])), ratio
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="30 steps, 3 rounds, no integer_torch at batch 256")
+    ap.add_argument("--quick", action="store_true", help="30 steps, 3 rounds")
     ap.add_argument("--steps", type=int, default=None, help="steps per run (default 100, quick 30)")
     ap.add_argument("--rounds", type=int, default=None, help="interleaved rounds (default 5, quick 3)")
     ap.add_argument("--batches", type=int, nargs="+", default=[1, 32, 256])
@@ -344,8 +395,7 @@ def main(argv=None) -> int:
         for rate in args.rates:
             x_all = int_inputs(prog, max(args.batches), steps, rate=rate, seed=1).astype(np.uint8)
             for batch in args.batches:
-                engines = [e for e in ENGINES if (e == "reference" or e in args.engines)
-                           and not (args.quick and e == "integer_torch" and batch >= 256)]
+                engines = [e for e in ENGINES if e == "reference" or e in args.engines]
                 runners = make_runners(prog, x_all[:batch], engines)
                 res = measure(runners, steps, short, rounds)
                 table[(kind, rate, batch)] = res
@@ -379,6 +429,18 @@ def main(argv=None) -> int:
     print(f"RESULT ref_vs_floor_b{small} {ratio(('ff', 0.2, small), 'floor'):.2f}")
     print(f"RESULT event_vs_dense_2pct {product_event_vs_dense(batch=big):.2f}")
     print(f"RESULT event_vs_dense_sim_2pct {ratio(('ff', 0.02, big), 'ref_dense'):.2f}")
+    exact = torch_exact(args.nets, args.rates, min(steps, 40))
+    cuda = _torch().cuda.is_available()
+    if cuda:
+        exact = exact and torch_exact(["ff"], [0.2], min(steps, 30), batch=1024, device="cuda")
+        c, r_, rr = torch_cuda(steps, short, rounds)
+        print(f"torch backend on CUDA ({_torch().cuda.get_device_name()}), ff, rate 0.2, batch 1024: "
+              f"{c:,.0f} sample-steps/s steady (wall); numpy reference at batch 1024: {r_:,.0f}")
+        print(f"RESULT torch_cuda_b1024 {c:.0f}")
+        print(f"RESULT torch_cuda_vs_ref_b1024 {rr:.2f}")
+    else:
+        print("torch backend on CUDA: not measured (torch.cuda.is_available() is False on this machine)")
+    print(f"RESULT torch_backend_exact {int(exact)}")
     return 0
 
 
