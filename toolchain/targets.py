@@ -47,6 +47,7 @@ SCHEMA: Dict[str, Dict[str, Tuple[type, bool, str, str]]] = {
     "target": {
         "name": (str, True, _ANY, "target name"),
         "description": (str, False, _ANY, "one-line description"),
+        "base": (str, False, _ANY, "a shipped target (or .toml path) whose sections this file extends"),
     },
     "chip": {
         "cores_per_chip": (int, True, _POS, "neuro cores per chip"),
@@ -95,6 +96,11 @@ SCHEMA: Dict[str, Dict[str, Tuple[type, bool, str, str]]] = {
         "neuron_update_ns": (float, False, _NONNEG, "time per neuron update (ns)"),
         "spike_within_tile_pj": (float, False, _NONNEG, "energy per spike message within a tile (pJ)"),
         "spike_hop_pj": (float, False, _NONNEG, "energy per spike message hop between tiles (pJ)"),
+    },
+    "system": {
+        "system_name": (str, False, _ANY, "the multi-chip system (board or rack) the chips form"),
+        "interchip_link_cost": (float, False, _POS,
+                                "cost of one spike message between chips, in within-chip messages (bandwidth ratio)"),
     },
 }
 _REQUIRED_SECTIONS = ("target", "chip", "core", "synapse", "neuron")
@@ -148,6 +154,8 @@ class TargetSpec:
     dense_synapse_bits: int = 0
     conv_encoding: str = "per_synapse"
     conv_tap_header_bits: int = 0
+    system_name: str = ""
+    interchip_link_cost: Optional[float] = None
     source: str = ""
 
     # ------------------------------------------------------------------------------------------- ranges
@@ -287,6 +295,8 @@ def parse_target(data: Dict[str, Any], path: str = "<dict>") -> TargetSpec:
             if key not in keys:
                 raise TargetError(f"unknown key; [{sec}] has {sorted(keys)}", file=path, field=f"{sec}.{key}")
         for key, (_, required, _, _) in keys.items():
+            if key == "base":  # resolved by load_target before parsing
+                continue
             if key not in table:
                 if required:
                     raise TargetError("missing required key", file=path, field=f"{sec}.{key}")
@@ -322,6 +332,13 @@ def load_target(target: Union[str, os.PathLike, TargetSpec]) -> TargetSpec:
                               f"(or give the path of a .toml file)", field="target")
     if not path.is_file():
         raise TargetError("no such target file", file=str(path))
+    return parse_target(_read_with_base(path, ()), str(path))
+
+
+def _read_with_base(path: Path, seen: Tuple[str, ...]) -> Dict[str, Any]:
+    """The TOML tables of ``path``; with ``[target] base = NAME`` the base target's tables, section by section
+    overridden by this file's keys (``base`` resolved like :func:`load_target`'s names, relative paths against
+    this file's folder)."""
     try:
         with open(path, "rb") as fh:
             data = _toml.load(fh)
@@ -329,7 +346,27 @@ def load_target(target: Union[str, os.PathLike, TargetSpec]) -> TargetSpec:
         raise TargetError(f"not valid TOML: {exc}", file=str(path)) from None
     except OSError as exc:
         raise TargetError(f"cannot read: {exc.strerror}", file=str(path)) from None
-    return parse_target(data, str(path))
+    tgt = data.get("target")
+    base = tgt.get("base") if isinstance(tgt, dict) else None
+    if base is None:
+        return data
+    if not isinstance(base, str) or not base.strip():
+        raise TargetError(f"must be a non-empty string, got {base!r}", file=str(path), field="target.base")
+    bpath = path.parent / base if (base.endswith(".toml") or os.sep in base) else TARGET_DIR / f"{base}.toml"
+    if not bpath.is_file():
+        raise TargetError(f"base target {base!r} not found (known targets: {', '.join(list_targets())})",
+                          file=str(path), field="target.base")
+    key = str(bpath.resolve())
+    if key in seen:
+        raise TargetError(f"base targets form a cycle through {base!r}", file=str(path), field="target.base")
+    merged = _read_with_base(bpath, seen + (str(path.resolve()),))
+    for sec, table in data.items():
+        if isinstance(table, dict) and isinstance(merged.get(sec), dict):
+            merged[sec] = {**merged[sec], **table}
+        else:
+            merged[sec] = table
+    merged["target"].pop("base", None)
+    return merged
 
 
 def list_targets() -> List[str]:
