@@ -278,7 +278,8 @@ def test_cli_calibrate_and_report(tmp_path, capsys):
 
     assert main(["report", str(build), *args]) == 0
     out = capsys.readouterr().out
-    assert "footprint_bytes" in out and "effective_acs" in out and "cutoff" in out and "energy_uj" in out
+    assert "Footprint" in out and "SynapticOperations.Effective_ACs" in out and "MembraneUpdates" in out
+    assert "cutoff" in out and "energy_uj" in out
     png = build / "cutoff_tradeoff.png"
     assert png.read_bytes()[:4] == b"\x89PNG"
     # bad input: labels that do not match the data name the file, exit status 1, build untouched

@@ -1,5 +1,5 @@
-"""``snnc calibrate`` (Cutoff thresholds for a build) and ``snnc report`` (NeuroBench-style metrics, energy,
-latency, the accuracy-vs-average-timesteps plot).
+"""``snnc calibrate`` (Cutoff thresholds for a build) and ``snnc report`` (metrics with NeuroBench's definitions and
+names, energy, latency, the accuracy-vs-average-timesteps plot).
 
     snnc calibrate BUILD/ --data X.npy --labels Y.npy [--steps T] [--eps 0.01] [--kind topk|softmax]
                    [--confidence-level 0.9]
@@ -131,20 +131,31 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
+def _label(key: str) -> str:
+    """A metric's name in the report: NeuroBench's for its metrics (:data:`toolchain.runtime.metrics.
+    NEUROBENCH_NAMES`), our key for the others."""
+    from ..runtime.metrics import NEUROBENCH_NAMES
+    return NEUROBENCH_NAMES.get(key, key)
+
+
 def report_text(static: Dict[str, Any], runs: Dict[str, Dict[str, Any]]) -> str:
-    """The report: static metrics, then one column per run (full, cutoff) of workload metrics."""
-    lines = ["static metrics"]
+    """The report: static metrics, then one column per run (full, cutoff) of workload metrics. Metrics that
+    NeuroBench defines carry NeuroBench's names (``Footprint`` in bytes, ``SynapticOperations.Effective_ACs``,
+    ...); the others are ours."""
+    w = 36
+    lines = ["static metrics (NeuroBench names; Footprint in bytes)"]
     for k in ("neurons", "synapses", "footprint_bytes", "state_bytes", "connection_sparsity", "cores"):
         if k in static:
-            lines.append(f"  {k:<22} {_fmt(static[k])}")
+            lines.append(f"  {_label(k):<{w}} {_fmt(static[k])}")
     if runs:
         keys = ["accuracy", "mean_steps", "effective_acs", "effective_macs", "dense_synops", "synaptic_events",
-                "activation_sparsity", "spikes", "neuron_updates", "energy_uj", "latency_us"]
+                "activation_sparsity", "membrane_updates", "spikes", "neuron_updates", "energy_uj", "latency_us"]
         names = list(runs)
-        lines += ["", "workload metrics (per sample)", "  " + f"{'metric':<22}" + "".join(f"{n:>16}" for n in names)]
+        lines += ["", "workload metrics (per sample; NeuroBench names)",
+                  "  " + f"{'metric':<{w}}" + "".join(f"{n:>16}" for n in names)]
         for k in keys:
             if any(k in runs[n] for n in names):
-                lines.append("  " + f"{k:<22}" + "".join(f"{_fmt(runs[n].get(k)):>16}" for n in names))
+                lines.append("  " + f"{_label(k):<{w}}" + "".join(f"{_fmt(runs[n].get(k)):>16}" for n in names))
     return "\n".join(lines)
 
 
@@ -200,7 +211,8 @@ def report_cmd(build: str, data: Optional[str], labels: Optional[str], steps: Op
             d = work.as_dict()
             el = M.energy_latency(work, tgt, fallback=energy_target)
             row = {k: d[k] for k in ("mean_steps", "effective_acs", "effective_macs", "dense_synops",
-                                     "synaptic_events", "activation_sparsity", "spikes", "neuron_updates")}
+                                     "synaptic_events", "activation_sparsity", "membrane_updates", "spikes",
+                                     "neuron_updates")}
             row["energy_uj"] = None if el["energy_j"] is None else el["energy_j"] * 1e6
             row["latency_us"] = None if el["latency_s"] is None else el["latency_s"] * 1e6
             if y is not None:

@@ -1,19 +1,32 @@
 """Inference metrics with NeuroBench's definitions, for a PyTorch run or for a compiled Program and its simulation.
 
-Definitions (NeuroBench v1, ``neurobench.metrics``; re-derived here, no code taken):
+Definitions (NeuroBench 2.x, ``neurobench.metrics``; re-derived here, no code taken; the NeuroBench name of each
+figure in brackets, :data:`NEUROBENCH_NAMES`; ``tests/test_neurobench.py`` checks them against ``neurobench``
+2.3.0 itself on snnTorch models):
 
-* **Synaptic operations** (workload, per sample): for every connection layer and every time step, each
-  *non-zero* input times each *non-zero* weight it meets is one operation. A layer whose inputs are all in
-  {-1, 0, 1} (spikes) performs **accumulates (ACs)**; any other input (analog values, graded spikes) makes
-  them **multiply-accumulates (MACs)**. ``dense`` counts every weight against every input (zeros included):
-  what a dense, non-event-driven implementation computes. Biases are not synaptic operations.
-* **Activation sparsity** (workload): zeros over all entries of the spiking layers' outputs, over all layers,
-  steps and samples. **(ours)** Non-spiking readouts (LI, which output a membrane value every step) are left out.
-* **Connection sparsity** (static): zero weights over all weights of the connection layers.
-* **Footprint** (static, bytes): torch: parameters + buffers (numel × element size). Program: the integer fields
-  at their bit widths (weights at ``num_weight_bits``, a column index of ceil(log2 n_in) bits per stored synapse
-  of sparse storage, 57 bits of neuron parameters: du 12, dv 12, vth 17, bias_mant 13, bias_exp 3), rounded up
-  to whole bytes; ``state_bytes`` adds u and v (24 bits each) per neuron.
+* **Synaptic operations** [``SynapticOperations``: ``Effective_ACs``, ``Effective_MACs``, ``Dense``] (workload,
+  per sample): for every connection layer and every time step, each *non-zero* input times each *non-zero*
+  weight it meets is one operation. A call of a layer (one step, the whole batch) whose inputs are all in
+  {-1, 0, 1} (spikes) performs **accumulates (ACs)**; any other input (analog values, graded spikes) makes that
+  call's operations **multiply-accumulates (MACs)**. ``dense`` counts every weight against every input (zeros
+  included): what a dense, non-event-driven implementation computes. Biases are not synaptic operations.
+* **Activation sparsity** [``ActivationSparsity``] (workload): zeros over all entries of the spiking layers'
+  outputs, over all layers, steps and samples. **(ours)** Non-spiking readouts (LI, which output a membrane value
+  every step) are left out.
+* **Membrane updates** [``MembraneUpdates``] (workload, per sample): neurons whose membrane potential changed in
+  a step (the value after the step differs from the value before it), summed over neurons, steps and samples;
+  every neuron counts at the first step. torch: the membrane of snnTorch neurons (``mem``) and of
+  :mod:`toolchain.nn` neurons (``state.u``); Program: ``v`` as the simulator records it (after the step's reset).
+* **Connection sparsity** [``ConnectionSparsity``] (static): zero weights over all weights of the connection
+  layers (NeuroBench rounds it to 4 decimals; we do not).
+* **Footprint** [``Footprint``] (static, bytes): torch: parameters + buffers (numel × element size). Program: the
+  integer fields at their bit widths (weights at ``num_weight_bits``, a column index of ceil(log2 n_in) bits per
+  stored synapse of sparse storage, 57 bits of neuron parameters: du 12, dv 12, vth 17, bias_mant 13, bias_exp 3),
+  rounded up to whole bytes; ``state_bytes`` adds u and v (24 bits each) per neuron.
+
+The torch functions accept :class:`toolchain.nn.SpikingNet` models and snnTorch networks (``snntorch`` neurons
+with ``init_hidden=True`` in an ``nn.Sequential``, the last returning ``(spikes, mem)``: what NeuroBench's
+``SNNTorchModel`` runs), stepped through time as NeuroBench steps them.
 
 Beyond NeuroBench, for the energy and latency model: ``synaptic_events`` counts each spike against each *stored*
 synapse of its fan-out (what the chip reads from synapse memory, zeros included), ``neuron_updates`` counts
@@ -37,8 +50,21 @@ from ..errors import InputError, ToolchainError
 
 __all__ = [
     "LayerOps", "Workload", "static_metrics_torch", "workload_torch", "static_metrics_program",
-    "workload_program", "energy_latency", "ENERGY_FIELDS", "LATENCY_FIELDS",
+    "workload_program", "energy_latency", "ENERGY_FIELDS", "LATENCY_FIELDS", "NEUROBENCH_NAMES",
 ]
+
+#: Our metric keys and the names NeuroBench 2.x reports them under (metric class, and its result key where the
+#: class returns several); keys not listed are ours, beyond NeuroBench.
+NEUROBENCH_NAMES: Dict[str, str] = {
+    "footprint_bytes": "Footprint",
+    "connection_sparsity": "ConnectionSparsity",
+    "parameter_count": "ParameterCount",
+    "effective_acs": "SynapticOperations.Effective_ACs",
+    "effective_macs": "SynapticOperations.Effective_MACs",
+    "dense_synops": "SynapticOperations.Dense",
+    "activation_sparsity": "ActivationSparsity",
+    "membrane_updates": "MembraneUpdates",
+}
 
 NEURON_PARAM_BITS = 12 + 12 + 17 + 13 + 3   # du, dv, vth, bias_mant, bias_exp (see toolchain.program.NeuronGroup)
 NEURON_STATE_BITS = 24 + 24                 # u, v
@@ -49,8 +75,9 @@ class LayerOps:
     """Operation counts of one connection layer, summed over samples and steps (divide by ``samples``)."""
 
     name: str
-    spiking_input: bool = True
+    spiking_input: bool = True   # every call's input was spikes
     effective: float = 0.0       # non-zero input x non-zero weight
+    mac: float = 0.0             # the part of ``effective`` from calls whose input was not spikes (MACs)
     dense: float = 0.0           # every input x every weight
     events: float = 0.0          # non-zero input x stored synapse (hardware synapse-memory reads)
 
@@ -64,14 +91,15 @@ class Workload:
     activations: int = 0         # entries of spiking-layer outputs seen
     spikes: int = 0              # non-zero entries among them
     neuron_updates: int = 0      # neuron (compartment) updates
+    membrane_updates: Optional[int] = None  # neurons whose membrane changed in a step (None: not measured)
     sample_steps: int = 0        # sum over samples of the steps each ran
     steps_max: int = 0           # the time budget T
 
     def as_dict(self) -> Dict[str, Any]:
         """Per-sample NeuroBench figures plus the hardware counts."""
         n = max(self.samples, 1)
-        acs = sum(l.effective for l in self.layers.values() if l.spiking_input)
-        macs = sum(l.effective for l in self.layers.values() if not l.spiking_input)
+        acs = sum(l.effective - l.mac for l in self.layers.values())
+        macs = sum(l.mac for l in self.layers.values())
         return {
             "samples": self.samples,
             "effective_acs": acs / n,
@@ -81,6 +109,7 @@ class Workload:
             "activation_sparsity": (1.0 - self.spikes / self.activations) if self.activations else 0.0,
             "spikes": self.spikes / n,
             "neuron_updates": self.neuron_updates / n,
+            "membrane_updates": None if self.membrane_updates is None else self.membrane_updates / n,
             "mean_steps": self.sample_steps / n,
             "steps": self.steps_max,
             "per_layer": {k: {"spiking_input": l.spiking_input, "effective": l.effective / n,
@@ -155,54 +184,119 @@ def _layer_counts(module: Any, x: Any) -> Tuple[float, float, float]:
     raise TypeError(f"not a connection module: {type(module).__name__}")  # pragma: no cover
 
 
+def _snntorch_neuron_type() -> Any:
+    """``snntorch.SpikingNeuron`` when snnTorch is installed, else None."""
+    try:
+        import snntorch
+    except ImportError:  # pragma: no cover - snnTorch is a dependency of the dev extra
+        return None
+    return snntorch.SpikingNeuron
+
+
 class _Recorder:
-    """Forward hooks that count operations of connection modules and spikes of spiking neurons."""
+    """Forward hooks that count operations of connection modules and the spikes and membrane updates of spiking
+    neurons (:mod:`toolchain.nn` neurons and snnTorch neurons)."""
 
     def __init__(self, model: Any, samples: int) -> None:
         from ..nn import SpikingNeuron
 
-        self.work = Workload(samples=samples)
+        self.work = Workload(samples=samples, membrane_updates=0)
         self.handles = []
+        self.calls: Dict[int, int] = {}      # neuron module -> calls so far (the first step counts every neuron)
+        self.pre_mem: Dict[int, Any] = {}    # snnTorch neuron -> its mem before this call
+        snn_type = _snntorch_neuron_type()
         for name, m in _connection_modules(model):
             self.work.layers[name] = LayerOps(name)
             self.handles.append(m.register_forward_hook(self._conn_hook(name)))
         for name, m in model.named_modules():
             if isinstance(m, SpikingNeuron):
                 self.handles.append(m.register_forward_hook(self._neuron_hook(bool(m.spiking))))
+            elif snn_type is not None and isinstance(m, snn_type):
+                self.handles.append(m.register_forward_pre_hook(self._snn_pre_hook))
+                self.handles.append(m.register_forward_hook(self._snn_hook))
 
     def _conn_hook(self, name: str):
         def hook(module, inputs, output):
             x = inputs[0].detach()
             lo = self.work.layers[name]
-            if lo.spiking_input and not _is_spiking_values(x.cpu().numpy()):
-                lo.spiking_input = False
             e, d, v = _layer_counts(module, x)
+            if not _is_spiking_values(x.cpu().numpy()):  # this call's operations are MACs
+                lo.spiking_input = False
+                lo.mac += e
             lo.effective += e
             lo.dense += d
             lo.events += v
         return hook
 
+    def _count(self, module: Any, y: Any, spiking: bool, before: Any, after: Any) -> None:
+        """Spikes (``y``: this call's output), neuron updates, and membrane updates (``before``/``after``: the
+        membrane around this call; every neuron at a module's first call)."""
+        import torch
+        self.work.neuron_updates += int(y.numel())
+        if spiking:
+            self.work.activations += int(y.numel())
+            self.work.spikes += int((y != 0).sum())
+        k = self.calls.get(id(module), 0)
+        self.calls[id(module)] = k + 1
+        if after is None:
+            return
+        if k == 0 or before is None or not isinstance(before, torch.Tensor) or before.shape != after.shape:
+            self.work.membrane_updates += int(after.numel())
+        else:
+            self.work.membrane_updates += int(torch.count_nonzero(after.detach() - before.detach()))
+
     def _neuron_hook(self, spiking: bool):
         def hook(module, inputs, output):
             y = output[0].detach() if isinstance(output, tuple) else output.detach()
-            self.work.neuron_updates += int(y.numel())
-            if spiking:
-                self.work.activations += int(y.numel())
-                self.work.spikes += int((y != 0).sum())
+            state_in = inputs[1] if len(inputs) > 1 else None
+            state_out = output[1] if isinstance(output, tuple) and len(output) > 1 else None
+            before = getattr(state_in, "u", None)
+            self._count(module, y, spiking, before, getattr(state_out, "u", None))
         return hook
+
+    def _snn_pre_hook(self, module, inputs):
+        self.pre_mem[id(module)] = getattr(module, "mem", None)
+
+    def _snn_hook(self, module, inputs, output):
+        y = output[0].detach() if isinstance(output, tuple) else output.detach()
+        self._count(module, y, True, self.pre_mem.pop(id(module), None), getattr(module, "mem", None))
 
     def close(self) -> None:
         for h in self.handles:
             h.remove()
 
 
+def _is_snntorch_net(model: Any) -> bool:
+    from ..nn import SpikingNet
+    snn_type = _snntorch_neuron_type()
+    return not isinstance(model, SpikingNet) and snn_type is not None and \
+        any(isinstance(m, snn_type) for m in model.modules())
+
+
+def _run_snntorch(model: Any, xt: Any) -> Any:
+    """Step an snnTorch network through time as NeuroBench's ``SNNTorchModel`` does: reset its neurons, then
+    ``net(x[:, t])`` for every step (the first element of a tuple output is the step's output); (B, T, ...)."""
+    import torch
+    from snntorch import utils as snn_utils
+    if hasattr(model, "reset"):
+        model.reset()
+    else:
+        snn_utils.reset(model)
+    outs = []
+    for t in range(xt.shape[1]):
+        y = model(xt[:, t])
+        outs.append(y[0] if isinstance(y, tuple) else y)
+    return torch.stack(outs, 1)
+
+
 def workload_torch(model: Any, x: Any, policy: Any = None) -> Tuple[Workload, Dict[str, Any]]:
-    """Run a ``SpikingNet`` on ``x`` (B, T, *in_shape) and count its work with forward hooks.
+    """Run a ``SpikingNet`` (or an snnTorch network, see the module docstring) on ``x`` (B, T, *in_shape) and
+    count its work with forward hooks.
 
     Without ``policy`` the full ``forward`` runs; with a :class:`~toolchain.runtime.cutoff.CutoffPolicy` the
     per-sample early-exit run :func:`~toolchain.runtime.cutoff.run_with_cutoff` runs, so only the steps each
-    sample really computed are counted. Returns the :class:`Workload` and the run's result (``predictions``,
-    ``steps``; ``outputs`` (B, T, C) for the full run).
+    sample really computed are counted (``SpikingNet`` only). Returns the :class:`Workload` and the run's result
+    (``predictions``, ``steps``; ``outputs`` (B, T, C) for the full run).
     """
     import torch
     from .cutoff import run_with_cutoff
@@ -211,11 +305,15 @@ def workload_torch(model: Any, x: Any, policy: Any = None) -> Tuple[Workload, Di
     if xt.dim() < 3:
         raise InputError(f"must have shape (B, T, *in_shape), got {tuple(xt.shape)}", field="x")
     b, steps = int(xt.shape[0]), int(xt.shape[1])
+    snn = _is_snntorch_net(model)
+    if snn and policy is not None:
+        raise InputError("early exit (policy) needs a toolchain.nn.SpikingNet, not an snnTorch network",
+                         field="policy")
     rec = _Recorder(model, b)
     try:
         if policy is None:
             with torch.no_grad():
-                y = model(xt)
+                y = _run_snntorch(model, xt) if snn else model(xt)
             out = y.reshape(b, steps, -1).to(torch.float64).numpy()
             res = {"outputs": out, "predictions": np.argmax(out.sum(1), axis=1),
                    "steps": np.full(b, steps, dtype=np.int64)}
@@ -291,7 +389,8 @@ def workload_program(program: Any, sim: Any, inputs: Any, steps: Optional[Any] =
     exit steps (default: the record's ``steps_run``, else all T): only spikes sent at 0-based steps
     ``< steps[b]`` count, and neurons update ``steps[b]`` times (work stops at the exit step). Synaptic
     operations are spikes × fan-out from the Program's synapse storage (non-zero weights for NeuroBench's
-    effective count, stored synapses for ``events``, n_out per input and step for ``dense``).
+    effective count, stored synapses for ``events``, n_out per input and step for ``dense``). With ``v`` of every
+    group in the record, also NeuroBench's membrane updates (module docstring).
     """
     spikes = _sim_spikes(sim)
     if steps is None and getattr(sim, "steps_run", None) is not None:
@@ -358,6 +457,20 @@ def workload_program(program: Any, sim: Any, inputs: Any, steps: Optional[Any] =
         if g.spiking and name in counted:
             work.activations += int(g.size) * work.sample_steps
             work.spikes += int(counted[name].sum())
+    v_rec = getattr(sim, "v", None)
+    if isinstance(v_rec, Mapping) and program.groups and all(g in v_rec for g in program.groups):
+        # NeuroBench's MembraneUpdates on the recorded v (after each step's reset): every neuron at step 0, then
+        # the neurons whose v changed in the step, within each sample's steps
+        mu = 0
+        for name in program.groups:
+            a = np.asarray(v_rec[name])
+            a = a.reshape(a.shape[0], a.shape[1], -1)
+            if a.shape[:2] != (b, t_total):
+                raise InputError(f"v of shape {a.shape[:2]} does not match ({b}, {t_total})", node=name, field="v")
+            changed = np.ones(a.shape, bool)
+            changed[:, 1:] = a[:, 1:] != a[:, :-1]
+            mu += int((changed & live[:, :, None]).sum())
+        work.membrane_updates = mu
     return work
 
 
