@@ -17,14 +17,16 @@ import numpy as np
 
 from .errors import ToolchainError
 from .ir.storage import Conv, Csr, Dense, Structured, WeightStorage
-from .program import CoreUsage, InputPort, NeuronGroup, Placement, Program, SynapseGroup
+from .program import CoreUsage, InputPort, NeuronGroup, Placement, Program, SigmaDeltaParams, SynapseGroup
 
 FORMAT_NAME = "snn-toolchain-program"
 #: version 2 added the per-group ``v_init`` array; version 1 builds (no ``v_init``) load with ``v_init = 0``.
 #: version 3 added conv storage, bias input ports and periodic reset (optional keys: a version-3 reader reads
 #: version 1 and 2 builds unchanged).
-FORMAT_VERSION = 3
-READABLE_VERSIONS = (1, 2, 3)
+#: version 4 added sigma-delta groups (optional ``sdn`` key per group, arrays ``g/<i>/sdn_vth``, ``g/<i>/sdn_bias``);
+#: LIF-only Programs are still written as version 3, so older readers keep reading them.
+FORMAT_VERSION = 4
+READABLE_VERSIONS = (1, 2, 3, 4)
 JSON_FILE = "program.json"
 ARRAYS_FILE = "arrays.npz"
 
@@ -97,6 +99,12 @@ def _encode(p: Program) -> tuple:
                  "source": g.source}
         if g.reset_interval:
             doc_g.update(reset_interval=g.reset_interval, reset_offset=g.reset_offset)
+        if g.sdn is not None:
+            q = g.sdn
+            arrays[f"g/{i}/sdn_vth"] = q.vth
+            arrays[f"g/{i}/sdn_bias"] = q.bias
+            doc_g["sdn"] = {"kind": q.kind, "spike_exp": q.spike_exp, "state_exp": q.state_exp,
+                            "cum_error": q.cum_error, "act_mode": q.act_mode, "num_message_bits": q.num_message_bits}
         groups.append(doc_g)
     syns = []
     for i, s in enumerate(p.synapses):
@@ -115,7 +123,8 @@ def _encode(p: Program) -> tuple:
             {"core": c.core, "chip": c.chip, "neurons": c.neurons, "synapse_bits": c.synapse_bits,
              "state_bits": c.state_bits, "input_axons": c.input_axons, "output_axons": c.output_axons,
              "profiles": c.profiles, "groups": list(c.groups)} for c in pl.cores]}
-    doc = {"format": FORMAT_NAME, "version": FORMAT_VERSION, "target": p.target, "dt": p.dt, "output": p.output,
+    version = FORMAT_VERSION if any(g.sdn is not None for g in p.groups.values()) else 3
+    doc = {"format": FORMAT_NAME, "version": version, "target": p.target, "dt": p.dt, "output": p.output,
            "groups": groups, "synapses": syns,
            "inputs": [{"name": q.name, "shape": list(q.shape), "num_message_bits": q.num_message_bits,
                        **({"kind": q.kind, "target": q.target} if q.kind != "spikes" else {})}
@@ -165,13 +174,22 @@ def load_program(path: "str | os.PathLike") -> Program:
     return program
 
 
+def _sdn_from(d: Any, i: int, arrays: Dict[str, np.ndarray]) -> Any:
+    """The group's :class:`SigmaDeltaParams` (version 4), or None."""
+    if d is None:
+        return None
+    return SigmaDeltaParams(d["kind"], arrays[f"g/{i}/sdn_vth"], arrays[f"g/{i}/sdn_bias"], int(d["spike_exp"]),
+                            int(d["state_exp"]), bool(d["cum_error"]), d["act_mode"], int(d["num_message_bits"]))
+
+
 def _decode(doc: Dict[str, Any], arrays: Dict[str, np.ndarray], root: Path) -> Program:
     try:
         groups = [NeuronGroup(g["name"], tuple(g["shape"]), *(arrays[f"g/{i}/{f}"] for f in
                                                              ("du", "dv", "vth", "bias_mant", "bias_exp")),
                               reset_mode=g["reset_mode"], spiking=g["spiking"], source=g["source"],
                               v_init=arrays.get(f"g/{i}/v_init", 0),
-                              reset_interval=g.get("reset_interval", 0), reset_offset=g.get("reset_offset", 0))
+                              reset_interval=g.get("reset_interval", 0), reset_offset=g.get("reset_offset", 0),
+                              sdn=_sdn_from(g.get("sdn"), i, arrays))
                   for i, g in enumerate(doc["groups"])]
         syns = [SynapseGroup(s["name"], s["src"], s["dst"], _storage_from(s, f"s/{i}", arrays),
                              weight_exp=s["weight_exp"], num_weight_bits=s["num_weight_bits"],

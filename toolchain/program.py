@@ -20,7 +20,7 @@ import numpy as np
 from .errors import GraphError
 from .ir.storage import WeightStorage
 
-__all__ = ["NeuronGroup", "SynapseGroup", "InputPort", "Program", "SIGN_MODES", "INPUT_KINDS", "CoreUsage",
+__all__ = ["NeuronGroup", "SigmaDeltaParams", "sigma_delta_group", "SynapseGroup", "InputPort", "Program", "SIGN_MODES", "INPUT_KINDS", "CoreUsage",
            "Placement", "programs_equal"]
 
 SIGN_MODES = ("mixed", "excitatory", "inhibitory")
@@ -64,6 +64,8 @@ class NeuronGroup:
     ``v_init``  int32, 24-bit signed [-(2^23 - 1), 2^23 - 1]: ``v`` at step 0 (Lava LIF's ``v`` Var initial
               value; ``u`` always starts at 0). The quantiser sets it so that the bias stays hidden until the
               group's input arrives (:func:`toolchain.fixedpoint.bias_onset_voltage`); 0 otherwise.
+    ``sdn``: None for a CUBA LIF group; :class:`SigmaDeltaParams` for a sigma-delta (graded spike) group, whose
+              LIF fields are then unused (build one with :func:`sigma_delta_group`).
     ``reset_interval``, ``reset_offset``: lava-dl's periodic state reset (Lava's ``LIFReset``,
               ``proc/lif/models.py`` L349-383): when ``reset_interval = R > 0``, at every 0-based step ``t`` with
               ``(t + 1) % R == reset_offset % R`` (Lava's ``time_step`` starts at 1) ``u`` and ``v`` are set to 0
@@ -83,11 +85,19 @@ class NeuronGroup:
     v_init: Any = 0
     reset_interval: int = 0
     reset_offset: int = 0
+    sdn: Optional["SigmaDeltaParams"] = None
 
     def __post_init__(self) -> None:
         shape = tuple(int(s) for s in np.atleast_1d(self.shape))
         object.__setattr__(self, "shape", shape)
         n = int(np.prod(shape))
+        if self.sdn is not None:
+            if not isinstance(self.sdn, SigmaDeltaParams):
+                raise GraphError("must be SigmaDeltaParams", node=self.name, field="sdn")
+            object.__setattr__(self, "sdn", self.sdn.checked(n, self.name))
+            if int(self.reset_interval) or self.reset_mode != "zero" or not self.spiking:
+                raise GraphError("a sigma-delta group has no periodic reset, reset mode or readout flag (Lava's "
+                                 "sdn processes have none)", node=self.name, field="sdn")
         object.__setattr__(self, "du", _int_field(self.du, n, np.int16, -1, 4095, self.name, "du"))
         object.__setattr__(self, "dv", _int_field(self.dv, n, np.uint16, 0, 4096, self.name, "dv"))
         object.__setattr__(self, "vth", _int_field(self.vth, n, np.int32, 0, 2 ** 17, self.name, "vth"))
@@ -114,6 +124,78 @@ class NeuronGroup:
     def size(self) -> int:
         """Number of neurons (compartments)."""
         return int(np.prod(self.shape))
+
+    @property
+    def neuron(self) -> str:
+        """"lif" (CUBA LIF, binary spikes) or the sigma-delta kind ("sigma_delta", "sigma", "delta")."""
+        return "lif" if self.sdn is None else self.sdn.kind
+
+    @property
+    def graded(self) -> bool:
+        """True when the group sends graded payloads (a sigma-delta group)."""
+        return self.sdn is not None
+
+
+@dataclass(frozen=True, eq=False)
+class SigmaDeltaParams:
+    """A sigma-delta neuron group (Lava's ``SigmaDelta``, ``Sigma`` or ``Delta``, ``lava/proc/sdn``): graded spikes.
+
+    Set as ``NeuronGroup.sdn``; the group's LIF fields are then unused (:func:`sigma_delta_group` fills them with
+    neutral values). Arithmetic: :mod:`toolchain.fixedpoint_sdn`. Fields:
+      kind       "sigma_delta" (ReLU/unit activation, delta encoder), "sigma" (accumulator readout: the payload is
+                 sigma, netx's ``sigma_output``) or "delta" (the input encoder; its ``a_in`` is shifted by
+                 ``spike_exp + state_exp``).
+      vth        int64 per neuron, >= 0: threshold mantissa as given to Lava's process (netx ``vThMant``); the
+                 model compares ``|delta| >= vth << (spike_exp + state_exp)``, which must fit int32.
+      bias       int64 per neuron: bias mantissa (SigmaDelta only; netx layer ``bias``), scaled like ``vth``.
+      spike_exp, state_exp   int in [0, 7] (3-bit Vars; netx uses 6 and 6).
+      cum_error  bool: Lava's cumulative-error spike mechanism.
+      act_mode   "relu" or "unit".
+      num_message_bits   int in [1, 24]: the payload bits declared for the graded messages (netx ``messageBits``,
+                 16 by default); Lava selects the graded synapse path with it but never checks payloads against it.
+    Recorded state (:class:`~toolchain.sim.record.SimResult`): ``spikes`` holds the int32 payloads, ``u`` the
+    ``sigma`` Var and ``v`` the ``act`` Var (``sigma`` again for a Sigma, which has no act; 0 for a Delta's u).
+    """
+
+    kind: str = "sigma_delta"
+    vth: Any = 0
+    bias: Any = 0
+    spike_exp: int = 0
+    state_exp: int = 0
+    cum_error: bool = False
+    act_mode: str = "relu"
+    num_message_bits: int = 16
+
+    def checked(self, n: int, group: str) -> "SigmaDeltaParams":
+        """A copy with per-neuron int64 arrays of length ``n``, every field checked (errors name the group)."""
+        from .fixedpoint_sdn import ACT_MODES, MAX_EXP, SDN_KINDS
+        if self.kind not in SDN_KINDS:
+            raise GraphError(f"must be one of {SDN_KINDS}, got {self.kind!r}", node=group, field="sdn.kind")
+        if self.act_mode not in ACT_MODES:
+            raise GraphError(f"must be one of {ACT_MODES}, got {self.act_mode!r}", node=group, field="sdn.act_mode")
+        for f in ("spike_exp", "state_exp"):
+            e = int(getattr(self, f))
+            if not 0 <= e <= MAX_EXP:
+                raise GraphError(f"must be in [0, {MAX_EXP}], got {e}", node=group, field=f"sdn.{f}")
+        if not 1 <= int(self.num_message_bits) <= 24:
+            raise GraphError(f"must be in [1, 24], got {self.num_message_bits}", node=group,
+                             field="sdn.num_message_bits")
+        k = int(self.spike_exp) + int(self.state_exp)
+        lim = (2 ** 31 - 1) >> k
+        vth = _int_field(self.vth, n, np.int64, 0, lim, group, "sdn.vth")
+        bias = _int_field(self.bias, n, np.int64, -lim, lim, group, "sdn.bias")
+        return SigmaDeltaParams(self.kind, vth, bias, int(self.spike_exp), int(self.state_exp),
+                                bool(self.cum_error), self.act_mode, int(self.num_message_bits))
+
+
+def sigma_delta_group(name: str, shape: Any, kind: str = "sigma_delta", vth: Any = 0, bias: Any = 0,
+                      spike_exp: int = 6, state_exp: int = 6, cum_error: bool = False, act_mode: str = "relu",
+                      num_message_bits: int = 16, source: str = "") -> NeuronGroup:
+    """A :class:`NeuronGroup` of sigma-delta neurons (see :class:`SigmaDeltaParams`); the unused LIF fields are
+    zero."""
+    return NeuronGroup(name, shape, du=0, dv=0, vth=0, bias_mant=0, bias_exp=0, source=source,
+                       sdn=SigmaDeltaParams(kind, vth, bias, spike_exp, state_exp, cum_error, act_mode,
+                                            num_message_bits))
 
 
 @dataclass(frozen=True, eq=False)
@@ -253,12 +335,24 @@ class Program:
             if self.synapses_from(q.name):
                 raise GraphError("a bias port feeds its target's bias, not synapses", node=q.name,
                                  field="synapses")
+            if self.groups[q.target].sdn is not None:
+                raise GraphError("a bias port cannot feed a sigma-delta group (Lava's sdn processes take their "
+                                 "input through a_in)", node=q.name, field="target")
 
     def input_port(self, name: str) -> InputPort:
         for p in self.inputs:
             if p.name == name:
                 return p
         raise GraphError("no such input port", node=name)
+
+    def message_bits(self, src: str) -> int:
+        """The ``num_message_bits`` of the messages leaving ``src`` (a group or an input port): 0 for binary spikes
+        (LIF groups, binary ports), the payload bits of graded ports and sigma-delta groups. Lava's synapse
+        processes take it as their ``num_message_bits`` (only ``> 0`` matters: the graded product)."""
+        if src in self.groups:
+            g = self.groups[src]
+            return 0 if g.sdn is None else g.sdn.num_message_bits
+        return self.input_port(src).num_message_bits
 
     def synapses_into(self, group: str) -> List[SynapseGroup]:
         return [s for s in self.synapses if s.dst == group]

@@ -21,9 +21,13 @@ also on errors. The result has the format of :func:`toolchain.sim.reference.simu
 """
 from __future__ import annotations
 
+import os
+import shutil
 import sys
+import tempfile
+import warnings
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -32,7 +36,8 @@ from ..program import Program
 from ..sim.record import SimResult
 from ..sim.reference import prepare_inputs, recorded_groups, synapse_process
 
-__all__ = ["run_lava", "build_network", "LavaNetwork", "LavaStepper", "run_config", "lava_conv_exact"]
+__all__ = ["run_lava", "build_network", "build_batched_network", "batch_plan", "batch_blocker", "LavaNetwork",
+           "LavaStepper", "run_config", "lava_conv_exact"]
 
 
 def _allow_lava_start_method() -> None:
@@ -61,20 +66,25 @@ def _lava():
         from lava.proc.lif.process import LIF, LIFReset
         from lava.proc.monitor.process import Monitor
         from lava.proc.sparse.process import Sparse
+        from lava.proc.sdn.process import ActivationMode, Delta, Sigma, SigmaDelta
         from lava.utils.weightutils import SignMode
     except ImportError as exc:  # pragma: no cover - lava-nc is a dependency
         raise ToolchainError(f"Lava (lava-nc 0.10.0) is not importable: {exc}", field="backend") from exc
     from .lava_procs.lif_subtract import LIFSubtract, PyLifSubtractModelBitAcc
     return dict(RunSteps=RunSteps, Loihi2SimCfg=Loihi2SimCfg, Dense=Dense, DelayDense=DelayDense, Sparse=Sparse,
                 Sink=Sink, Source=Source, LIF=LIF, LIFReset=LIFReset, Conv=Conv, Monitor=Monitor, SignMode=SignMode, LIFSubtract=LIFSubtract,
-                PyLifSubtractModelBitAcc=PyLifSubtractModelBitAcc)
+                PyLifSubtractModelBitAcc=PyLifSubtractModelBitAcc, Sigma=Sigma, Delta=Delta, SigmaDelta=SigmaDelta,
+                ActivationMode=ActivationMode)
 
 
 def run_config():
     """``Loihi2SimCfg(select_tag="fixed_pt")`` with our subtract-reset LIF model registered."""
     L = _lava()
+    from .lava_procs.recorder import PySpikeRecorderModel, PyVarRecorderModel, SpikeRecorder, VarRecorder
     return L["Loihi2SimCfg"](select_tag="fixed_pt",
-                             exception_proc_model_map={L["LIFSubtract"]: L["PyLifSubtractModelBitAcc"]})
+                             exception_proc_model_map={L["LIFSubtract"]: L["PyLifSubtractModelBitAcc"],
+                                                       SpikeRecorder: PySpikeRecorderModel,
+                                                       VarRecorder: PyVarRecorderModel})
 
 
 def _param(a: np.ndarray) -> Any:
@@ -96,6 +106,7 @@ class LavaNetwork:
     roots: List[Any] = field(default_factory=list)  # one process per connected component (each gets a run)
     started: List[Any] = field(default_factory=list)
     bias_schedule: Dict[str, np.ndarray] = field(default_factory=dict)  # group -> (steps, n) varying bias
+    mon_vars: Dict[str, Dict[str, str]] = field(default_factory=dict)  # group -> {"u"/"v": probed Var name}
 
     def run(self) -> None:
         """Run every component for ``steps`` steps (blocking). Groups fed by a bias port whose value changes
@@ -132,7 +143,8 @@ class LavaNetwork:
     def states(self, group: str) -> Dict[str, np.ndarray]:
         """``{"u": (steps, n), "v": (steps, n)}`` int64 from the group's monitor."""
         name = self.neurons[group].name
-        return {k: np.asarray(mon.get_data()[name][k]).reshape(self.steps, -1).astype(np.int64)
+        var = self.mon_vars.get(group, {})
+        return {k: np.asarray(mon.get_data()[name][var.get(k, k)]).reshape(self.steps, -1).astype(np.int64)
                 for k, mon in self.monitors[group].items()}
 
 
@@ -173,6 +185,9 @@ def build_network(program: Program, inputs: Mapping[str, np.ndarray], steps: int
     schedule = {g: b for g, b in bias_in.items() if steps > 1 and np.any(b != b[:1])}
     neurons = {}
     for name, g in program.groups.items():
+        if g.sdn is not None:
+            neurons[name] = _sdn_process(L, name, g)
+            continue
         kw: Dict[str, Any] = {}
         if g.reset_interval:
             if g.reset_mode == "subtract":
@@ -188,7 +203,7 @@ def build_network(program: Program, inputs: Mapping[str, np.ndarray], steps: int
                             bias_exp=g.bias_exp.astype(np.int64), name=f"lif_{name}", **kw)
     synapses = {}
     for s in program.synapses:
-        nmb = 0 if s.src in program.groups else program.input_port(s.src).num_message_bits
+        nmb = program.message_bits(s.src)
         kw = dict(weight_exp=s.weight_exp, num_weight_bits=s.num_weight_bits, sign_mode=sign[s.sign_mode],
                   num_message_bits=nmb, name=f"syn_{s.name}")
         kind = synapse_process(s)
@@ -229,18 +244,41 @@ def build_network(program: Program, inputs: Mapping[str, np.ndarray], steps: int
         sinks[g] = L["Sink"](shape=(program.groups[g].size,), buffer=steps)
         neurons[g].s_out.connect(sinks[g].a_in)
     monitors: Dict[str, Dict[str, Any]] = {}
+    mon_vars: Dict[str, Dict[str, str]] = {}
     for g in mon_groups:  # one Monitor per Var: a Monitor with two probes fails to compile in Lava 0.10.0
         monitors[g] = {}
+        sdn = program.groups[g].sdn
+        if sdn is not None:  # sigma-delta: u <- sigma, v <- act (a Sigma has no act: sigma again)
+            mon_vars[g] = {"u": "sigma", "v": "sigma" if sdn.kind == "sigma" else "act"}
         for var in ("u", "v"):
             mon = L["Monitor"]()
-            mon.probe(getattr(neurons[g], var), steps)
+            mon.probe(getattr(neurons[g], mon_vars.get(g, {}).get(var, var)), steps)
             monitors[g][var] = mon
     roots = []
     for comp in _components(program):
         first = next((c for c in comp if c in sources or c in neurons), None)
         if first is not None:
             roots.append(sources[first] if first in sources else neurons[first])
-    return LavaNetwork(sources, neurons, synapses, sinks, monitors, steps, roots, bias_schedule=schedule)
+    return LavaNetwork(sources, neurons, synapses, sinks, monitors, steps, roots, bias_schedule=schedule,
+                       mon_vars=mon_vars)
+
+
+def _sdn_process(L: Dict[str, Any], name: str, g: Any) -> Any:
+    """Lava's own ``SigmaDelta``/``Sigma``/``Delta`` (``lava/proc/sdn/process.py``) for a sigma-delta group: the
+    threshold and bias mantissas as given (the process scales them by ``2^(spike_exp + state_exp)``)."""
+    q = g.sdn
+    if q.kind == "sigma":
+        return L["Sigma"](shape=(g.size,))
+    if np.any(q.vth != q.vth[0]):
+        raise ToolchainError("Lava's sdn processes hold one threshold per process (a shape-(1,) Var); this group "
+                             "has one per neuron", node=name, field="sdn.vth")
+    if q.kind == "delta":
+        return L["Delta"](shape=(g.size,), vth=_param(q.vth), cum_error=q.cum_error, spike_exp=q.spike_exp,
+                          state_exp=q.state_exp)
+    mode = L["ActivationMode"].RELU if q.act_mode == "relu" else L["ActivationMode"].UNIT
+    return L["SigmaDelta"](shape=(g.size,), vth=_param(q.vth), bias=np.asarray(q.bias).astype(np.int64),
+                           act_mode=mode, cum_error=q.cum_error, spike_exp=q.spike_exp, state_exp=q.state_exp,
+                           name=f"sdn_{name}")
 
 
 def lava_conv_exact(syn: Any, num_message_bits: int = 0) -> bool:
@@ -261,43 +299,303 @@ def lava_conv_exact(syn: Any, num_message_bits: int = 0) -> bool:
     return bool(per_out.max(initial=0) < 2 ** 23)
 
 
+# ----------------------------------------------------------------------------------------------- batched runs
+#: Synapses (stored weights) one batched Lava network may hold: the block-diagonal CSR matrices take 8 bytes per
+#: synapse (int32 value + int32 column) and Lava holds about four copies of each (the Var's initial value, the
+#: process model's, and the clip and truncation results of ``proc/sparse/models.py`` L87-90): ~0.5 GB at the limit.
+BATCH_SYNAPSE_BUDGET = 2 ** 24
+BATCH_MODES = ("auto", "batched", "per_sample")
+_INT32 = 2 ** 31
+
+
+def _stored_csr(syn: Any) -> Any:
+    """The synapse group's stored weights (before Lava's clip/truncation) as a scipy CSR int32 matrix
+    (n_out, n_in): Dense storage without its zeros, Csr/Conv/Structured storage as stored."""
+    import scipy.sparse as sps
+    w = syn.weight
+    if hasattr(w, "to_scipy"):
+        m = w.to_scipy()
+    elif hasattr(w, "to_csr"):
+        m = w.to_csr().to_scipy()
+    else:
+        m = w.to_dense()
+    return sps.csr_matrix(m, dtype=np.int32)
+
+
+def _row_abs_bound(program: Program, syn: Any) -> int:
+    """The largest ``sum |w| · payload`` over the rows of one copy, with the weights Lava really uses
+    (:func:`toolchain.fixedpoint.lava_weights`) and the largest payload of the source (1 for binary spikes)."""
+    from ..fixedpoint import lava_weights
+    m = _stored_csr(syn)
+    if m.nnz == 0:
+        return 0
+    a = np.abs(lava_weights(m.data, syn.num_weight_bits, syn.sign_mode).astype(np.int64))
+    rows = np.repeat(np.arange(m.shape[0]), np.diff(m.indptr))
+    payload = 1 if syn.src in program.groups else 2 ** program.input_port(syn.src).num_message_bits - 1
+    return int(np.bincount(rows, weights=a, minlength=m.shape[0]).max()) * max(payload, 1)
+
+
+def batch_blocker(program: Program) -> Optional[str]:
+    """Why ``program`` cannot run as one batched Lava network (:func:`build_batched_network`), or None.
+
+    * sigma-delta groups (graded spikes between groups) are not batched (their processes are built per sample);
+    * a delayed synapse group whose sum can leave int32: the batched network uses Lava's ``DelaySparse``, which
+      forms the sum in int32 (``csr.dot``, ``proc/sparse/models.py`` L226-230) before the shift (L365-369), while
+      ``DelayDense`` sums int32 products in int64 (``np.sum``, ``proc/dense/models.py`` L212-217): the two agree
+      only while no sum wraps.
+    """
+    for name, g in program.groups.items():
+        if getattr(g, "sdn", None) is not None:
+            return f"group '{name}' is a sigma-delta group (not batched)"
+    for s in program.synapses:
+        if s.delay > 0 and _row_abs_bound(program, s) >= _INT32:
+            return (f"synapse group '{s.name}' has a delay and sums that can leave int32 (DelaySparse and "
+                    f"DelayDense wrap them differently)")
+    return None
+
+
+def batch_plan(program: Program, batch: int, batch_mode: str = "auto",
+               max_batch: Optional[int] = None) -> List[Tuple[int, int, bool]]:
+    """How :func:`run_lava` splits a batch: ``[(first, stop, batched), ...]`` — sample ranges, each one Lava
+    network: a batched one (``batched``, :func:`build_batched_network`) or one per sample.
+
+    ``batch_mode``: "per_sample" (Lava's own processes per sample: Dense, Sparse, DelayDense, Conv), "batched"
+    (raises when :func:`batch_blocker` names a reason) or "auto" (batched for two samples or more where possible;
+    otherwise per sample, with a warning when the batch had more than one sample and a blocker prevented it).
+    Chunks hold at most ``max_batch`` samples (default: as many as fit :data:`BATCH_SYNAPSE_BUDGET`; a network
+    whose single copy does not fit runs per sample — e.g. PilotNet's unrolled convolutions), balanced in size."""
+    if batch_mode not in BATCH_MODES:
+        raise ToolchainError(f"must be one of {BATCH_MODES}, got {batch_mode!r}", field="batch_mode")
+    if max_batch is not None and int(max_batch) < 1:
+        raise ToolchainError(f"must be at least 1, got {max_batch}", field="max_batch")
+    per_sample = [(b, b + 1, False) for b in range(batch)]
+    if batch_mode == "per_sample" or (batch_mode == "auto" and batch < 2) or batch < 1:
+        return per_sample
+    reason = batch_blocker(program)
+    if reason is not None:
+        if batch_mode == "batched":
+            raise ToolchainError(f"cannot run this program batched on Lava: {reason}", field="batch_mode")
+        warnings.warn(f"Lava: {reason}; running one network per sample", stacklevel=3)
+        return per_sample
+    nnz = sum(int(s.weight.nnz) for s in program.synapses)
+    size = int(max_batch) if max_batch is not None else BATCH_SYNAPSE_BUDGET // max(nnz, 1)
+    if size < 1 or (size == 1 and batch_mode == "auto"):
+        if batch_mode == "batched" and max_batch is None and size < 1:
+            raise ToolchainError(f"cannot run this program batched on Lava: one copy has {nnz} synapses, more "
+                                 f"than the batch budget of {BATCH_SYNAPSE_BUDGET}", field="batch_mode")
+        if size < 1:
+            warnings.warn(f"Lava: one copy of the network has {nnz} synapses (batch budget "
+                          f"{BATCH_SYNAPSE_BUDGET}); running one network per sample", stacklevel=3)
+        return per_sample
+    chunks = -(-batch // min(size, batch))
+    edges = [round(i * batch / chunks) for i in range(chunks + 1)]
+    return [(edges[i], edges[i + 1], True) for i in range(chunks)]
+
+
+def _block_diagonal(m: Any, copies: int) -> Any:
+    """``copies`` copies of the CSR matrix ``m`` on the diagonal (scipy CSR, int32 values)."""
+    import scipy.sparse as sps
+    n_out, n_in = m.shape
+    k = np.arange(copies, dtype=np.int64)
+    indices = (m.indices[None, :].astype(np.int64) + n_in * k[:, None]).ravel()
+    indptr = np.concatenate([[0], (m.indptr[1:][None, :].astype(np.int64) + m.nnz * k[:, None]).ravel()])
+    return sps.csr_matrix((np.tile(m.data.astype(np.int32), copies), indices.astype(np.int32),
+                           indptr.astype(np.int32 if m.nnz * copies < _INT32 else np.int64)),
+                          shape=(n_out * copies, n_in * copies))
+
+
+def _tile(a: Any, n: int, copies: int) -> np.ndarray:
+    """A per-neuron parameter (scalar or length n) repeated for ``copies`` samples (int64, length n·copies)."""
+    return np.tile(np.broadcast_to(np.asarray(a).astype(np.int64), (n,)), copies)
+
+
+def build_batched_network(program: Program, inputs: Mapping[str, np.ndarray], steps: int,
+                          record: Sequence[str] = (), monitor: bool = True) -> LavaNetwork:
+    """One Lava network that runs B samples side by side. ``inputs``: port name -> (B, steps, n) integers.
+
+    Every process of :func:`build_network` exists once, B times wider, sample-major (neuron ``i`` of sample ``b``
+    is entry ``b·n + i``): one ``RingBuffer`` per port, one ``LIF``/``LIFReset``/``LIFSubtract`` per group (its
+    per-neuron parameters tiled), and per synapse group one ``Sparse`` (``DelaySparse`` with a delay) whose
+    weights are the block-diagonal CSR of the B copies; ``weight_exp``, ``num_weight_bits`` and ``sign_mode`` are
+    the group's, so Lava's clip, truncation and shift act on every copy as on one. Why each choice is exact:
+
+    * a ``Dense`` (per-sample) and a ``Sparse`` (batched) fixed_pt model compute the same integers: the same clip
+      and truncation (``proc/dense/models.py`` L87-90, ``proc/sparse/models.py`` L87-90), for binary input the
+      sum of the active columns in int64 (L102), for graded input the int32 product ``weights.dot(s_in)`` (L99,
+      wrapping the same way in numpy and scipy), then the shift (L103-107); the zero blocks add nothing;
+    * binary sources are given ``num_message_bits=1``: Lava's Sparse then forms ``weights.dot(s_in)``
+      (``proc/sparse/models.py`` L97-99, scipy's CSR mat-vec, work in proportion to the synapses) instead of the
+      column selection of L101-102 (which copies the selected columns every step and costs several times more);
+      for 0/1 inputs both are the sum of the active columns, identical while no row sum reaches 2^31 — checked
+      per group (:func:`_row_abs_bound`), otherwise the binary path is kept;
+    * ``DelaySparse`` with every synapse's delay = the group's delay equals ``DelayDense`` while no sum leaves
+      int32 (:func:`batch_blocker` refuses the rest);
+    * a convolution (Conv storage) becomes the block-diagonal ``Sparse`` of its unrolled weights: where the
+      per-sample network uses Lava's ``Conv`` (:func:`lava_conv_exact`) the kernel passes the clip and truncation
+      unchanged, the weight exponent is 0 and no sum reaches Conv's 24-bit clamp, so both compute the same; the
+      unrolled matrix can be large (:func:`batch_plan` keeps within :data:`BATCH_SYNAPSE_BUDGET`);
+    * bias ports: the ``bias_mant`` of the wide group holds every sample's bias (set before each step when it
+      changes over time, as per sample); ``LIFReset``'s interval and offset are shared by all samples.
+    """
+    L = _lava()
+    sign = {"mixed": L["SignMode"].MIXED, "excitatory": L["SignMode"].EXCITATORY,
+            "inhibitory": L["SignMode"].INHIBITORY}
+    first = next(iter(inputs.values()))
+    B = int(first.shape[0])
+    sources = {}
+    for p in program.inputs:
+        if p.kind == "bias":
+            continue
+        a = np.asarray(inputs[p.name]).reshape(B, steps, -1)
+        sources[p.name] = L["Source"](data=np.ascontiguousarray(a.transpose(0, 2, 1).reshape(-1, steps)
+                                                                 ).astype(np.int32))
+    bias_in = {q.target: np.asarray(inputs[q.name]).reshape(B, steps, -1).transpose(1, 0, 2).reshape(steps, -1)
+               for q in program.inputs if q.kind == "bias"}
+    schedule = {g: b for g, b in bias_in.items() if steps > 1 and np.any(b != b[:1])}
+    neurons = {}
+    for name, g in program.groups.items():
+        kw: Dict[str, Any] = {}
+        if g.reset_interval:
+            if g.reset_mode == "subtract":
+                raise ToolchainError("periodic reset (LIFReset) with subtractive reset has no Lava model",
+                                     node=name, field="reset_interval")
+            cls = L["LIFReset"]
+            kw = dict(reset_interval=g.reset_interval, reset_offset=g.reset_offset)
+        else:
+            cls = L["LIFSubtract"] if g.reset_mode == "subtract" else L["LIF"]
+        n = g.size
+        bias = bias_in[name][0] if name in bias_in and steps > 0 else _tile(g.bias_mant, n, B)
+        neurons[name] = cls(shape=(B * n,), v=_param(_tile(g.v_init, n, B)), du=_param(_tile(g.du, n, B)),
+                            dv=_param(_tile(g.dv, n, B)), vth=_param(_tile(g.vth, n, B)),
+                            bias_mant=np.asarray(bias).astype(np.int64), bias_exp=_tile(g.bias_exp, n, B),
+                            name=f"lif_{name}", **kw)
+    synapses = {}
+    for s in program.synapses:
+        nmb = 0 if s.src in program.groups else program.input_port(s.src).num_message_bits
+        w = _block_diagonal(_stored_csr(s), B)
+        if nmb == 0 and s.delay == 0 and _row_abs_bound(program, s) < _INT32:
+            nmb = 1  # binary spikes through the CSR mat-vec (see the docstring)
+        kw = dict(weight_exp=s.weight_exp, num_weight_bits=s.num_weight_bits, sign_mode=sign[s.sign_mode],
+                  num_message_bits=nmb, name=f"syn_{s.name}")
+        if s.delay > 0:
+            import scipy.sparse as sps
+            delays = sps.csr_matrix((np.full(w.nnz, s.delay, dtype=int), w.indices, w.indptr), shape=w.shape)
+            from lava.proc.sparse.process import DelaySparse  # imported once _lava() prepared the runtime
+            proc = DelaySparse(weights=w, delays=delays, max_delay=s.delay, **kw)
+        else:
+            proc = L["Sparse"](weights=w, **kw)
+        (sources[s.src] if s.src in sources else neurons[s.src]).s_out.connect(proc.s_in)
+        proc.a_out.connect(neurons[s.dst].a_in)
+        synapses[s.name] = proc
+    from .lava_procs.recorder import SpikeRecorder, VarRecorder
+    out = program.groups[program.output]
+    sink_groups = list(record) + ([program.output] if out.spiking and program.output not in record else [])
+    mon_groups = (list(record) if monitor else []) + \
+        ([program.output] if not out.spiking and not (monitor and program.output in record) else [])
+    rec_dir = tempfile.mkdtemp(prefix="snnc_lava_")
+    sinks = {}
+    for i, g in enumerate(sink_groups):
+        sinks[g] = SpikeRecorder(shape=(B * program.groups[g].size,), steps=steps,
+                                 path=os.path.join(rec_dir, f"s{i}.npy"))
+        neurons[g].s_out.connect(sinks[g].a_in)
+    monitors: Dict[str, Dict[str, Any]] = {}
+    for i, g in enumerate(mon_groups):
+        monitors[g] = {}
+        for var in ("u", "v"):
+            mon = VarRecorder(shape=(B * program.groups[g].size,), steps=steps,
+                              path=os.path.join(rec_dir, f"{var}{i}.npy"))
+            mon.connect_var(getattr(neurons[g], var))
+            monitors[g][var] = mon
+    roots = []
+    for comp in _components(program):
+        first_name = next((c for c in comp if c in sources or c in neurons), None)
+        if first_name is not None:
+            roots.append(sources[first_name] if first_name in sources else neurons[first_name])
+    return _FileRecordedNetwork(sources, neurons, synapses, sinks, monitors, steps, roots, bias_schedule=schedule,
+                                record_dir=rec_dir)
+
+
+@dataclass
+class _FileRecordedNetwork(LavaNetwork):
+    """A :class:`LavaNetwork` whose spikes and states come from our recorders
+    (:mod:`toolchain.backends.lava_procs.recorder`: one file per record, written by the recorder's model after the
+    last step) instead of ``Var.get()``, which sends one channel message per value; the files' folder is removed
+    on :meth:`stop`."""
+
+    record_dir: str = ""
+
+    def spikes(self, group: str) -> np.ndarray:
+        """(steps, n) int64 spikes of a recorded group."""
+        return np.load(self.sinks[group].proc_params["path"])
+
+    def states(self, group: str) -> Dict[str, np.ndarray]:
+        """``{"u": (steps, n), "v": (steps, n)}`` int64."""
+        return {k: np.load(rec.proc_params["path"]) for k, rec in self.monitors[group].items()}
+
+    def stop(self) -> None:
+        """Stop the runtimes, then remove the record files (never raises)."""
+        super().stop()
+        if self.record_dir:
+            shutil.rmtree(self.record_dir, ignore_errors=True)
+
+
+def _per_sample(a: np.ndarray, copies: int) -> np.ndarray:
+    """(steps, copies·n) read back from a batched network -> (copies, steps, n)."""
+    return a.reshape(a.shape[0], copies, -1).transpose(1, 0, 2)
+
+
 def run_lava(program: Program, x: Union[np.ndarray, Mapping[str, np.ndarray]], steps: Optional[int] = None,
              record: Union[bool, Sequence[str]] = False, progress: Optional[bool] = None,
-             on_sample: Optional[Any] = None) -> SimResult:
-    """Run ``program`` on Lava (``fixed_pt``), one network per sample; same arguments and record format as
-    :func:`toolchain.sim.reference.simulate` (no early exit). Lava's runtime is stopped after every sample, also
-    when it fails. ``on_sample(done, total)`` is called after each sample (e.g. progress lines for a log)."""
+             on_sample: Optional[Any] = None, batch_mode: str = "auto",
+             max_batch: Optional[int] = None) -> SimResult:
+    """Run ``program`` on Lava (``fixed_pt``); same arguments and record format as
+    :func:`toolchain.sim.reference.simulate` (no early exit). ``batch_mode`` (:func:`batch_plan`): "auto" runs a
+    batch as batched networks (:func:`build_batched_network`, B samples in one Lava process graph) where it can,
+    "batched" insists, "per_sample" builds one network per sample (:func:`build_network`); ``max_batch`` caps the
+    samples per batched network. Lava's runtime is stopped after every network, also when it fails.
+    ``on_sample(done, total)`` is called after each network (e.g. progress lines for a log)."""
     inputs, batch, steps = prepare_inputs(program, x, steps)
     rec = recorded_groups(program, record)
     out_name = program.output
     out_group = program.groups[out_name]
     out_kind = "spikes" if out_group.spiking else "v"
     sizes = {g: program.groups[g].size for g in program.groups}
-    spikes = {g: np.zeros((batch, steps, sizes[g]), np.uint8) for g in rec}
+    pdt = {g: np.int32 if program.groups[g].sdn is not None else np.uint8 for g in program.groups}
+    spikes = {g: np.zeros((batch, steps, sizes[g]), pdt[g]) for g in rec}
     u = {g: np.zeros((batch, steps, sizes[g]), np.int32) for g in rec}
     v = {g: np.zeros((batch, steps, sizes[g]), np.int32) for g in rec}
     if out_kind == "spikes":
-        spikes.setdefault(out_name, np.zeros((batch, steps, sizes[out_name]), np.uint8))
+        spikes.setdefault(out_name, np.zeros((batch, steps, sizes[out_name]), pdt[out_name]))
     else:
         v.setdefault(out_name, np.zeros((batch, steps, sizes[out_name]), np.int32))
     if steps > 0:
         from tqdm.auto import tqdm
         show = (batch > 1 and sys.stderr.isatty()) if progress is None else progress
-        for b in tqdm(range(batch), desc="lava", unit="sample", disable=not show, leave=False):
-            net = build_network(program, {k: a[b] for k, a in inputs.items()}, steps, rec)
-            try:
-                net.run()
-                for g in spikes:
-                    spikes[g][b] = net.spikes(g)
-                for g in net.monitors:
-                    st = net.states(g)
-                    if g in u:
-                        u[g][b] = st["u"]
-                    v[g][b] = st["v"]
-            finally:
-                net.stop()
-            if on_sample is not None:
-                on_sample(b + 1, batch)
+        plan = batch_plan(program, batch, batch_mode, max_batch)
+        with tqdm(total=batch, desc="lava", unit="sample", disable=not show, leave=False) as bar:
+            for lo, hi, batched in plan:
+                k = hi - lo
+                if batched:
+                    net = build_batched_network(program, {n: a[lo:hi] for n, a in inputs.items()}, steps, rec)
+                else:
+                    net = build_network(program, {n: a[lo] for n, a in inputs.items()}, steps, rec)
+                try:
+                    with warnings.catch_warnings():  # inherited by Lava's forked processes: DelaySparse zeroes
+                        # entries that the truncation removed (SparseEfficiencyWarning, harmless)
+                        warnings.filterwarnings("ignore", message="Changing the sparsity structure")
+                        net.run()
+                    for g in spikes:
+                        spikes[g][lo:hi] = _per_sample(net.spikes(g), k)
+                    for g in net.monitors:
+                        st = net.states(g)
+                        if g in u:
+                            u[g][lo:hi] = _per_sample(st["u"], k)
+                        v[g][lo:hi] = _per_sample(st["v"], k)
+                finally:
+                    net.stop()
+                bar.update(k)
+                if on_sample is not None:
+                    on_sample(hi, batch)
     output = spikes[out_name] if out_kind == "spikes" else v[out_name]
     return SimResult(spikes=spikes, u=u, v=v, output=output, output_group=out_name, output_kind=out_kind,
                      steps_run=np.full(batch, steps, dtype=np.int64), backend="lava",

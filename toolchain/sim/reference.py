@@ -434,6 +434,8 @@ def _compile_synapse(program: Program, syn: SynapseGroup) -> _Synapse:
     if syn.src not in program.groups:
         graded = program.input_port(syn.src).num_message_bits > 0
         payload = 2 ** program.input_port(syn.src).num_message_bits - 1 if graded else 1
+    elif program.groups[syn.src].sdn is not None:  # sigma-delta payloads: any int32 (Lava checks no bits)
+        graded, payload = True, _INT32
     else:
         payload = 1
     w = syn.weight
@@ -474,6 +476,34 @@ class _Group:
     v_init: np.ndarray
     reset_interval: int = 0
     reset_offset: int = 0
+    sdn: Any = None              # SigmaDeltaParams of a sigma-delta group (int32 path only), else None
+    sdn_vth: Any = None          # its scaled threshold and bias (toolchain.fixedpoint_sdn.scaled_param)
+    sdn_bias: Any = None
+
+    def sdn_state(self, batch: int) -> Tuple[np.ndarray, np.ndarray]:
+        """Zero state of a sigma-delta group: ``(sigma (B, n), rest (B, 3, n))`` int32 with rest = act, residue,
+        error (two arrays whose first axis is the batch, as the early exit expects of every group's state)."""
+        return np.zeros((batch, self.n), np.int32), np.zeros((batch, 3, self.n), np.int32)
+
+    def sdn_step(self, state: Tuple[np.ndarray, np.ndarray], a_in: Optional[np.ndarray]
+                 ) -> Tuple[Tuple[np.ndarray, np.ndarray], np.ndarray]:
+        """One step of a sigma-delta group (:mod:`toolchain.fixedpoint_sdn`): the new state and the int32
+        payloads (B, n)."""
+        from .. import fixedpoint_sdn as fxs
+        sigma, rest = state
+        a = np.zeros(sigma.shape, np.int32) if a_in is None else a_in
+        q = self.sdn
+        act, res, err = rest[:, 0], rest[:, 1], rest[:, 2]
+        if q.kind == "sigma_delta":
+            sigma, act, res, err, s = fxs.sigma_delta_step(sigma, act, res, err, a, self.sdn_vth, self.sdn_bias,
+                                                           q.state_exp, q.act_mode, q.cum_error)
+        elif q.kind == "sigma":
+            sigma, s = fxs.sigma_step(sigma, a)
+            act = sigma
+        else:
+            act, res, err, s = fxs.delta_step(act, res, err, a, self.sdn_vth, q.spike_exp, q.state_exp,
+                                              q.cum_error)
+        return (sigma, np.stack([act, res, err], axis=1)), s
 
     def resets_at(self, t: int) -> bool:
         """Lava's ``LIFReset``: u = v = 0 before the update of 0-based step ``t`` (``time_step = t + 1``)."""
@@ -491,9 +521,15 @@ class _Group:
 
 def _compile_group(program: Program, name: str, in_bound: int) -> _Group:
     g = program.groups[name]
-    return _Group(name, g.size, in_bound < _FAST_LIF_BOUND, g.reset_mode == "subtract", g.du.astype(np.int64),
-                  g.dv.astype(np.int64), g.vth.astype(np.int64), g.bias_mant.astype(np.int16),
-                  g.bias_exp.astype(np.int16), g.v_init.astype(np.int32), g.reset_interval, g.reset_offset)
+    out = _Group(name, g.size, in_bound < _FAST_LIF_BOUND and g.sdn is None, g.reset_mode == "subtract",
+                 g.du.astype(np.int64), g.dv.astype(np.int64), g.vth.astype(np.int64), g.bias_mant.astype(np.int16),
+                 g.bias_exp.astype(np.int16), g.v_init.astype(np.int32), g.reset_interval, g.reset_offset)
+    if g.sdn is not None:
+        from ..fixedpoint_sdn import scaled_param
+        out.sdn = g.sdn
+        out.sdn_vth = scaled_param(g.sdn.vth, g.sdn.spike_exp, g.sdn.state_exp).astype(np.int32)
+        out.sdn_bias = scaled_param(g.sdn.bias, g.sdn.spike_exp, g.sdn.state_exp).astype(np.int32)
+    return out
 
 
 def _runs(flags: Sequence[bool], slices: Sequence[slice]) -> List[slice]:
@@ -708,19 +744,21 @@ def simulate(program: Program, x: Union[np.ndarray, Mapping[str, np.ndarray]], s
     reset_groups = [g for g in groups if g.fast and g.reset_interval > 0]
     fast_bias = {g: a for g, a in bias_of.items() if g in layer.sl}
 
-    spikes_rec = {g: np.zeros((batch, steps, program.groups[g].size), np.uint8) for g in rec_groups}
+    spikes_rec = {g: np.zeros((batch, steps, program.groups[g].size),
+                              np.int32 if program.groups[g].sdn is not None else np.uint8) for g in rec_groups}
     u_rec = {g: np.zeros((batch, steps, program.groups[g].size), np.int32) for g in rec_groups}
     v_rec = {g: np.zeros((batch, steps, program.groups[g].size), np.int32) for g in rec_groups}
     if out_kind == "spikes" and out_name not in spikes_rec:
-        spikes_rec[out_name] = np.zeros((batch, steps, out_group.size), np.uint8)
+        spikes_rec[out_name] = np.zeros((batch, steps, out_group.size),
+                                        np.int32 if out_group.sdn is not None else np.uint8)
     if out_kind == "v" and out_name not in v_rec:
         v_rec[out_name] = np.zeros((batch, steps, out_group.size), np.int32)
     steps_run = np.full(batch, steps, dtype=np.int64)
     fast_rec = [(g, sl) for g, sl in layer.sl.items() if g in spikes_rec or g in v_rec]
 
     layer.init_state(batch)
-    state = {g.name: (np.zeros((batch, g.n), np.int32), np.repeat(g.v_init[None, :], batch, axis=0))
-             for g in exact_groups}
+    state = {g.name: g.sdn_state(batch) if g.sdn is not None else
+             (np.zeros((batch, g.n), np.int32), np.repeat(g.v_init[None, :], batch, axis=0)) for g in exact_groups}
     queues = {s.name: [None] * (s.delay + 1) for s in syns if not fast_group[s.dst]}  # slot t % (d+1)
     active = np.arange(batch)
     all_active = True
@@ -767,6 +805,16 @@ def simulate(program: Program, x: Union[np.ndarray, Mapping[str, np.ndarray]], s
                     else:
                         np.add(prev, c, out=prev)  # int32: wraps like Lava's port sum
                 for g in exact_groups:
+                    if g.sdn is not None:  # sigma-delta: payloads in spikes, sigma in u, act in v
+                        st, s = g.sdn_step(state[g.name], a_in[g.name])
+                        state[g.name] = st
+                        outs[g.name] = s
+                        if g.name in spikes_rec:
+                            spikes_rec[g.name][rows, t] = s
+                        if g.name in u_rec:
+                            u_rec[g.name][rows, t] = st[0]
+                            v_rec[g.name][rows, t] = st[1][:, 0]
+                        continue
                     u, v = state[g.name]
                     if g.resets_at(t):
                         u, v = np.zeros_like(u), np.zeros_like(v)
