@@ -13,7 +13,7 @@ from toolchain.compile import compile_graph
 from toolchain.fidelity import EFFECTS, compare_spikes, effect_graph, fidelity, format_fidelity, normalised_graph
 from toolchain.ir import LIF, Affine, CubaLIF, Graph, Input, Output
 from toolchain.nir_io import export
-from toolchain.passes.quantise import BIAS_GROUP
+from toolchain.passes.quantise import BIAS_GROUP, SPLIT_SUFFIX
 from toolchain.sim.float import simulate_float
 from toolchain.sim.reference import simulate
 from toolchain.testing import rng
@@ -108,6 +108,50 @@ def test_negative_v_headroom_is_a_warning_naming_the_group():
     assert np.abs(r.v["ok"].astype(np.int64)).max() < 2 ** 23 - 1  # never saturates
 
 
+def test_weight_split_carries_the_rounding_remainder_bit_exactly_on_lava():
+    from toolchain.backends.lava import run_lava
+    from toolchain.fidelity import _realised
+    g = _cuba_net(seed=3)
+    plain = _quiet(compile_graph, g, "loihi2", partition=False)
+    split = _quiet(compile_graph, g, "loihi2", partition=False, weight_split=True)
+    lo = [s for s in split.synapses if s.name == "fc" + SPLIT_SUFFIX]
+    assert len(lo) == 1 and lo[0].weight_exp >= 0 and lo[0].src == "in" and lo[0].dst == "c"
+    assert not any(s.name.endswith(SPLIT_SUFFIX) for s in plain.synapses)
+    assert split.quant_report["synapses"]["fc" + SPLIT_SUFFIX]["weight_rel_error_max"] < \
+        split.quant_report["synapses"]["fc"]["weight_rel_error_max"] / 4
+    # the pair realises the ideal a_in (vth·c/θ·w) more closely than the 8-bit group alone
+    q = split.quant_report["groups"]["c"]["vth"]
+    assert q == plain.quant_report["groups"]["c"]["vth"]
+    ideal = q * (DT / 5e-3) * (DT / 7e-3) / 0.25 * g["fc"].weight.to_dense()
+    err_plain = np.abs(_realised(plain, "fc")[0] - ideal).max()
+    err_split = np.abs(_realised(split, "fc")[0] - ideal).max()
+    assert err_split <= 1.0 + 1e-9 and err_split < err_plain / 4, (err_split, err_plain)  # integer grid of a_in
+    x = (rng(0).random((1, 40, 4)) < 0.4).astype(np.int32)
+    ref = simulate(split, x, record=True)
+    assert ref.spikes["c"].sum() > 20
+    assert ref.first_mismatch(run_lava(split, x, record=True)) is None
+
+
+def test_v_headroom_option_trades_the_worst_case_for_resolution():
+    f = DATA / "braille_noDelay_noBias_subtract.nir"
+    if not f.is_file():
+        pytest.skip("../shared/data/nir-paper not present")
+    from toolchain.nir_io import load
+    g = _quiet(load, f, dt=1e-4, reset="subtract")
+    worst = _quiet(compile_graph, g, "loihi2", reset="subtract", partition=False)
+    assert worst.quant_report["groups"]["lif1.lif"]["vth_limited_by"] == "v headroom"
+    with pytest.warns(UserWarning, match=r"'lif1.lif': negative v headroom"):
+        opt = compile_graph(g, "loihi2", reset="subtract", partition=False, v_headroom=16)
+    assert opt.quant_report["groups"]["lif1.lif"]["vth"] > 4 * worst.quant_report["groups"]["lif1.lif"]["vth"]
+    for bad in (0, -1.0, "x", float("inf")):
+        with pytest.raises(Exception, match="v_headroom"):
+            _quiet(compile_graph, g, "loihi2", partition=False, v_headroom=bad)
+    # with both options the subtract graph keeps its float behaviour to >= 99% (8-bit weights alone: ~98%)
+    rep = _quiet(fidelity, g, random=8, steps=200, rate=0.3, seed=1, attribution=False, weight_split=True,
+                 v_headroom=16)
+    assert rep.agreement >= 0.99 and sum(rep.saturation.values()) == 0, (rep.agreement, rep.saturation)
+
+
 def test_compare_spikes_figures():
     a = np.zeros((2, 5, 3))
     b = a.copy()
@@ -151,6 +195,23 @@ def test_braille_bias_zero_loses_no_more_than_its_weights():
     assert out >= ceiling - 0.01, (out, ceiling)
     assert rep.attribution["integer_vs_all"]["lif2"].agreement >= 0.98
     assert rep.attribution["bias"]["lif2"].agreement >= 0.995
+
+
+def test_cli_compile_and_fidelity_take_the_precision_options(tmp_path, capsys):
+    from toolchain.program import Program
+    f = tmp_path / "net.nir"
+    export(_cuba_net(seed=2), f)
+    assert main(["compile", str(f), "--dt", "1e-3", "--weight-split", "--v-headroom", "8", "--no-partition",
+                 "-o", str(tmp_path / "b")]) == 0
+    prog = Program.load(tmp_path / "b")
+    assert any(s.name == "fc" + SPLIT_SUFFIX for s in prog.synapses)
+    assert prog.metadata["compile_options"]["v_headroom"] == 8.0
+    assert main(["fidelity", str(f), "--dt", "1e-3", "--random", "2", "--steps", "30", "--weight-split",
+                 "--no-attribution"]) == 0
+    assert "agreement" in capsys.readouterr().out
+    assert main(["compile", str(f), "--dt", "1e-3", "--v-headroom", "0", "-o", str(tmp_path / "c")]) == 1
+    err = capsys.readouterr().err
+    assert "v_headroom" in err and "Traceback" not in err and not (tmp_path / "c").exists()
 
 
 def test_cli_fidelity_on_a_file_and_a_build(tmp_path, capsys):

@@ -37,6 +37,10 @@ OPTIONS = {
                   "network is the float one delayed by its latency (default True)",
     "cuba_bias": "'current' (default: an Affine bias into a CubaLIF reaches its synaptic current exactly, through "
                  "synapses from an always-on neuron) or 'fold' (into the voltage bias: inexact, warns)",
+    "weight_split": "give each synapse group a companion group carrying its rounding remainder (about 7 more bits "
+                    "of weight precision where the exponent allows; twice the synapses; default False)",
+    "v_headroom": "thresholds below zero a spiking group's v may reach before saturating (default None: the worst "
+                  "case, every inhibitory input spiking every step)",
     "partition": "place the network on cores (default True); False stops after quantisation",
     "verify": "run the stage-boundary checks (default True)",
 }
@@ -78,7 +82,9 @@ def compile_graph(graph: Graph, target: Union[str, os.PathLike, TargetSpec] = "l
                      readout_horizon=int(options.get("readout_horizon", QuantOptions.readout_horizon)),
                      reset=reset, search_vth=bool(options.get("search_vth", True)),
                      align_bias=bool(options.get("align_bias", True)),
-                     cuba_bias=str(options.get("cuba_bias", QuantOptions.cuba_bias)))
+                     cuba_bias=str(options.get("cuba_bias", QuantOptions.cuba_bias)),
+                     weight_split=bool(options.get("weight_split", False)),
+                     v_headroom=_v_headroom(options.get("v_headroom")))
     ctx = CompileContext(spec, q, verify=bool(options.get("verify", True)))
     passes = pipeline_for(spec, partition=bool(options.get("partition", True)))
     try:
@@ -94,6 +100,19 @@ def compile_graph(graph: Graph, target: Union[str, os.PathLike, TargetSpec] = "l
     prog.metadata["target_file"] = os.path.basename(spec.source) if spec.source else None  # no host folder
     prog.metadata["compile_options"] = {"dt": float(graph.dt), "reset": reset, **{k: options[k] for k in options}}
     return prog
+
+
+def _v_headroom(v: Any) -> Optional[float]:
+    if v is None:
+        return None
+    try:
+        k = float(v)
+    except (TypeError, ValueError):
+        raise QuantisationError(f"v_headroom must be a number of thresholds, got {v!r}", field="v_headroom") from None
+    if not (k > 0 and math.isfinite(k)):
+        raise QuantisationError(f"v_headroom must be a positive number of thresholds, got {v!r}",
+                                field="v_headroom")
+    return k
 
 
 def compile_file(path: Union[str, os.PathLike], target: Union[str, os.PathLike, TargetSpec] = "loihi2",

@@ -130,10 +130,13 @@ def _scale(program: Program, name: str, n: int) -> np.ndarray:
 
 def _realised(program: Program, prefix: str) -> Optional[Tuple[np.ndarray, List[str]]]:
     """Sum of the a_in contributions (W_lava << exp, float64) of synapse groups named ``prefix`` or
-    ``prefix@d<k>``; None when there is none."""
+    ``prefix@d<k>``, and of their ``weight_split`` companions (``prefix.lo``, ``prefix.lo@d<k>``); None when there
+    is none."""
+    from .passes.quantise import SPLIT_SUFFIX
     tot, names = None, []
+    lo = prefix + SPLIT_SUFFIX
     for s in program.synapses:
-        if s.name == prefix or s.name.startswith(prefix + "@d"):
+        if s.name in (prefix, lo) or s.name.startswith(prefix + "@d") or s.name.startswith(lo + "@d"):
             w = fx.lava_weights(s.weight.to_dense().astype(np.int64), num_weight_bits=s.num_weight_bits,
                                 sign_mode=s.sign_mode).astype(np.float64) * 2.0 ** s.weight_exp
             tot = w if tot is None else tot + w

@@ -53,6 +53,12 @@ def quant_summary(program) -> str:
               help="Build directory to write the Program to.")
 @click.option("--vth-max", type=int, default=None, help="Largest threshold mantissa of a spiking layer.")
 @click.option("--no-partition", is_flag=True, help="Stop after quantisation (no core placement).")
+@click.option("--weight-split", is_flag=True,
+              help="Each synapse group gets a companion group carrying its rounding remainder (about 7 more bits of "
+                   "weight precision where the exponent allows; twice the synapses).")
+@click.option("--v-headroom", type=float, default=None,
+              help="Thresholds below zero v may reach before saturating (default: the worst case, every inhibitory "
+                   "input spiking every step; a number trades guaranteed headroom for finer integers).")
 @click.option("--no-align-bias", is_flag=True,
               help="Let biases act from step 0 instead of hiding them until each layer's input arrives "
                    "(needed for --netx: netx files cannot set an initial voltage).")
@@ -67,7 +73,8 @@ def quant_summary(program) -> str:
 def compile_cmd(file: str, target: str, dt: Optional[float], reset: Optional[str], preset: Optional[str],
                 output: str, vth_max: Optional[int], no_partition: bool, no_align_bias: bool = False,
                 netx_file: Optional[str] = None, reset_interval: Optional[int] = None, reset_offset: int = 0,
-                sparse_fc: bool = False, source_dt: Optional[float] = None) -> None:
+                sparse_fc: bool = False, source_dt: Optional[float] = None, weight_split: bool = False,
+                v_headroom: Optional[float] = None) -> None:
     """Compile a NIR file (or read a lava-dl netx .net file) for a Loihi-style target and write the Program to
     OUTPUT."""
     from ..build_io import build_lock
@@ -80,6 +87,10 @@ def compile_cmd(file: str, target: str, dt: Optional[float], reset: Optional[str
         opts["partition"] = False
     if no_align_bias:
         opts["align_bias"] = False
+    if weight_split:
+        opts["weight_split"] = True
+    if v_headroom is not None:
+        opts["v_headroom"] = v_headroom
     if source_dt is not None:
         opts["source_dt"] = source_dt
     if is_netx_file(file):

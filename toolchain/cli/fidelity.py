@@ -2,7 +2,8 @@
 follows its float source, per layer, and which cause of drift costs what (:func:`toolchain.fidelity.fidelity`).
 
 A ``.nir`` file is loaded with ``--dt/--reset/--preset/--source-dt`` and compiled for ``--target`` (``--cuba-bias`` chooses
-how CubaLIF biases are mapped); a build folder is compared with the source file its metadata names (``--nir``
+how CubaLIF biases are mapped, ``--weight-split`` and ``--v-headroom`` trade synapses and guaranteed headroom for
+precision); a build folder is compared with the source file its metadata names (``--nir``
 gives the file when the build does not lie next to it). ``--json OUT.json`` writes every figure.
 """
 from __future__ import annotations
@@ -52,13 +53,16 @@ def _read_x(path: str) -> np.ndarray:
 @click.option("--target", default="loihi2", show_default=True)
 @click.option("--cuba-bias", type=click.Choice(["current", "fold"]), default="current", show_default=True,
               help="How an Affine bias reaches a CubaLIF (fold: into the voltage bias, inexact).")
+@click.option("--weight-split", is_flag=True, help="Compile with weight_split (a remainder group per synapse group).")
+@click.option("--v-headroom", type=float, default=None, help="Compile with this v_headroom (thresholds below zero).")
 @click.option("--nir", "nir_path", type=click.Path(), default=None, help="Source .nir of a build folder.")
 @click.option("--no-attribution", is_flag=True, help="Skip the per-cause float models.")
 @click.option("--json", "json_path", type=click.Path(), default=None, help="Write every figure to this file.")
 def fidelity_command(source: str, input_path: Optional[str], n_random: Optional[int], rate: float, seed: int,
                      steps: Optional[int], dt: Optional[float], reset: Optional[str], preset: Optional[str],
                      source_dt: Optional[float], target: str, cuba_bias: str, nir_path: Optional[str], no_attribution: bool,
-                     json_path: Optional[str]) -> None:
+                     json_path: Optional[str], weight_split: bool = False, v_headroom: Optional[float] = None
+                     ) -> None:
     """Float source vs integer program, per layer, with the attribution of the drift."""
     if input_path and n_random is not None:
         raise InputError("give either --input or --random, not both", field="input")
@@ -92,12 +96,21 @@ def fidelity_command(source: str, input_path: Optional[str], n_random: Optional[
         rep = fidelity(src, x, program=program, steps=steps, random=n_random or 8, rate=rate, seed=seed, dt=dt,
                        reset=reset, preset=preset, target=target, attribution=not no_attribution,
                        source_dt=source_dt,
-                       **({} if program is not None else {"cuba_bias": cuba_bias}))
+                       **({} if program is not None else {"cuba_bias": cuba_bias, **_extra(weight_split, v_headroom)}))
     rep.source = source
     click.echo(format_fidelity(rep))
     if json_path:
         Path(json_path).write_text(json.dumps(rep.to_dict(), indent=1, default=_jsonable))
         click.echo(f"wrote {json_path}")
+
+
+def _extra(weight_split: bool, v_headroom: Optional[float]) -> dict:
+    out: dict = {}
+    if weight_split:
+        out["weight_split"] = True
+    if v_headroom is not None:
+        out["v_headroom"] = v_headroom
+    return out
 
 
 def _jsonable(v: object) -> object:

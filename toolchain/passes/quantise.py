@@ -47,12 +47,15 @@ from ..program import InputPort, NeuronGroup, Program, SynapseGroup
 from ..targets import TargetSpec
 from . import storage_ops as so
 
-__all__ = ["quantise", "QuantOptions", "stored_values", "with_values", "BIAS_GROUP", "CUBA_BIAS_MODES"]
+__all__ = ["quantise", "QuantOptions", "stored_values", "with_values", "BIAS_GROUP", "CUBA_BIAS_MODES",
+           "SPLIT_SUFFIX"]
 
 #: Name of the always-on group (one neuron that spikes at every step) whose synapses carry CubaLIF biases into the
 #: synaptic current (``QuantOptions.cuba_bias = "current"``).
 BIAS_GROUP = "_bias_on"
 CUBA_BIAS_MODES = ("current", "fold")
+#: Name suffix of the companion synapse group that carries a group's weight rounding remainder (``weight_split``).
+SPLIT_SUFFIX = ".lo"
 
 
 @dataclass(frozen=True)
@@ -72,6 +75,14 @@ class QuantOptions:
     (:data:`BIAS_GROUP`) into the synaptic current, as the float model filters it through ``tau_syn``;
     ``"fold"`` into the voltage bias (``r·w_in·b·dt/tau_mem`` per step), which saves the synapses but changes
     the neuron's trajectory: its first spike comes earlier and the phase shift is never undone.
+    ``weight_split``: give every synapse group a companion group (same synapses, name ``<name>.lo``) that
+    carries its rounding remainder at a smaller exponent (>= 0): about 7 more bits of weight precision where the
+    group's exponent is >= 7, fewer below (down to the integer grid of a_in), for twice the synapses (default
+    False). ``v_headroom``: how many thresholds below zero a spiking group's v may fall before it saturates at the
+    24-bit limit; None (default) takes the worst case (every inhibitory input spiking every step), which can
+    force a small threshold mantissa (coarse weights, biases and decays). A number k caps vth at
+    ``0.98·v_max/(64·k)`` instead, and the negative-headroom warning says when the worst case is not covered;
+    :func:`toolchain.fidelity.fidelity` counts the steps at which v did saturate.
     """
 
     vth_max: int = 2 ** 14
@@ -81,6 +92,8 @@ class QuantOptions:
     search_vth: bool = True
     align_bias: bool = True
     cuba_bias: str = "current"
+    weight_split: bool = False
+    v_headroom: Optional[float] = None
 
 
 # ------------------------------------------------------------------------------------ storage helpers
@@ -337,6 +350,25 @@ def _quantise_values(x: np.ndarray, target: TargetSpec) -> _WQ:
     return _WQ(w, e, mode, emax, erms)
 
 
+def _remainder_values(x: np.ndarray, hi: _WQ, target: TargetSpec) -> Optional[_WQ]:
+    """Mantissas of a companion synapse group carrying what ``hi`` rounded away from ``x`` (``weight_split``), at
+    the exponent that fills the mantissa but not below 0, so that every spike's contribution stays exact (a
+    negative exponent would floor the per-step sum); None when nothing is left to carry. Its errors are those of
+    the pair, relative to the largest |x|."""
+    if not x.size:
+        return None
+    r = x - hi.values * 2.0 ** hi.exp
+    maxp, maxn = float(max(r.max(), 0.0)), float(max(-r.min(), 0.0))
+    e, mode, top, bot, step = _fit_exp(maxp, maxn, target)
+    e = max(e, 0)
+    w = np.clip(step * np.rint(r / 2.0 ** e / step), -bot, top).astype(np.int64)
+    if not np.any(w):
+        return None
+    scale = float(np.max(np.abs(x)))
+    err = np.abs(r - w * 2.0 ** e) / (scale or 1.0)
+    return _WQ(w, e, mode, float(err.max()), float(np.sqrt(np.mean(err ** 2))))
+
+
 def _check_lava(w: np.ndarray, mode: str, name: str, target: TargetSpec) -> None:
     """The mantissas must pass Lava's clip and truncation unchanged (toolchain.fixedpoint.lava_weights)."""
     from ..fixedpoint import lava_weights
@@ -461,7 +493,10 @@ def quantise(graph: Graph, target: TargetSpec, options: Optional[QuantOptions] =
                             f"not guaranteed")
             bounds.append((max(cap, floor), "u headroom"))
         beta_v = _v_neg_bound_per_unit(m, xs, into[p], bias_unit, target) if m.spiking else 0.0
-        if beta_v > 0:
+        if opts.v_headroom is not None and m.spiking:
+            # the user's budget: v may fall to -v_headroom thresholds before it saturates
+            bounds.append((max(0.98 * target.v_max / (64.0 * float(opts.v_headroom)), 1.0), "v headroom (option)"))
+        elif beta_v > 0:
             # v must not saturate below: every inhibitory input spiking every step, against the bias (v above the
             # threshold resets, so only the negative side can run away); like u, never below vth = 64
             cap = 0.98 * target.v_max / beta_v
@@ -496,7 +531,13 @@ def quantise(graph: Graph, target: TargetSpec, options: Optional[QuantOptions] =
                 per_group_w[p] += entries
                 frac += f
             else:
-                per_group_w[p].append((ch, _quantise_values(x * q, target)))
+                wq = _quantise_values(x * q, target)
+                per_group_w[p].append((ch, wq))
+                lo = _remainder_values(x * q, wq, target) if opts.weight_split else None
+                if lo is not None:
+                    name = ch.name + SPLIT_SUFFIX
+                    per_group_w[p].append((_Chain(name, Linear(name, weight=ch.node.weight), ch.src, ch.dst,
+                                                  ch.graph_delay, ch.src_delay, ch.dst_delay), lo))
         wqs = [wq for _, wq in per_group_w[p]]
         du, dv, dinfo = _decays(node, m, target, warn)
         # the sub-unit remainder of a current bias goes into the voltage bias at its steady-state value
