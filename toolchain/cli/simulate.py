@@ -111,11 +111,12 @@ def run_simulation(program: Program, x: InputLike, steps: Optional[int] = None, 
     raise InputError(f"must be one of {BACKENDS}, got {backend!r}", field="backend")
 
 
-def verify_program(program: Program, x: InputLike, steps: Optional[int] = None, log: bool = False
-                   ) -> Tuple[Optional[Mismatch], SimResult, SimResult]:
+def verify_program(program: Program, x: InputLike, steps: Optional[int] = None, log: bool = False,
+                   lava_mode: str = "auto") -> Tuple[Optional[Mismatch], SimResult, SimResult]:
     """Run both backends with every group recorded; ``(first mismatch or None, reference, lava)``. ``log``: a
-    plain progress line on stderr after the reference run and after every Lava sample (for logs; on a terminal
-    Lava's own bar shows)."""
+    plain progress line on stderr after the reference run and after every Lava network (for logs; on a terminal
+    Lava's own bar shows). ``lava_mode``: ``run_lava``'s ``batch_mode`` ("auto": a batch runs as batched Lava
+    networks where it can)."""
     t0 = time.perf_counter()
     ref = run_simulation(program, x, steps, "reference", record=True)
     if log:
@@ -128,7 +129,7 @@ def verify_program(program: Program, x: InputLike, steps: Optional[int] = None, 
                    err=True)
 
     from ..backends.lava import run_lava
-    lav = run_lava(program, x, steps=steps, record=True, on_sample=line if log else None)
+    lav = run_lava(program, x, steps=steps, record=True, on_sample=line if log else None, batch_mode=lava_mode)
     return ref.first_mismatch(lav), ref, lav
 
 
@@ -242,8 +243,11 @@ def simulate_cmd(build: str, input_path: str, steps: Optional[int], backend: str
 @click.option("--random", "n_random", type=int, default=None, help="Use N random input samples.")
 @click.option("--steps", "-T", type=int, default=None, help="Steps to run (required with --random).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random input.")
+@click.option("--lava-mode", type=click.Choice(["auto", "batched", "per_sample"]), default="auto", show_default=True,
+              help="Lava: the batch in one network where possible (auto), always (batched), or one network per "
+                   "sample.")
 def verify_cmd(build: str, input_path: Optional[str], n_random: Optional[int],
-               steps: Optional[int], seed: int) -> None:
+               steps: Optional[int], seed: int, lava_mode: str) -> None:
     """Run the reference simulator and Lava on the same input and compare every spike, u and v."""
     if input_path is not None and n_random is not None:
         raise click.UsageError("give either --input or --random, not both")
@@ -264,7 +268,7 @@ def verify_cmd(build: str, input_path: Optional[str], n_random: Optional[int],
     if input_path is None:
         x = random_input(program, batch, n_steps, seed)
     t0 = time.perf_counter()
-    mm, ref, lav = verify_program(program, x, steps, log=not sys.stderr.isatty())
+    mm, ref, lav = verify_program(program, x, steps, log=not sys.stderr.isatty(), lava_mode=lava_mode)
     dt = time.perf_counter() - t0
     n_groups = len(ref.groups)
     if ref.batch * ref.steps == 0 or n_groups == 0:  # nothing compared is no evidence
