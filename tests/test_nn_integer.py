@@ -9,6 +9,7 @@ import torch
 from toolchain import fixedpoint as fx
 from toolchain.nn import IntegerNet, quantisation_aware
 from toolchain.nn import integer as I
+from toolchain.passes.quantise import BIAS_GROUP
 from toolchain.sim.record import first_mismatch
 from toolchain.sim.reference import simulate
 from toolchain.testing import int_inputs, int_program, random_spike_array, random_spiking_model
@@ -148,7 +149,10 @@ def test_fake_quant_forward_is_the_integer_network(kind, neuron, reset, readout)
     x = torch.as_tensor(random_spike_array(3, 25, shape, 0.3, seed=8))
     y, rec = q(x, record=True, align=False)  # the raw hardware time line
     ref = simulate(q.program, x.numpy(), record=True)
-    for (mname, _), g in zip(model.neurons(), q.program.groups):
+    groups = [g for g in q.program.groups if g != BIAS_GROUP]  # the always-on group of a CubaLIF bias has no module
+    if neuron == "cuba" and any(getattr(m, "bias", None) is not None for m in model.modules()):
+        assert BIAS_GROUP in q.program.groups  # the bias reaches the current, as the compiler maps it by default
+    for (mname, _), g in zip(model.neurons(), groups):
         assert np.array_equal(rec[mname]["s"].detach().reshape(3, 25, -1).numpy(), ref.spikes[g])
         assert np.array_equal(rec[mname]["hw_u"].reshape(3, 25, -1).numpy(), ref.u[g])
         assert np.array_equal(rec[mname]["hw_v"].reshape(3, 25, -1).numpy(), ref.v[g])
@@ -163,7 +167,7 @@ def test_fake_quant_forward_is_the_integer_network(kind, neuron, reset, readout)
     ref2 = simulate(q.program, x.numpy(), steps=25 + max(lat.values()), record=True)
     y2, rec2 = q(x, record=True)
     assert y2.shape == y.shape
-    for (mname, _), g in zip(model.neurons(), q.program.groups):
+    for (mname, _), g in zip(model.neurons(), groups):
         want = ref2.spikes[g][:, lat[g]:lat[g] + 25]
         assert np.array_equal(rec2[mname]["s"].detach().reshape(3, 25, -1).numpy(), want)
     y.sum().backward()
@@ -239,3 +243,32 @@ def test_small_case_on_lava_matches_integer_net():
     mine = net.run(x, record=True)
     assert first_mismatch(lava, mine) is None, str(first_mismatch(lava, mine))
     assert sum(int(s.sum()) for s in lava.spikes.values()) > 0
+
+
+def test_fake_quant_models_the_exact_current_bias_path():
+    """A CubaLIF bias is compiled into the synaptic current (always-on group) as for deployment; its gradient goes
+    through the always-on synapses' surrogate and follows the float model's. ``cuba_bias="fold"`` still works."""
+    model, shape = random_spiking_model("ff", seed=0, neuron="cuba", readout="li")
+    q = quantisation_aware(model, "loihi2", DT, input_shape=shape)
+    x = torch.as_tensor(random_spike_array(6, 30, shape, 0.3, seed=1), dtype=torch.float64)
+    target = torch.as_tensor(np.random.default_rng(2).normal(size=(6, 30, model[-1].shape[0])))
+    ((q(x) - target) ** 2).mean().backward()
+    assert BIAS_GROUP in q.program.groups and q.program.quant_report["groups"]["cubalif1"]["cuba_bias"] == "current"
+    hooks, _ = q._hooks()
+    on = [s.name for s in q._plan.syns if s.src == BIAS_GROUP]
+    assert on and sum(n in hooks.syn for n in on) == len({s.dst for s in q._plan.syns if s.src == BIAS_GROUP})
+    assert "cubalif1" not in hooks.bias  # no voltage-bias surrogate: the bias is in the current
+    g_q = {n: p.grad.clone() for n, p in model.named_parameters()}
+    model.zero_grad()
+    ((model(x) - target) ** 2).mean().backward()
+    for n, p in model.named_parameters():
+        if n.endswith("bias"):
+            cos = torch.nn.functional.cosine_similarity(g_q[n].flatten(), p.grad.flatten(), 0).item()
+            ratio = (g_q[n].norm() / p.grad.norm()).item()
+            assert cos > 0.99 and 0.8 < ratio < 1.25, (n, cos, ratio)
+    fold = quantisation_aware(model, "loihi2", DT, input_shape=shape, cuba_bias="fold")
+    y = fold(x, align=False)
+    assert BIAS_GROUP not in fold.program.groups
+    ref = simulate(fold.program, x.numpy().astype(np.int64), record=True)
+    S = np.asarray(fold.program.metadata["v_scale"][fold.program.output], dtype=np.float64)
+    np.testing.assert_allclose(y.detach().reshape(6, 30, -1).numpy(), ref.output / S, rtol=1e-15)

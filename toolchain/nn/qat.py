@@ -23,8 +23,15 @@ on every step — and the backward pass is the float network's, expressed in the
   ``nn.Conv2d``, :class:`~toolchain.nn.SumPool2d`, ``nn.Flatten``: their composition, differentiable; the
   recurrent weight of a :class:`~toolchain.nn.Recurrent`), restricted to the stored synapses;
 * decays: the fraction ``(4096 − dv)/4096`` has the surrogate ``α`` (``α_mem``), ``(4096 − du − 1)/4096`` of a
-  CubaLIF the surrogate ``α_syn``; the bias ``bias_mant << bias_exp`` the surrogate ``S_i·c_i·b_i`` (``b`` the
-  float bias into the neuron, ``c = 1/(1 − α_syn)`` for CubaLIF, else 1);
+  CubaLIF the surrogate ``α_syn``;
+* bias (``b`` the float bias into the neuron): a CubaLIF's bias reaches its synaptic current as the compiler maps
+  it by default (``cuba_bias="current"``): through synapses from the always-on group
+  (:data:`toolchain.passes.quantise.BIAS_GROUP`, which runs exactly and has no parameters), whose ``a_in`` per
+  step has the surrogate ``(S_i/64)·b_i``, like any other input to the current; the sub-unit remainder the
+  compiler leaves in the voltage bias passes no gradient. A LIF's bias (and a CubaLIF's compiled with
+  ``cuba_bias="fold"``) is the voltage bias ``bias_mant << bias_exp``, surrogate ``S_i·c_i·b_i`` (``c = 1/(1 −
+  α_syn)`` for a folded CubaLIF bias, else 1); a ``weight_split`` companion group (``<name>.lo``) passes no
+  gradient either (its group's surrogate already covers the whole float weight);
 * roundings (``rtz`` decays, floor shifts, int32 and 24-bit wraps) pass gradients straight through;
 * spikes: ``s = H(v − vth·64)`` with the neuron's own surrogate at ``(v − vth·64)/S_i = U − θ``.
 
@@ -41,6 +48,7 @@ import torch
 from torch import nn
 
 from ..errors import InputError
+from ..passes.quantise import BIAS_GROUP, SPLIT_SUFFIX
 from ..program import Program
 from . import functional as Fn
 from . import integer as I
@@ -108,8 +116,7 @@ class QuantisationAware(nn.Module):
         with warnings.catch_warnings():
             if self._compiles:  # the compiler's notes were shown on the first compile
                 warnings.simplefilter("ignore")
-            # the surrogates below model a CubaLIF bias folded into the voltage bias: compile it that way
-            prog = compile_graph(graph, self.target, **{"cuba_bias": "fold", **self.compile_options})
+            prog = compile_graph(graph, self.target, **self.compile_options)
         self.program = prog
         self._plan = I._plan(prog)
         self._fingerprint = self._current_fingerprint()
@@ -135,6 +142,8 @@ class QuantisationAware(nn.Module):
         info: Dict[str, Tuple[str, torch.Tensor]] = {}
         v_scale = prog.metadata.get("v_scale", {})
         for g in plan.groups:
+            if g.name == BIAS_GROUP:  # the always-on neuron: no parameters, runs exactly
+                continue
             if g.name not in index:
                 raise InputError(f"compiled group '{g.name}' has no module in the model (modules: "
                                  f"{list(index)})", node=g.name)
@@ -158,8 +167,14 @@ class QuantisationAware(nn.Module):
                 c_bias = 1.0 / torch.clamp(1.0 - a_s, min=1.0 / 4096)
             bias = torch.zeros(n, dtype=torch.float64)
             seen = set()
+            bias_syns = []
             for s in plan.syns:
                 if s.dst != g.name:
+                    continue
+                if s.src == BIAS_GROUP:
+                    bias_syns.append(s.name)
+                    continue
+                if _is_split(s.name):
                     continue
                 if s.recurrent and s.src == s.dst:
                     if not isinstance(mod, Recurrent):
@@ -181,7 +196,10 @@ class QuantisationAware(nn.Module):
                 if b is not None and key not in seen:
                     seen.add(key)
                     bias = bias + b.to(torch.float64).reshape(n)
-            hooks.bias[g.name] = S * c_bias * bias
+            if bias_syns:  # the bias goes into the current (cuba_bias="current"): one surrogate for all its parts
+                hooks.syn[bias_syns[0]] = ((S / 64.0) * bias)[None, :]
+            else:
+                hooks.bias[g.name] = S * c_bias * bias
         return hooks, info
 
     def _shapes(self) -> Dict[str, Tuple[int, ...]]:
@@ -217,6 +235,8 @@ class QuantisationAware(nn.Module):
             return y
         result: Dict[str, Dict[str, torch.Tensor]] = {}
         for g in plan.groups:
+            if g.name not in info:  # the always-on bias group
+                continue
             mname, S = info[g.name]
             result[mname] = {"s": stack(spikes[g.name], g),
                              "u": stack([v / S for v in rec[g.name]["v_pre"]], g),
@@ -236,6 +256,11 @@ class QuantisationAware(nn.Module):
 
     def extra_repr(self) -> str:
         return f"target={self.target!r}, dt={self.dt:g}, input_shape={self.input_shape}, compiles={self._compiles}"
+
+
+def _is_split(name: str) -> bool:
+    """A ``weight_split`` companion group (``<name>.lo`` or ``<name>.lo@d<k>``)."""
+    return name.endswith(SPLIT_SUFFIX) or (SPLIT_SUFFIX + "@d") in name
 
 
 def _time_steps(x: Any) -> int:
