@@ -161,10 +161,11 @@ def delta_encode(frames: np.ndarray, vth: int, spike_exp: int = 6, state_exp: in
 
 
 def payload_bits(payload: np.ndarray) -> np.ndarray:
-    """Bits of a signed payload on the wire (two's complement, at least 1): ``|p|.bit_length() + 1`` for
-    non-zero payloads, 0 for none (no message). For activity metrics."""
-    p = np.abs(np.asarray(payload).astype(np.int64))
-    bits = np.zeros(p.shape, np.int64)
-    nz = p > 0
-    bits[nz] = np.floor(np.log2(p[nz])).astype(np.int64) + 2
-    return bits
+    """Bits of a signed payload in two's complement (``m.bit_length() + 1`` with ``m = p`` for ``p > 0`` and
+    ``m = -p - 1`` for ``p < 0``: 1 -> 2, -1 -> 1, -256 -> 9), 0 for no message. For activity metrics."""
+    p = np.asarray(payload).astype(np.int64)
+    m = np.where(p >= 0, p, -p - 1)
+    length = np.zeros(p.shape, np.int64)
+    pos = m > 0
+    length[pos] = np.floor(np.log2(m[pos])).astype(np.int64) + 1
+    return np.where(p != 0, length + 1, 0)
