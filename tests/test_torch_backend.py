@@ -250,3 +250,19 @@ def test_cli_simulate_backend_torch(tmp_path, capsys) -> None:
         err = capsys.readouterr().err
         assert err.startswith("error:") and "CUDA is not available" in err and err.count("\n") == 1
         assert not bad.exists()
+
+
+@pytest.mark.parametrize("graded_bits", [0, 24])
+def test_torch_backend_sparse_weights_held_sparse(graded_bits: int) -> None:
+    """Sparse storage below 10% density is held as a sparse CSR tensor (as the numpy simulator keeps it sparse):
+    same records, binary and 24-bit graded inputs (Lava's int32 wrap of the graded sum before the shift)."""
+    p = int_program((200, 40, 30, 8), seed=6, storage="mixed", density=0.05, recurrent=True,
+                    graded_bits=graded_bits, weight_exp=(-9, 0) if graded_bits else (0, 2))
+    pl = TB.plan(p)
+    held = [s.w_csr is not None for s in pl.syns]
+    assert any(held) and all(s.w_t.shape == (s.w_csr.shape[1], s.w_csr.shape[0]) for s in pl.syns if s.w_csr
+                             is not None)
+    x = int_inputs(p, 4, 14, rate=0.3, seed=6)
+    p = make_active(p, x, steps=14)
+    ref = assert_bit_exact(p, x, 14)
+    assert ref.spikes["g0"].any()

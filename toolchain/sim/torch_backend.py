@@ -37,13 +37,15 @@ the shift, graded DelayDense products one by one, the result into the int32 chan
 Timing is the numpy simulator's: an activation produced at step ``t`` enters ``a_in`` at step ``t + 1 + delay``;
 ``a_in`` of a group is the int32-wrapping sum of its synapse groups' activations.
 
-Weights are held as dense ``(n_in, n_out)`` tensors (sparse storage is densified): memory ``4·n_in·n_out``
-bytes per synapse group (float32 products) or 8 (float64). Sigma-delta groups are not supported (an
+Weights are held as dense ``(n_in, n_out)`` tensors, except sparse storage (CSR, structured, conv) with fewer than
+10% of the entries stored or more than 2^24 entries, which is held as a sparse CSR tensor (``torch.sparse.mm``;
+exact by the same bound, in any summation order). Sigma-delta groups are not supported (an
 :class:`~toolchain.errors.InputError` names the group). ``tests/test_torch_backend.py`` compares every spike,
 ``u`` and ``v`` with the numpy simulator on the test corpus.
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
@@ -107,7 +109,8 @@ class Syn:
     dtype (float32 or float64); ``mask_t``: (n_in, n_out) bool stored synapses (None unless asked for: the
     fake-quantised model's surrogate needs it); ``per_product_wrap``: graded DelayDense whose single products can
     leave int32; ``acc_bound`` / ``out_bound``: bounds on ``|W·s|`` and on the shifted activation (None:
-    unknown, every wrap applied)."""
+    unknown, every wrap applied). ``w_csr``: for sparse storage held sparse, the (n_out, n_in) sparse CSR weights;
+    ``w_t`` is then its transposed view."""
 
     name: str
     src: str
@@ -122,6 +125,7 @@ class Syn:
     recurrent: bool
     acc_bound: Optional[int] = None
     out_bound: Optional[int] = None
+    w_csr: Optional[torch.Tensor] = None
 
 
 @dataclass
@@ -199,11 +203,25 @@ def plan(program: Program, device: Union[str, torch.device, None] = "cpu", masks
             raise InputError(f"activations up to {c.acc_bound} << {c.weight_exp} exceed the exact float64 range "
                              "of the torch backend", node=s.name, field="weight")
         f32 = c.acc_bound < _F32_EXACT and not (tf32 and payload_bits > _TF32_BITS)
-        w = c.w_eff.toarray() if hasattr(c.w_eff, "toarray") else np.asarray(c.w_eff)
-        w_t = torch.as_tensor(np.ascontiguousarray(w.T), dtype=torch.float32 if f32 else torch.float64, device=dev)
+        dt = torch.float32 if f32 else torch.float64
+        n_out, n_in = c.w_eff.shape
+        w_csr = None
+        if hasattr(c.w_eff, "toarray") and (n_out * n_in > R._DENSE_MAX or c.w_eff.nnz < 0.1 * n_out * n_in):
+            # sparse storage, sparse or too large to hold dense (the numpy simulator's rule): CSR on the device
+            csr = c.w_eff.tocsr()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)  # "sparse CSR support is in beta state"
+                w_csr = torch.sparse_csr_tensor(torch.as_tensor(csr.indptr.astype(np.int64)),
+                                                torch.as_tensor(csr.indices.astype(np.int64)),
+                                                torch.as_tensor(csr.data, dtype=dt), size=(n_out, n_in),
+                                                device=dev)
+            w_t = w_csr.t()
+        else:
+            w = c.w_eff.toarray() if hasattr(c.w_eff, "toarray") else np.asarray(c.w_eff)
+            w_t = torch.as_tensor(np.ascontiguousarray(w.T), dtype=dt, device=dev)
         mask = torch.as_tensor(s.weight.stored_mask().T.copy(), device=dev) if masks else None
         syns.append(Syn(s.name, s.src, s.dst, int(s.delay), int(c.weight_exp), bool(c.graded), c.process, w_t, mask,
-                        bool(c.per_product), bool(s.recurrent), int(c.acc_bound), int(c.out_bound)))
+                        bool(c.per_product), bool(s.recurrent), int(c.acc_bound), int(c.out_bound), w_csr))
     bias_port = {p.target: p.name for p in program.inputs if p.kind == "bias"}
     groups: List[Grp] = []
     for name, g in program.groups.items():
@@ -233,7 +251,10 @@ def activation(syn: Syn, s: torch.Tensor) -> torch.Tensor:
     if syn.per_product_wrap:  # graded DelayDense: every product wraps into int32, the sum is int64
         acc = _wrap32(s.to(torch.float64)[:, :, None] * syn.w_t.to(torch.float64)[None]).sum(dim=1)
     else:
-        acc = (s @ syn.w_t).to(torch.float64)
+        if syn.w_csr is not None:  # sparse weights: (W @ s^T)^T
+            acc = torch.sparse.mm(syn.w_csr, s.t()).t().to(torch.float64)
+        else:
+            acc = (s @ syn.w_t).to(torch.float64)
         if syn.graded and syn.process in ("dense", "sparse") and (syn.acc_bound is None or
                                                                   syn.acc_bound >= _TWO31):
             acc = _wrap32(acc)  # Lava's int32 dot product wraps before the shift
