@@ -238,8 +238,9 @@ def main(argv: List[str] = None) -> int:
         sn_agree = float("nan")
     if worst is not None:
         print(f"largest bias-only loss (default options): {worst['graph']} at rate {worst['rate']}: the bias is "
-              f"exact up to the integer grid of a_in (|error| <= 1/2 a_in unit per step, its steady state restored "
-              f"through the voltage bias); with a small threshold mantissa that grid is coarse")
+              f"exact up to the integer grid of a_in (remainder |f| <= 1/2 a_in unit per step, restored at its "
+              f"steady state through the voltage bias: a one-time v offset <= 32·beta/(1-beta)^2 v units, beta the "
+              f"current's decay); with a small threshold mantissa that is a larger share of the threshold")
     if loss_fold:
         print(f"bias folded into the voltage instead (the old mapping): up to {max(loss_fold):.2f} points lost")
     print(f"total {time.time() - t0:.0f} s")
