@@ -4,6 +4,7 @@ update both run is the one definition in toolchain.fixedpoint."""
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,6 +19,7 @@ from toolchain.sim.reference import simulate
 from toolchain.testing import int_inputs, int_program, make_active, random_spike_array, random_spiking_model
 
 torch.set_num_threads(1)
+LAVA_DL = Path(__file__).resolve().parents[2] / "shared" / "data" / "lava-dl"
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
@@ -266,3 +268,20 @@ def test_torch_backend_sparse_weights_held_sparse(graded_bits: int) -> None:
     p = make_active(p, x, steps=14)
     ref = assert_bit_exact(p, x, 14)
     assert ref.spikes["g0"].any()
+
+
+@pytest.mark.skipif(not LAVA_DL.is_dir(), reason="../shared/data/lava-dl is not present")
+@pytest.mark.parametrize("net", ["mnist_mlp/trained_mnist_network.net", "tinynet/tiny.net",
+                                 pytest.param("pilotnet_lif/network.net", marks=pytest.mark.slow)])
+def test_torch_backend_on_lava_dl_networks(net: str) -> None:
+    """Intel's lava-dl netx files (dense MLP; tinynet's conv with a bias input; PilotNet: conv layers held as sparse
+    CSR, an image bias port, periodic reset) imported and run on both backends."""
+    import warnings
+    from toolchain.cli.simulate import random_input
+    from toolchain.netx_io.compile import compile_netx
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        prog = compile_netx(LAVA_DL / net, "loihi2")
+    prog = prog[0] if isinstance(prog, tuple) else prog
+    ref = assert_bit_exact(prog, random_input(prog, 2, 8, seed=0, rate=0.3), 8)
+    assert sum(int(s.sum()) for s in ref.spikes.values()) > 0
