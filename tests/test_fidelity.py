@@ -132,6 +132,31 @@ def test_weight_split_carries_the_rounding_remainder_bit_exactly_on_lava():
     assert ref.first_mismatch(run_lava(split, x, record=True)) is None
 
 
+def test_weight_split_follows_delay_splits_and_sparse_storage():
+    from toolchain.fidelity import _realised
+    from toolchain.ir import Delay, Linear
+    from toolchain.ir.storage import Csr
+    r = rng(4)
+    w = r.normal(0, 0.8, (6, 5))
+    w[r.random((6, 5)) < 0.5] = 0
+    g = Graph([Input("in", shape=(5,)), Linear("fc", weight=Csr.from_dense(w)),
+               Delay("d", delay=np.array([2e-3, 1e-3, 3e-3, 0.0, 2e-3, 1e-3]), shape=(6,)),
+               LIF("l", shape=(6,), tau=5e-3, r=1.0, v_threshold=0.2), Output("out", shape=(6,))],
+              [("in", "fc"), ("fc", "d"), ("d", "l"), ("l", "out")], dt=DT)
+    plain = _quiet(compile_graph, g, "loihi2", partition=False)
+    split = _quiet(compile_graph, g, "loihi2", partition=False, weight_split=True)
+    tot, names = _realised(split, "fc")
+    assert sorted(n for n in names if SPLIT_SUFFIX in n) == [f"fc{SPLIT_SUFFIX}@d{k}" for k in range(4)]
+    assert all(s.weight.kind == "csr" for s in split.synapses)
+    for s in split.synapses:  # a companion keeps its group's delay and synapses
+        if SPLIT_SUFFIX in s.name:
+            hi = next(h for h in split.synapses if h.name == s.name.replace(SPLIT_SUFFIX, ""))
+            assert s.delay == hi.delay and s.weight.nnz == hi.weight.nnz
+    vth = split.quant_report["groups"]["l"]["vth"]
+    ideal = vth * (DT / 5e-3) / 0.2 * w
+    assert np.abs(tot - ideal).max() < np.abs(_realised(plain, "fc")[0] - ideal).max() / 4
+
+
 def test_v_headroom_option_trades_the_worst_case_for_resolution():
     f = DATA / "braille_noDelay_noBias_subtract.nir"
     if not f.is_file():
