@@ -14,6 +14,10 @@ for the parameters it trains (BPTT: ``loss.backward()``; STOP: forward traces) a
 * **History**: per epoch mean loss, training accuracy (on the batches as trained), test accuracy, seconds.
 * **Checkpoints**: after every epoch to ``checkpoint`` (atomic); ``resume=True`` continues from it.
 * **Progress**: a tqdm bar per epoch (``progress=False`` silences it).
+* **Distributed**: in a ``torch.distributed`` process group of more than one process (``torchrun`` and
+  :func:`toolchain.train.distributed.init_distributed`), every rank trains on its share of each global batch and
+  the gradients are averaged before the step, so the weights equal a one-process run's; rank 0 alone prints and
+  writes checkpoints (:mod:`toolchain.train.distributed`).
 """
 from __future__ import annotations
 
@@ -30,6 +34,7 @@ from torch import nn
 from ..data.base import SplitDataset, iterate_batches
 from ..errors import InputError, ToolchainError
 from ..plotting import save_figure
+from . import distributed as _dist
 from .checkpoint import load_checkpoint, save_checkpoint
 
 __all__ = ["TrainConfig", "History", "fit", "evaluate", "predict", "learning_rate", "BatchFn", "Encoder"]
@@ -196,6 +201,10 @@ def fit(model: nn.Module, data: SplitDataset, config: TrainConfig, batch_fn: Bat
             opt.load_state_dict(blob["optimizer"])
         history = History.from_dict(blob["history"])
         start = int(blob["epoch"])
+    ddp = _dist.current()  # None in a single process
+    main = ddp is None or ddp.rank == 0
+    if ddp is not None:
+        _dist.broadcast_model(model, ddp)
 
     from tqdm.auto import tqdm
 
@@ -213,14 +222,25 @@ def fit(model: nn.Module, data: SplitDataset, config: TrainConfig, batch_fn: Bat
         correct = seen = 0
         batches = iterate_batches(data.x_train, data.y_train, config.batch_size, shuffle=True, seed=seed)
         bar = tqdm(total=n_batches, desc=f"{trainer} epoch {epoch + 1}/{config.epochs}", leave=False,
-                   disable=not config.progress, dynamic_ncols=True)
+                   disable=not (config.progress and main), dynamic_ncols=True)
         for b, (xb, yb) in enumerate(batches):
             if b >= n_batches:
                 break
             xb = _prepare(xb, config.encoder, gen)
             for p in params:
                 p.grad = None
-            loss, out_sum = batch_fn(model, xb, yb)
+            n_global = len(yb)
+            if ddp is not None:
+                xb, yb = _dist.shard(xb, yb, ddp)
+            if len(yb):
+                loss, out_sum = batch_fn(model, xb, yb)
+            else:  # a rank with no share of a short last batch contributes nothing
+                loss, out_sum = 0.0, torch.zeros(0, 1)
+            n_correct = int((out_sum.argmax(-1) == yb).sum()) if len(yb) else 0
+            if ddp is not None:
+                _dist.average_gradients(params, len(yb), n_global, ddp)
+                loss_n, n_correct = _dist.all_sum([loss * len(yb), n_correct], ddp)
+                loss, n_correct = loss_n / n_global, int(round(n_correct))
             if not math.isfinite(loss):
                 raise ToolchainError(f"the loss became {loss} in epoch {epoch + 1}, batch {b + 1}; lower the "
                                      f"learning rate", node=trainer, field="lr")
@@ -228,9 +248,9 @@ def fit(model: nn.Module, data: SplitDataset, config: TrainConfig, batch_fn: Bat
             clamp = getattr(model, "clamp_", None)
             if clamp is not None:
                 clamp()
-            loss_sum += loss * len(yb)
-            correct += int((out_sum.argmax(-1) == yb).sum())
-            seen += len(yb)
+            loss_sum += loss * n_global
+            correct += n_correct
+            seen += n_global
             bar.update(1)
             bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}")
         bar.close()
@@ -239,10 +259,12 @@ def fit(model: nn.Module, data: SplitDataset, config: TrainConfig, batch_fn: Bat
         rec = {"epoch": epoch + 1, "loss": loss_sum / max(1, seen), "train_acc": correct / max(1, seen),
                "test_acc": test_acc, "seconds": time.perf_counter() - t0}
         history.epochs.append(rec)
-        if config.progress:
+        if config.progress and main:
             tqdm.write(f"{trainer} epoch {epoch + 1}/{config.epochs}: loss {rec['loss']:.4f}  "
                        f"train {100 * rec['train_acc']:.2f}%  test {100 * test_acc:.2f}%  ({rec['seconds']:.1f} s)")
-        if config.checkpoint:
+        if config.checkpoint and main:
             save_checkpoint(config.checkpoint, model=model, optimizer=opt, scheduler=None, epoch=epoch + 1,
                             history=history.to_dict(), config=config.to_dict(), trainer=trainer)
+        if config.checkpoint and ddp is not None:
+            _dist.barrier()  # every rank sees the finished checkpoint before it goes on (or resumes)
     return history

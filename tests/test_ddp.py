@@ -1,0 +1,92 @@
+"""Distributed data-parallel training (toolchain.train.distributed): 2 CPU processes with gloo train to the same
+weights as one process on the same global batches (BPTT and STOP, uneven last batch, checkpoint and resume)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from toolchain.data.base import SplitDataset
+from toolchain.nn import LI, LIF, SpikingNet
+from toolchain.train import TrainConfig, load_checkpoint, train_bptt, train_stop
+from toolchain.train.distributed import shard_bounds, spawn_local
+
+
+def _data():
+    """70 training and 20 test sequences of 8 steps of 64 random spikes, 10 classes (spike rate tied to the
+    class so that there is something to learn)."""
+    r = np.random.default_rng(0)
+    y = r.integers(0, 10, 90)
+    rate = 0.1 + 0.5 * (np.arange(64)[None, :] % 10 == y[:, None])
+    x = (r.random((90, 8, 64)) < rate[:, None, :]).astype(np.float32)
+    return SplitDataset("ddp_toy", x[:70], y[:70], x[70:], y[70:], n_classes=10, time_major=True)
+
+
+def _model(seed):
+    torch.manual_seed(seed)
+    return SpikingNet(nn.Linear(64, 24), LIF(24, alpha=0.9, learn_threshold=True, learn_leak=True, per_neuron=False),
+                      nn.Linear(24, 10), LI(10, alpha=0.9))
+
+
+def _train(kind, model, ckpt=None, epochs=2, resume=False):
+    # 70 samples in global batches of 16: 4 full batches and one of 6 (3 per rank)
+    cfg = TrainConfig(epochs=epochs, batch_size=16, lr=5e-3, progress=False, seed=3, checkpoint=ckpt, resume=resume)
+    if kind == "bptt":
+        return train_bptt(model, _data(), cfg)
+    return train_stop(model, _data(), cfg, variant="WTL")
+
+
+def _worker(rank, out):
+    """Every rank: BPTT and STOP for 2 epochs (rank 0 checkpoints), then BPTT 1 epoch + resume for the 2nd."""
+    for kind in ("bptt", "stop"):
+        model = _model(seed=rank)  # different initial weights per rank: rank 0's are broadcast
+        hist = _train(kind, model, f"{out}/{kind}.pt")
+        torch.save({"state": model.state_dict(), "history": hist.to_dict()}, f"{out}/{kind}_rank{rank}.pt")
+    model = _model(seed=7 + rank)
+    _train("bptt", model, f"{out}/run.pt", epochs=1)
+    model2 = _model(seed=11 + rank)
+    _train("bptt", model2, f"{out}/run.pt", epochs=2, resume=True)
+    torch.save({"state": model2.state_dict()}, f"{out}/resume_rank{rank}.pt")
+
+
+def _assert_close(a, b):
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.allclose(a[k], b[k], rtol=1e-5, atol=1e-6), (k, float((a[k] - b[k]).abs().max()))
+
+
+def test_shard_bounds_cover_the_batch_once():
+    for n in range(0, 9):
+        for w in (1, 2, 3):
+            parts = [shard_bounds(n, r, w) for r in range(w)]
+            assert parts[0][0] == 0 and parts[-1][1] == n
+            assert all(parts[i][1] == parts[i + 1][0] for i in range(w - 1))
+            assert max(b - a for a, b in parts) - min(b - a for a, b in parts) <= 1
+
+
+def test_two_gloo_processes_equal_one_process(tmp_path):
+    spawn_local(_worker, 2, args=(str(tmp_path),))
+    for kind in ("bptt", "stop"):
+        single = _model(seed=0)
+        hist = _train(kind, single)
+        r0 = torch.load(tmp_path / f"{kind}_rank0.pt")
+        r1 = torch.load(tmp_path / f"{kind}_rank1.pt")
+        _assert_close(r0["state"], single.state_dict())
+        _assert_close(r1["state"], r0["state"])
+        # the weights moved (the test cannot pass by training nothing)
+        assert not torch.allclose(single.state_dict()["0.weight"], _model(seed=0).state_dict()["0.weight"])
+        # logging: the loss and accuracy of the global batches, as one process reports them
+        for e0, e in zip(r0["history"]["epochs"], hist.epochs):
+            assert e0["loss"] == pytest.approx(e["loss"], rel=1e-5) and e0["train_acc"] == e["train_acc"]
+            assert e0["test_acc"] == e["test_acc"]
+        assert load_checkpoint(tmp_path / f"{kind}.pt")["epoch"] == 2  # written by rank 0
+    # resume from rank 0's checkpoint after epoch 1 (fresh models with other weights): the straight run's weights
+    straight = _model(seed=7)
+    _train("bptt", straight)
+    r0 = torch.load(tmp_path / "resume_rank0.pt")["state"]
+    r1 = torch.load(tmp_path / "resume_rank1.pt")["state"]
+    _assert_close(r0, straight.state_dict())
+    _assert_close(r1, r0)
+    assert not (tmp_path / "run.pt.tmp").exists()
+    assert np.isfinite(load_checkpoint(tmp_path / "run.pt")["history"]["epochs"][-1]["loss"])

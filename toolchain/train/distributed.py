@@ -1,0 +1,186 @@
+"""Data-parallel training over processes with ``torch.distributed`` (gloo on CPU, NCCL on GPU), launched by
+``torchrun`` (or any launcher that sets ``RANK``, ``WORLD_SIZE``, ``MASTER_ADDR``, ``MASTER_PORT``).
+
+How :func:`toolchain.train.loop.fit` uses it (and so :func:`~toolchain.train.bptt.train_bptt`,
+:func:`~toolchain.train.stop.train_stop` and the SCA/RCS training that runs through them), once
+:func:`init_distributed` has made a process group of more than one process:
+
+* **Distributed sampler**: every rank draws the same seeded permutation and the same global batches as one
+  process would (``batch_size`` is the *global* batch), applies the encoder to the whole global batch with the
+  epoch's generator (so the encoder noise is the one-process noise), then keeps its contiguous share
+  (:func:`shard_bounds`: sizes differ by at most one; a rank may get none of a short last batch).
+* **Gradients**: after the batch function has written ``param.grad`` for its share, :func:`average_gradients`
+  all-reduces one flat buffer of every gradient, each rank's weighted by ``n_rank / n_global``. The losses of
+  both trainers are batch means (STOP's accumulated gradients are those of the batch-mean loss too), so the sum is
+  exactly the one-process gradient of the global batch, up to float summation order; Adam then takes the same step
+  on every rank. DDP's autograd hooks (``DistributedDataParallel``) are not used: STOP writes its gradients
+  without a backward pass, and an uneven last batch needs the weights above; the collective is the same
+  all-reduce DDP issues per bucket.
+* **Start**: :func:`broadcast_model` copies rank 0's parameters and buffers to every rank (after a resume too),
+  so that models built with different seeds still start equal.
+* **Logging and checkpoints**: the loss and accuracy are summed over ranks (:func:`all_sum`); only rank 0 prints
+  and writes the checkpoint, then every rank waits for it (``barrier``), so ``resume=True`` reads a complete file
+  on every rank.
+
+Equality with one process holds for the batch-mean losses (BPTT ``mean``/``sum``/``per_step``, STOP); the RCS
+regulariser takes a maximum over the correct samples of a batch and is computed per share under DDP, so a
+regularised run is not the one-process run (it is the same objective on smaller batches).
+"""
+from __future__ import annotations
+
+import datetime
+import os
+from dataclasses import dataclass
+from typing import Iterable, List, Optional, Sequence, Tuple
+
+import torch
+import torch.distributed as dist
+
+from ..errors import ToolchainError
+
+__all__ = ["DistContext", "init_distributed", "current", "shard_bounds", "shard", "average_gradients",
+           "broadcast_model", "all_sum", "is_main", "barrier", "shutdown"]
+
+
+@dataclass(frozen=True)
+class DistContext:
+    """The process group this process belongs to: ``rank`` of ``world`` processes, ``local_rank`` on its node,
+    ``backend`` ("gloo" or "nccl") and the ``device`` its collectives use."""
+
+    rank: int
+    world: int
+    local_rank: int
+    backend: str
+    device: torch.device
+
+
+def init_distributed(backend: Optional[str] = None, timeout_s: float = 300.0) -> DistContext:
+    """Join the process group described by the launcher's environment (``torchrun`` sets ``RANK``,
+    ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR``, ``MASTER_PORT``); a no-op returning rank 0 of 1 when
+    ``WORLD_SIZE`` is unset or 1. ``backend``: "gloo", "nccl" or None (NCCL when CUDA is available, else gloo).
+    With NCCL the process uses ``cuda:LOCAL_RANK``."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local = int(os.environ.get("LOCAL_RANK", str(rank)))
+    if backend is None:
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+    if backend not in ("gloo", "nccl"):
+        raise ToolchainError(f"unknown backend {backend!r}; use 'gloo' (CPU) or 'nccl' (GPU)", field="backend")
+    if backend == "nccl" and not torch.cuda.is_available():
+        raise ToolchainError("backend 'nccl' needs CUDA, which this machine does not have; use 'gloo'",
+                             field="backend")
+    device = torch.device(f"cuda:{local}") if backend == "nccl" else torch.device("cpu")
+    if world > 1 and not dist.is_initialized():
+        if backend == "nccl":
+            torch.cuda.set_device(device)
+        dist.init_process_group(backend, rank=rank, world_size=world,
+                                timeout=datetime.timedelta(seconds=timeout_s))
+    return DistContext(rank, world, local, backend, device)
+
+
+def current() -> Optional[DistContext]:
+    """The process group of more than one process this process is in, or None (single-process training)."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() < 2:
+        return None
+    backend = str(dist.get_backend())
+    local = int(os.environ.get("LOCAL_RANK", str(dist.get_rank())))
+    device = torch.device(f"cuda:{local}") if backend == "nccl" else torch.device("cpu")
+    return DistContext(dist.get_rank(), dist.get_world_size(), local, backend, device)
+
+
+def shard_bounds(n: int, rank: int, world: int) -> Tuple[int, int]:
+    """[start, stop) of ``rank``'s contiguous share of ``n`` samples: sizes differ by at most one, the first
+    ``n % world`` ranks take one more."""
+    base, extra = divmod(int(n), int(world))
+    start = rank * base + min(rank, extra)
+    return start, start + base + (1 if rank < extra else 0)
+
+
+def shard(xb: torch.Tensor, yb: torch.Tensor, ctx: DistContext) -> Tuple[torch.Tensor, torch.Tensor]:
+    """This rank's share of a global batch (see :func:`shard_bounds`)."""
+    a, b = shard_bounds(len(yb), ctx.rank, ctx.world)
+    return xb[a:b], yb[a:b]
+
+
+def _flat(tensors: Sequence[torch.Tensor], device: torch.device) -> torch.Tensor:
+    return torch.cat([t.reshape(-1).to(device=device, dtype=torch.float64) for t in tensors])
+
+
+def average_gradients(params: Iterable[torch.nn.Parameter], n_local: int, n_global: int,
+                      ctx: DistContext) -> None:
+    """Replace every ``param.grad`` by ``sum over ranks of (n_rank / n_global) * grad_rank`` (one all-reduce of a
+    float64 buffer; a parameter without a gradient on a rank counts as zero there; the result keeps the
+    parameter's dtype)."""
+    params = list(params)
+    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+    buf = _flat(grads, ctx.device) * (float(n_local) / float(n_global))
+    dist.all_reduce(buf, op=dist.ReduceOp.SUM)
+    off = 0
+    for p in params:
+        k = p.numel()
+        p.grad = buf[off:off + k].reshape(p.shape).to(device=p.device, dtype=p.dtype).clone()
+        off += k
+
+
+def broadcast_model(model: torch.nn.Module, ctx: DistContext, src: int = 0) -> None:
+    """Copy rank ``src``'s parameters and buffers into every rank's ``model`` (in place)."""
+    with torch.no_grad():
+        for t in list(model.parameters()) + list(model.buffers()):
+            if t.is_floating_point() or t.dtype in (torch.int64, torch.int32):
+                tmp = t.detach().to(ctx.device).clone()
+                dist.broadcast(tmp, src)
+                t.copy_(tmp.to(t.device))
+
+
+def all_sum(values: Sequence[float], ctx: DistContext) -> List[float]:
+    """Sum each value over the ranks (float64)."""
+    t = torch.tensor([float(v) for v in values], dtype=torch.float64, device=ctx.device)
+    dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    return [float(v) for v in t.cpu()]
+
+
+def is_main() -> bool:
+    """True in a single process and on rank 0 of a process group."""
+    ctx = current()
+    return ctx is None or ctx.rank == 0
+
+
+def barrier() -> None:
+    """Wait for every rank (a no-op in a single process)."""
+    if current() is not None:
+        dist.barrier()
+
+
+def shutdown() -> None:
+    """Leave the process group (a no-op when none was joined)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def _free_port() -> int:
+    import socket
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _entry(rank: int, fn, world: int, port: int, backend: str, threads: int, args: tuple) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
+                      LOCAL_RANK=str(rank))
+    if threads:
+        torch.set_num_threads(threads)
+    init_distributed(backend)
+    try:
+        fn(rank, *args)
+    finally:
+        shutdown()
+
+
+def spawn_local(fn, world: int, args: tuple = (), backend: str = "gloo", threads: int = 1) -> None:
+    """Run ``fn(rank, *args)`` in ``world`` new local processes that form one process group (``backend``, on a
+    free localhost port; ``threads`` torch threads each, 0 = torch's default) — what ``torchrun
+    --nproc-per-node=world`` does, for tests, benchmarks and notebooks. ``fn`` must be importable (a module-level
+    function); an exception in any process is raised here."""
+    import torch.multiprocessing as mp
+    mp.spawn(_entry, args=(fn, int(world), _free_port(), backend, int(threads), tuple(args)), nprocs=int(world),
+             join=True)
