@@ -24,9 +24,12 @@ so per-neuron thresholds are folded into the weights and the threshold itself is
 ``W_ij = round(vth · c_i · w_ij / θ_i / 2^e)`` with one exponent ``e`` per synapse group chosen to fill the 8-bit
 mantissa (mixed sign: even values in [−256, 254], so that Lava's clip and truncation leave them unchanged;
 excitatory: [0, 255]). ``vth`` is the largest value (up to the ``vth_max`` option) for which every synapse group
-and bias fits; for small layers it is searched for the value that represents the weights best. A readout
-(non-spiking) group gets one scale for all neurons, the largest for which the worst-case |v| stays below
-``vth_max_hw << 6`` (so it can neither saturate nor spike).
+and bias fits and u cannot wrap nor v saturate below zero in the worst case (every input spiking every step;
+``v_headroom`` replaces the v worst case by a number of thresholds); for small layers it is searched for the value
+that represents the weights best. A readout (non-spiking) group gets one scale for all neurons, the largest for
+which the worst-case |v| stays below ``vth_max_hw << 6`` (so it can neither saturate nor spike). With
+``weight_split`` each synapse group gets a companion group ``<name>.lo`` (same synapses and delays) whose
+mantissas, at an exponent >= 0, carry what the 8-bit mantissas rounded away: Lava sums both into the same a_in.
 """
 from __future__ import annotations
 
