@@ -5,9 +5,9 @@ Every function here mirrors a named piece of the installed Lava source (paths re
 wrap-around happens exactly where Lava's does. The reference simulator (:mod:`toolchain.sim.reference`), its torch
 backend (:mod:`toolchain.sim.torch_backend`, also the engine of :class:`toolchain.nn.IntegerNet` and of the
 fake-quantised model), and the quantiser call these rules; the LIF update is one definition, generic over numpy
-arrays and torch tensors (:func:`lif_subthreshold`, :func:`lif_fire`; the reference simulator's in-place float
-path re-states it for speed and is checked against it on every step). ``tests/test_fixedpoint.py`` runs Lava's own
-process models against these functions.
+arrays and torch tensors (:func:`lif_subthreshold`, :func:`lif_fire`; the reference simulator's float path runs
+it with in-place primitives on its own buffers). ``tests/test_fixedpoint.py`` runs Lava's own process models
+against these functions.
 
 Fields, as Lava's bit-accurate models hold and compute them
 -----------------------------------------------------------
@@ -249,12 +249,13 @@ def effective_threshold(vth: ArrayLike) -> np.ndarray:
 
 # ------------------------------------------------------------------------------------------ the LIF update
 # The one definition of Lava's bit-accurate LIF update, generic over the array kind it runs on: numpy integer
-# arrays (the int32 emulation of the reference simulator, :func:`lif_step`) and torch tensors holding exact
-# integers, float64 or int64, on any device (the torch backend :mod:`toolchain.sim.torch_backend`, hence
-# :class:`toolchain.nn.IntegerNet` and the fake-quantised model of :mod:`toolchain.nn.qat`). Each array kind only
-# supplies the five primitives of :class:`_NumpyOps` / :class:`_TorchOps` (truncation, int32 wrap, the 24-bit
-# current wrap, clip, spike test and reset); the order of the operations and where each wrap happens is written
-# once, in :func:`lif_subthreshold` and :func:`lif_fire`.
+# arrays (the int32 emulation of the reference simulator, :func:`lif_step`), the reference simulator's float path
+# (in-place numpy primitives on its state buffers, ``toolchain.sim.reference._InPlaceOps``) and torch tensors
+# holding exact integers, float64 or int64, on any device (the torch backend :mod:`toolchain.sim.torch_backend`,
+# hence :class:`toolchain.nn.IntegerNet` and the fake-quantised model of :mod:`toolchain.nn.qat`). Each array kind
+# only supplies the primitives of :class:`_NumpyOps` / :class:`_TorchOps` (multiply, add, truncation, int32 wrap,
+# the 24-bit current wrap, clip, spike test and reset); the order of the operations and where each wrap happens is
+# written once, in :func:`lif_subthreshold` and :func:`lif_fire`.
 #
 # The decay is written as ``trunc(x · f)`` with the float64 fraction ``f = (4096 - decay) / 4096``
 # (:func:`decay_factor`). It equals :func:`decay_rtz` (Lava's ``sign(p) · (|p| >> 12)``, ``p = x · (4096 -
@@ -273,6 +274,14 @@ class _NumpyOps:
     """The primitives on numpy arrays: int32 results, Lava's numpy dtype flow (wraps by casting through int64)."""
 
     trunc = staticmethod(np.trunc)
+
+    @staticmethod
+    def mul(x: Any, y: Any) -> Any:
+        return x * y
+
+    @staticmethod
+    def add(x: Any, y: Any) -> Any:
+        return x if y is None else x + y
 
     @staticmethod
     def wrap32(x: Any) -> np.ndarray:
@@ -306,6 +315,14 @@ class _TorchOps:
         import torch
         self.torch = torch
         self.trunc = torch.trunc
+
+    @staticmethod
+    def mul(x: Any, y: Any) -> Any:
+        return x * y
+
+    @staticmethod
+    def add(x: Any, y: Any) -> Any:
+        return x if y is None else x + y
 
     def wrap32(self, x: Any) -> Any:
         if x.numel() == 0:
@@ -346,13 +363,9 @@ def _ops(x: Any) -> Any:
     return _NUMPY_OPS
 
 
-def _apply(x: Any, fn: Callable[[Any], Any]) -> Any:
-    return fn(x)
-
-
 def lif_subthreshold(u: Any, v: Any, a_in: Any, fu: Any, fv: Any, bias: Any, *,
                      through: Optional[Callable[[Any, Callable[[Any], Any]], Any]] = None,
-                     wrap_free: bool = False) -> Tuple[Any, Any]:
+                     wrap_free: bool = False, ops: Any = None, a_in_shifted: bool = False) -> Tuple[Any, Any]:
     """Steps 1-5 of Lava's bit-accurate CUBA LIF (``PyLifModelBitAcc``, ``lif/models.py`` L138-186): ``(u, v)``
     before the spike test. The one definition used by every simulator of this package (see above).
 
@@ -372,31 +385,45 @@ def lif_subthreshold(u: Any, v: Any, a_in: Any, fu: Any, fv: Any, bias: Any, *,
     fake-quantised model passes a straight-through estimator). ``wrap_free``: the caller guarantees
     ``|a_in| < 2^18``, ``u`` in [-2^23, 2^23] and ``v`` in 24 bits (the reference simulator's float-path
     condition): then no int32 wrap can change a value (``|a_in << 6| < 2^24``, ``|u'| < 3·2^23``, ``|v'| < 2^25``)
-    and the three wraps are skipped.
+    and the three wraps are skipped; ``a_in_shifted`` (only with ``wrap_free``): ``a_in`` already holds
+    ``a_in << 6``. ``bias`` None: no bias. ``ops``: the primitives to use (default: those of ``u``'s array kind;
+    the reference simulator's float path passes in-place numpy primitives on its own state buffers).
     """
-    X = _ops(u)
-    th = through or _apply
-    cur = th(u * fu, X.trunc)                                      # 1. decay_rtz(u, du + 1)
+    X = ops if ops is not None else _ops(u)
+    mul, add = X.mul, X.add
+    if through is None:  # the roundings and wraps as they are (no wrapper call: this runs every step)
+        trunc, wrap_current = X.trunc, X.wrap_current
+        wrap32 = None if wrap_free else X.wrap32
+    else:
+        def trunc(x: Any) -> Any:
+            return through(x, X.trunc)
+
+        def wrap_current(x: Any) -> Any:
+            return through(x, X.wrap_current)
+
+        def wrap32(x: Any) -> Any:
+            return through(x, X.wrap32)
+    cur = trunc(mul(u, fu))                                        # 1. decay_rtz(u, du + 1)
     if a_in is not None:
-        if wrap_free:
-            cur = cur + a_in * 64                                  # 2. exact, no wrap possible
+        if wrap_free:                                              # 2. exact, no wrap possible
+            cur = add(cur, a_in if a_in_shifted else mul(a_in, 64))
         else:
-            a = th(a_in, X.wrap32)
-            cur = th(cur + th(a * 64, X.wrap32), X.wrap32)         # 2. + (a_in << 6), int32
-    u = th(cur, X.wrap_current)                                    # 3. the 24-bit wrap
-    vol = th(v * fv, X.trunc) + u + bias                           # 4. decay_rtz(v, dv) + u + bias
+            cur = wrap32(add(cur, wrap32(mul(wrap32(a_in), 64))))  # 2. + (a_in << 6), int32
+    u = wrap_current(cur)                                          # 3. the 24-bit wrap
+    vol = add(add(trunc(mul(v, fv)), u), bias)                     # 4. decay_rtz(v, dv) + u + bias
     if not wrap_free:
-        vol = th(vol, X.wrap32)
+        vol = wrap32(vol)
     return u, X.clip(vol, V_MIN, V_MAX)                            # 5. saturate to 24 bits
 
 
-def lif_fire(v: Any, vth_eff: Any, subtract: bool, s: Any = None) -> Tuple[Any, Any]:
+def lif_fire(v: Any, vth_eff: Any, subtract: bool, s: Any = None, ops: Any = None) -> Tuple[Any, Any]:
     """Steps 6-7 of the LIF update on ``v`` from :func:`lif_subthreshold`: ``s = v > vth << 6`` (strict,
     ``lif/models.py`` L276-278; ``vth_eff`` from :func:`effective_threshold`), then the reset: ``v = 0`` where
     ``s`` (``subtract`` False: Lava's LIF, L188-192, ``u`` kept) or ``v -= vth << 6`` where ``s`` (ours:
     :class:`toolchain.backends.lava.LIFSubtract`). Returns ``(v, s)``: bool spikes for numpy, 0/1 of ``v``'s dtype
-    for torch. ``s`` given: use it as the spikes (a surrogate whose forward value is the spike test)."""
-    X = _ops(v)
+    for torch. ``s`` given: use it as the spikes (a surrogate whose forward value is the spike test). ``ops``: as
+    for :func:`lif_subthreshold`."""
+    X = ops if ops is not None else _ops(v)
     if s is None:
         s = X.fire(v, vth_eff)
     return X.reset(v, s, vth_eff, subtract), s

@@ -48,7 +48,10 @@ and int32 halves the memory traffic). Every sum stays below 2^26 in magnitude, s
 int32 wrap never happens on this path. The 24-bit wrap of ``u`` and the clip of ``v`` are applied where a
 max/min check says a value left the range; the zero reset is a multiplication by "no spike" and the subtract
 reset a subtraction of "spike · threshold" (no masked writes). Any other group runs the int32 emulation in
-:mod:`toolchain.fixedpoint`, which wraps exactly where Lava's numpy code wraps.
+:mod:`toolchain.fixedpoint`, which wraps exactly where Lava's numpy code wraps. Both paths (and the torch backend,
+:mod:`toolchain.sim.torch_backend`) run the one definition of the update,
+:func:`toolchain.fixedpoint.lif_subthreshold` and :func:`toolchain.fixedpoint.lif_fire`: the float path with the
+in-place primitives of :class:`_InPlaceOps` (without its int32 wraps, which cannot happen there).
 
 ``tests/test_reference_sim.py`` checks the dense and event-driven products, both states of the float LIF path and
 the int32 emulation against each other and against a plain per-sample loop over :mod:`toolchain.fixedpoint`;
@@ -545,6 +548,71 @@ def _runs(flags: Sequence[bool], slices: Sequence[slice]) -> List[slice]:
     return out
 
 
+def _identity(x: Any) -> Any:
+    return x
+
+
+class _InPlaceOps:
+    """The primitives of :func:`toolchain.fixedpoint.lif_subthreshold` / :func:`~toolchain.fixedpoint.lif_fire`
+    (the one definition of the LIF update) for the float LIF path, written in place into the layer's state
+    buffers: int32 state (the float64 decay product cast to int32 truncates toward zero, so ``trunc`` is that
+    cast) or float64 state (``np.trunc``); the 24-bit wrap and the clip only where a max/min check finds a value
+    out of range; spikes into the layer's bool buffer; the zero and subtract resets without branches, per run of
+    groups with the same reset mode (the ``subtract`` argument is not used: each group has its own). No int32
+    wrap is needed on this path (the caller passes ``wrap_free``; module docstring)."""
+
+    def __init__(self, layer: "_FastLayer") -> None:
+        self.layer = layer
+        self.trunc = self._trunc
+
+    def state_type(self, int_state: bool) -> None:
+        """int32 state: ``trunc`` is the identity (the cast truncated already); float64: ``np.trunc`` in place."""
+        self.trunc = _identity if int_state else self._trunc
+
+    @staticmethod
+    def _trunc(x: np.ndarray) -> np.ndarray:
+        return np.trunc(x, out=x)
+
+    @staticmethod
+    def mul(x: np.ndarray, y: Any) -> np.ndarray:
+        return np.multiply(x, y, out=x, casting="unsafe")
+
+    @staticmethod
+    def add(x: np.ndarray, y: Any) -> np.ndarray:
+        return x if y is None else np.add(x, y, out=x, casting="unsafe")  # exact: integers below 2^26
+
+    def wrap_current(self, x: np.ndarray) -> np.ndarray:
+        c = self.layer._c[0]
+        if _max(x, axis=None) > fx.MAX_UV:                     # one correction of 2^24
+            np.subtract(x, c, out=x, where=x > fx.MAX_UV)
+        if _min(x, axis=None) <= -fx.MAX_UV:
+            np.add(x, c, out=x, where=x <= -fx.MAX_UV)
+        return x
+
+    def clip(self, x: np.ndarray, lo: int, hi: int) -> np.ndarray:
+        lay = self.layer
+        if _min(x, axis=None) < lo:
+            np.maximum(x, lay._c[1], out=x)
+        if lay.clip_high and _max(x, axis=None) > hi:
+            np.minimum(x, lay._c[2], out=x)
+        return x
+
+    def fire(self, v: np.ndarray, vth: np.ndarray) -> np.ndarray:
+        return np.greater(v, vth, out=self.layer.spikes)        # strict threshold
+
+    def reset(self, v: np.ndarray, s: np.ndarray, vth: np.ndarray, subtract: bool) -> np.ndarray:
+        lay = self.layer
+        if lay.zero_runs:
+            np.logical_not(s, out=lay._keep)
+            for r in lay.zero_runs:                             # v = 0 where s
+                vr = v[:, r]
+                np.multiply(vr, lay._keep[:, r], out=vr, casting="unsafe")
+        for r in lay.sub_runs:                                  # v -= vth << 6 where s
+            vr = v[:, r]
+            np.subtract(vr, np.multiply(s[:, r], vth[r]), out=vr)
+        return v
+
+
 class _FastLayer:
     """Every group on the float LIF path, side by side: state ``u``, ``v`` (B, N) holding Lava's integers (int32,
     or float64 for small batches: :meth:`init_state`), per-neuron constants (N,), bool ``spikes`` (B, N), and
@@ -593,12 +661,14 @@ class _FastLayer:
         # so a group's slice of a slot is written again before the slot is next read (zero before its first
         # write: the ring starts zeroed); the first writer overwrites, the others add.
         self.written: List[Set[str]] = [set() for _ in range(n_slots)]
+        self.ops = _InPlaceOps(self)
 
     def init_state(self, batch: int) -> None:
         """State for ``batch`` samples: int32 from :data:`_INT_STATE_BATCH` samples up (the decay as one
         float64 product cast to int32 — the cast truncates toward zero — halves the memory traffic of large
         batches), float64 below (plain ufunc loops: less fixed cost per call for small arrays)."""
         self.int_state = batch >= _INT_STATE_BATCH and self._int_ok
+        self.ops.state_type(self.int_state)
         dt = np.int32 if self.int_state else np.float64
         self.vth, self.bias = self._vth.astype(dt), self._bias.astype(dt)
         self._c = (dt(2 * fx.MAX_UV), dt(fx.V_MIN), dt(fx.V_MAX))
@@ -633,50 +703,22 @@ class _FastLayer:
     def step(self, t: int, resets: Sequence[str], port_bias: Sequence[Tuple[str, np.ndarray]]) -> None:
         """Step ``t`` of every group: ``u``, ``v`` and ``spikes`` (B, N; bool) in place. ``resets``: groups whose
         periodic reset falls on this step; ``port_bias``: (group, (B, n) bias mantissas) from bias input ports."""
-        u, v, s = self.u, self.v, self.spikes
+        u, v = self.u, self.v
         k = t % self.n_slots
         a = self.slots[k]
         for g in resets:
             u[:, self.sl[g]] = 0
             v[:, self.sl[g]] = 0
         if u.size:
-            if self.int_state:
-                # decay_rtz(u, du + 1): the product in float64 (exact), truncated toward zero by the cast to int32
-                np.multiply(u, self.fu, out=u, casting="unsafe")
-                np.add(u, a, out=u, casting="unsafe")             # + (a_in << 6): float64, exact, to int32
-            else:
-                np.multiply(u, self.fu, out=u)
-                np.trunc(u, out=u)                                 # decay_rtz(u, du + 1)
-                np.add(u, a, out=u)                                # + (a_in << 6)
-            if _max(u, axis=None) > fx.MAX_UV:                     # wrap_current: one correction of 2^24
-                np.subtract(u, self._c[0], out=u, where=u > fx.MAX_UV)
-            if _min(u, axis=None) <= -fx.MAX_UV:
-                np.add(u, self._c[0], out=u, where=u <= -fx.MAX_UV)
-            if self.int_state:
-                np.multiply(v, self.fv, out=v, casting="unsafe")  # decay_rtz(v, dv)
-            else:
-                np.multiply(v, self.fv, out=v)
-                np.trunc(v, out=v)                                 # decay_rtz(v, dv)
-            np.add(v, u, out=v)
-            if self.has_bias:
-                np.add(v, self.bias, out=v)                        # + (bias_mant << bias_exp)
-            for g, mant in port_bias:
-                vg = v[:, self.sl[g]]
-                np.add(vg, fx.effective_bias(mant, self.bias_exp[g]), out=vg)
-            if _min(v, axis=None) < fx.V_MIN:                      # saturate to 24 bits
-                np.maximum(v, self._c[1], out=v)
-            if self.clip_high and _max(v, axis=None) > fx.V_MAX:
-                np.minimum(v, self._c[2], out=v)
-            np.greater(v, self.vth, out=s)                         # strict threshold
-            # resets without branches (masked writes are slow on irregular spike patterns)
-            if self.zero_runs:
-                np.logical_not(s, out=self._keep)
-                for r in self.zero_runs:                           # v = 0 where s
-                    vr = v[:, r]
-                    np.multiply(vr, self._keep[:, r], out=vr, casting="unsafe")
-            for r in self.sub_runs:                                # v -= vth << 6 where s
-                vr = v[:, r]
-                np.subtract(vr, np.multiply(s[:, r], self.vth[r]), out=vr)
+            bias = self.bias if self.has_bias else None
+            if port_bias:  # bias input ports: their groups' bias per sample (own bias zero there)
+                bias = np.repeat(self.bias[None, :], v.shape[0], axis=0)
+                for g, mant in port_bias:
+                    bg = bias[:, self.sl[g]]
+                    np.add(bg, fx.effective_bias(mant, self.bias_exp[g]), out=bg, casting="unsafe")
+            # the LIF update, fixedpoint's one definition, run with in-place primitives on this layer's buffers
+            fx.lif_subthreshold(u, v, a, self.fu, self.fv, bias, wrap_free=True, ops=self.ops, a_in_shifted=True)
+            fx.lif_fire(v, self.vth, bool(self.sub_runs), ops=self.ops)
         self.written[k] = set()
 
 
