@@ -285,3 +285,30 @@ def test_torch_backend_on_lava_dl_networks(net: str) -> None:
     prog = prog[0] if isinstance(prog, tuple) else prog
     ref = assert_bit_exact(prog, random_input(prog, 2, 8, seed=0, rate=0.3), 8)
     assert sum(int(s.sum()) for s in ref.spikes.values()) > 0
+
+
+def test_every_simulator_runs_the_one_lif_definition(monkeypatch) -> None:
+    """The numpy float path, the numpy int32 emulation, the torch backend and IntegerNet all call
+    fixedpoint.lif_subthreshold / lif_fire (no second copy of the update left to drift): replacing the definition
+    changes every one of them."""
+    from toolchain.nn import IntegerNet
+    p = int_program((12, 8, 4), seed=1, recurrent=True)
+    x = int_inputs(p, 2, 6, seed=1)
+    calls = {"sub": 0, "fire": 0}
+    sub, fire = fx.lif_subthreshold, fx.lif_fire
+
+    def counting_sub(*a, **k):
+        calls["sub"] += 1
+        return sub(*a, **k)
+
+    def counting_fire(*a, **k):
+        calls["fire"] += 1
+        return fire(*a, **k)
+
+    monkeypatch.setattr(fx, "lif_subthreshold", counting_sub)
+    monkeypatch.setattr(fx, "lif_fire", counting_fire)
+    for run in (lambda: simulate(p, x), lambda: simulate(p, x, force_exact=True),
+                lambda: simulate(p, x, backend="torch"), lambda: IntegerNet(p)(x)):
+        calls.update(sub=0, fire=0)
+        run()
+        assert calls["sub"] >= 6 and calls["fire"] >= 6, calls

@@ -252,7 +252,7 @@ def activation(syn: Syn, s: torch.Tensor) -> torch.Tensor:
         acc = _wrap32(s.to(torch.float64)[:, :, None] * syn.w_t.to(torch.float64)[None]).sum(dim=1)
     else:
         if syn.w_csr is not None:  # sparse weights: (W @ s^T)^T
-            acc = torch.sparse.mm(syn.w_csr, s.t()).t().to(torch.float64)
+            acc = torch.sparse.mm(syn.w_csr, s.t().contiguous()).t().to(torch.float64)
         else:
             acc = (s @ syn.w_t).to(torch.float64)
         if syn.graded and syn.process in ("dense", "sparse") and (syn.acc_bound is None or
