@@ -143,7 +143,7 @@ def report_text(static: Dict[str, Any], runs: Dict[str, Dict[str, Any]]) -> str:
     NeuroBench defines carry NeuroBench's names (``Footprint`` in bytes, ``SynapticOperations.Effective_ACs``,
     ...); the others are ours."""
     w = 36
-    lines = ["static metrics (NeuroBench names; Footprint in bytes)"]
+    lines = ["static metrics (NeuroBench's names where NeuroBench defines the metric; Footprint in bytes)"]
     for k in ("neurons", "synapses", "footprint_bytes", "state_bytes", "connection_sparsity", "cores"):
         if k in static:
             lines.append(f"  {_label(k):<{w}} {_fmt(static[k])}")
@@ -151,7 +151,7 @@ def report_text(static: Dict[str, Any], runs: Dict[str, Dict[str, Any]]) -> str:
         keys = ["accuracy", "mean_steps", "effective_acs", "effective_macs", "dense_synops", "synaptic_events",
                 "activation_sparsity", "membrane_updates", "spikes", "neuron_updates", "energy_uj", "latency_us"]
         names = list(runs)
-        lines += ["", "workload metrics (per sample; NeuroBench names)",
+        lines += ["", "workload metrics (per sample; NeuroBench's names where NeuroBench defines the metric)",
                   "  " + f"{'metric':<{w}}" + "".join(f"{n:>16}" for n in names)]
         for k in keys:
             if any(k in runs[n] for n in names):
