@@ -300,6 +300,52 @@ def test_stop_memory_is_constant_in_T_and_bptt_grows():
     assert bptt_peak[32] > 3 * stop_peak[32]
 
 
+def test_allocator_peak_counts_tensors_autograd_never_sees():
+    from toolchain.train.memory import allocator_peak_bytes
+
+    def work():
+        with torch.no_grad():
+            a = torch.zeros(250_000)  # 2 MB in float64
+            b = a + 1.0  # 4 MB live
+            del a
+            return float(b.sum())
+    peak, value = allocator_peak_bytes(work)
+    assert value == 250_000.0
+    assert 4_000_000 <= peak < 4_100_000
+
+
+def test_stop_allocator_memory_is_constant_in_T_and_bptt_grows():
+    """All of torch's CPU allocations during one training batch (traces, accumulators, activations, temporaries,
+    optimiser step), not only what autograd saves."""
+    from toolchain.train.memory import allocator_peak_bytes
+
+    stop_peak, bptt_peak, trace = {}, {}, {}
+    for T in (4, 24):
+        model = stop_tiny_mlp(n_in=48, hidden=48, seed=21, learn=True)  # the same start for every T
+        params = S.stop_parameters(model, "WTL")
+        opt = torch.optim.Adam(params, lr=1e-3)
+
+        def stop_batch(x, y):
+            for p in params:
+                p.grad = None
+            S.stop_gradients(model, x, y, "WTL")
+            opt.step()
+
+        def bptt_batch(x, y):
+            model.zero_grad(set_to_none=True)
+            nn.functional.cross_entropy(model(x).mean(1), y).backward()
+
+        x, y = _inputs(batch=32, steps=T, n_in=48, seed=22)
+        trace[T] = S.stop_gradients(model, x, y, "WTL", assign=False).trace_bytes
+        stop_peak[T], _ = allocator_peak_bytes(lambda: stop_batch(x, y))
+        bptt_peak[T], _ = allocator_peak_bytes(lambda: bptt_batch(x, y))
+    assert trace[4] == trace[24] > 0
+    assert stop_peak[4] >= trace[4]
+    assert stop_peak[24] <= 1.02 * stop_peak[4]
+    assert bptt_peak[24] > 4 * bptt_peak[4]
+    assert bptt_peak[24] > 2 * stop_peak[24]
+
+
 # ---------------------------------------------------------------------------------------------------- errors
 def test_unsupported_networks_raise_named_errors():
     from toolchain.nn import CubaLIF
