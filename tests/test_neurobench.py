@@ -129,3 +129,15 @@ def test_program_membrane_updates_from_the_record() -> None:
     cut = M.workload_program(p, full, x, steps=ex.steps_run).as_dict()
     assert M.workload_program(p, ex, x).as_dict()["membrane_updates"] == cut["membrane_updates"] < d["membrane_updates"]
     assert M.workload_program(p, full.spikes, x).as_dict()["membrane_updates"] is None  # no v record: not measured
+
+
+def test_program_graded_inputs_count_as_macs() -> None:
+    """A Program layer fed graded payloads performs MACs, one fed spikes ACs (NeuroBench's split)."""
+    from toolchain.sim.reference import simulate
+    from toolchain.testing import int_inputs, int_program
+    p = int_program((16, 8, 4), seed=2, graded_bits=8)
+    x = int_inputs(p, 3, 6, seed=2)
+    d = M.workload_program(p, simulate(p, x, record=True), x).as_dict()
+    first, second = (d["per_layer"][s.name]["effective"] for s in p.synapses)
+    assert d["effective_macs"] == pytest.approx(first) and d["effective_acs"] == pytest.approx(second)
+    assert first > 0 and second > 0

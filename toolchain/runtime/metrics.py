@@ -449,6 +449,7 @@ def workload_program(program: Any, sim: Any, inputs: Any, steps: Optional[Any] =
         per_in = counted[s.src]
         lo = LayerOps(s.name, spiking_input=sources[s.src][1])
         lo.effective = float(per_in @ nz_fan)
+        lo.mac = 0.0 if lo.spiking_input else lo.effective  # graded payloads: every operation is a MAC
         lo.events = float(per_in @ stored_fan)
         lo.dense = float(work.sample_steps * int(s.weight.shape[0]) * int(s.weight.shape[1]))
         work.layers[s.name] = lo
