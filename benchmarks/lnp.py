@@ -23,21 +23,50 @@ cannot compile the network). Mean ± std over seeds. Writes ``lnp_benchmark.png`
 ``--out``. RESULT lines: ``lnp_neuron_reduction`` and ``lnp_synapse_reduction`` (mean over tasks and seeds, total
 synapses), ``lnp_rel_error_vs_dense`` ((err_LNP − err_dense)/err_dense of the worst task, on seed means) and
 ``lnp_vs_ap_error`` ((err_LNP − err_AP)/err_AP of the worst task; negative: LNP has the lower error).
+That default mode is the original protocol: untuned, unequal budgets (AP gets ``finetune`` epochs, only LNP gets
+the timescale optimisation); use ``--ablate`` for comparisons.
+
+**``--ablate``** (issue 17; ``python benchmarks/lnp.py --ablate [--quick] [--seeds 5] [--jobs 2] [--sweep 0.3 0.5
+0.7]``): for every task and seed, with an equal budget for every method:
+
+* the same learning-rate grid (quick 3e-3, 1e-2; full 3e-3, 1e-2, 3e-2) and epochs for every method, the rate
+  chosen per method on a *validation* split (series: the windows right after the training windows in time, before
+  the test windows; mnist1d: 200/500 held-out training samples), the test error reported at that rate;
+* methods: dense (tuned), LNP, LNP with one step switched off in turn (``lnp-no-lyapunov``: plain noise pruning,
+  γ = 0; ``lnp-random-removal``: random instead of betweenness neuron removal; ``lnp-no-delocalise``;
+  ``lnp-no-stability``; ``lnp-no-bo``: untuned timescales), random pruning at LNP's counts, activity pruning (AP)
+  and magnitude pruning (neurons by total |w|, then synapses by |w|) of the dense network trained at *its* chosen
+  rate, each fine-tuned for the full epochs at its own chosen rate (so AP and magnitude get twice the training);
+* ≥ 5 seeds (default 5); mean ± 95% t-interval half-width per method; paired differences err(LNP) − err(X) over
+  seeds with their 95% t-interval; ``--sweep`` adds LNP and random pruning at other ``neuron_keep`` values
+  (plotted as error against synapses, ``lnp_ablate[_quick].png``).
+
+Not equalised: input/recurrent weight scaling (fixed ``rec_gain=0.5`` for all) and the timescale optimisation,
+which is task-agnostic and part of LNP (``lnp-no-bo`` shows what it is worth). Saves
+``benchmarks/results/lnp_ablate[_quick].json`` (provenance, every per-seed figure, LNP's step reports) after every
+finished job; ``--from-json FILE`` re-prints it, marked. RESULT lines: ``lnp_beats_random_tasks`` /
+``lnp_beats_ap_tasks`` / ``lnp_beats_magnitude_tasks`` (tasks whose paired interval lies entirely below 0),
+``dense_tuned 1``, ``lnp_rel_error_vs_dense`` (err_LNP/err_dense − 1 on seed means, worst task).
 """
 from __future__ import annotations
 
 import argparse
 import copy
 import json
+import os
 import sys
+
+for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):  # before numpy: one BLAS thread per
+    os.environ.setdefault(_v, "1")  # process (threaded BLAS on a shared 2-core machine made LNP ~20x slower)
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 METHODS = ("dense", "lnp", "ap", "random")
 REGRESSION = ("lorenz63", "rossler", "mackey_glass")
@@ -253,6 +282,296 @@ def plot(summary: Dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
+# ============================================================================================ --ablate (issue 17)
+#: LNP with one step switched off (the rest as in LNPConfig): name -> LNPConfig overrides
+ABLATIONS = {"lnp": {}, "lnp-no-lyapunov": {"lyapunov_gamma": 0.0},
+             "lnp-random-removal": {"neuron_removal": "random"}, "lnp-no-delocalise": {"regrow_fraction": 0.0},
+             "lnp-no-stability": {"max_unstable_removals": 0}, "lnp-no-bo": {"bo_init": 0, "bo_iter": 0}}
+BASELINES = ("dense", "random", "ap", "magnitude")
+
+
+def _ablate_settings(quick: bool) -> Dict[str, Any]:
+    if quick:
+        return dict(n_rec=100, epochs=15, n_train=32, n_val=8, n_test=8, window=60, n_per_dim=16,
+                    mnist_train=600, mnist_val=200, mnist_test=300, mnist_epochs=4, lrs=[3e-3, 1e-2],
+                    lnp=dict(bo_init=2, bo_iter=2, gain_steps=1000, lyap_steps=500, mc_steps=1000))
+    return dict(n_rec=200, epochs=60, n_train=64, n_val=16, n_test=16, window=100, n_per_dim=32,
+                mnist_train=2000, mnist_val=500, mnist_test=1000, mnist_epochs=10, lrs=[3e-3, 1e-2, 3e-2], lnp={})
+
+
+def _task_data(task: str, seed: int, s: Dict[str, Any]) -> Dict[str, Any]:
+    """Train / validation / test splits of one task (validation: after the training windows in time for the
+    series; a held-out 20% of the training draw for mnist1d) and the train / error functions."""
+    from dataclasses import replace
+
+    from toolchain.data.timeseries import level_encode, make_prediction_task
+    from toolchain.prune.tasks import (evaluate_classification, evaluate_regression, train_classification,
+                                       train_regression)
+    if task in REGRESSION:
+        full = make_prediction_task(task, n_train=s["n_train"], n_test=s["n_val"] + s["n_test"], window=s["window"],
+                                    n_per_dim=s["n_per_dim"], seed=seed)
+        k = s["n_val"]
+        val = replace(full, x_test=full.x_test[:k], y_test=full.y_test[:k], s_test=full.s_test[:k])
+        test = replace(full, x_test=full.x_test[k:], y_test=full.y_test[k:], s_test=full.s_test[k:])
+        return dict(n_in=full.s_train.shape[-1], n_out=full.x_train.shape[-1], tau_out=None, x_act=full.s_train,
+                    x_eval=test.s_test, val=val, test=test,
+                    train=lambda m, lr, ep: train_regression(m, full, epochs=ep, lr=lr, seed=seed),
+                    error=lambda m, d: evaluate_regression(m, d))
+    from toolchain.data import load_mnist1d
+    from toolchain.data.base import SplitDataset
+    raw = load_mnist1d(as_sequence=True)
+    rng = np.random.default_rng(seed)
+    idx = rng.permutation(len(raw.x_train))[: s["mnist_train"] + s["mnist_val"]]
+    tr, va = idx[: s["mnist_train"]], idx[s["mnist_train"]:]
+    te = np.arange(len(raw.x_test))[: s["mnist_test"]]
+    enc = lambda v: level_encode(v, n_per_dim=16, lo=-2.5, hi=2.5).astype(np.float32)  # noqa: E731
+    xtr = enc(raw.x_train[tr])
+    val = SplitDataset("mnist1d-spikes", xtr, raw.y_train[tr], enc(raw.x_train[va]), raw.y_train[va], 10,
+                       time_major=True)
+    test = SplitDataset("mnist1d-spikes", xtr, raw.y_train[tr], enc(raw.x_test[te]), raw.y_test[te], 10,
+                        time_major=True)
+    return dict(n_in=16, n_out=10, tau_out=20e-3, x_act=xtr, x_eval=test.x_test, val=val, test=test,
+                train=lambda m, lr, ep: train_classification(m, val, epochs=ep, lr=lr, seed=seed),
+                error=lambda m, d: 1.0 - evaluate_classification(m, d))
+
+
+def _magnitude_prune(model: Any, n_neurons: int, n_synapses: int) -> Any:
+    from toolchain.prune.activity import magnitude_prune_weights
+    net = model.recurrent_net()
+    keep, w = magnitude_prune_weights(net.w_rec, n_neurons, n_synapses)
+    return model.pruned(net.subset(keep).with_weights(w), keep)
+
+
+def run_ablate_case(cfg: Dict[str, Any]) -> Dict[str, Any]:
+    """One (task, seed) of ``--ablate``: every method and ablation trained at every learning rate of the grid,
+    the rate chosen on the validation split, the test error at that rate reported (equal budget: the same grid
+    and epochs for every method; AP and magnitude prune the dense network trained at *its* chosen rate and are
+    then fine-tuned for the same number of epochs, so they get twice the training)."""
+    import torch
+    torch.set_num_threads(1)
+    from toolchain.nn.hrsnn import HRSNN
+    from toolchain.prune.activity import activity_prune
+    from toolchain.prune.lnp import LNPConfig, lnp_prune
+    from toolchain.prune.tasks import synaptic_ops
+
+    task, seed, s = cfg["task"], cfg["seed"], cfg["settings"]
+    keep_frac = cfg.get("neuron_keep")
+    t0 = time.perf_counter()
+    torch.manual_seed(seed)
+    d = _task_data(task, seed, s)
+    epochs = s["epochs"] if task in REGRESSION else s["mnist_epochs"]
+    dense = HRSNN(d["n_in"], s["n_rec"], d["n_out"], rec_gain=0.5, tau_out=d["tau_out"], seed=seed)
+    inits: Dict[str, Any] = {}
+    reports: Dict[str, Any] = {}
+    variants = cfg.get("variants") or list(ABLATIONS)
+    for name in variants:
+        over = dict(s["lnp"], **ABLATIONS[name])
+        if keep_frac is not None:
+            over["neuron_keep"] = keep_frac
+        res = lnp_prune(dense, LNPConfig(seed=seed, **over), progress=False)
+        inits[name], reports[name] = res.model, res.report.to_dict()
+    lnp0 = inits[variants[0]]
+    inits["random"] = _random_prune(dense, lnp0.n_rec, lnp0.n_synapses, seed)
+    inits["dense"] = dense
+
+    def fit(init: Any, lr: float, ep: int) -> Any:
+        m = copy.deepcopy(init)
+        d["train"](m, lr, ep)
+        return m
+
+    out: Dict[str, Any] = {"task": task, "seed": seed, "neuron_keep": keep_frac, "lnp_reports": reports,
+                           "methods": {}}
+
+    def record(name: str, trials: Dict[float, Any]) -> Any:
+        val = {lr: d["error"](m, d["val"]) for lr, m in trials.items()}
+        lr = min(val, key=lambda k: (val[k], k))
+        m = trials[lr]
+        out["methods"][name] = {"lr": lr, "val_error": val[lr], "val_by_lr": {str(k): v for k, v in val.items()},
+                                "error": d["error"](m, d["test"]), "neurons": m.n_rec,
+                                "synapses": m.synapse_counts()["total"], "recurrent_synapses": m.n_synapses,
+                                "synops": synaptic_ops(m, d["x_eval"])}
+        return m
+
+    for name, init in inits.items():
+        if name == "dense" and not cfg.get("with_dense", True):
+            continue
+        record(name, {lr: fit(init, lr, epochs) for lr in s["lrs"]})
+    if cfg.get("with_dense", True):
+        trained_dense = fit(dense, out["methods"]["dense"]["lr"], epochs)
+        for name, prune in (("ap", lambda: activity_prune(trained_dense, d["x_act"], lnp0.n_rec,
+                                                          lnp0.n_synapses).model),
+                            ("magnitude", lambda: _magnitude_prune(trained_dense, lnp0.n_rec, lnp0.n_synapses))):
+            p = prune()
+            record(name, {lr: fit(p, lr, epochs) for lr in s["lrs"]})
+    out["seconds"] = time.perf_counter() - t0
+    return out
+
+
+def _paired(a: List[float], b: List[float]) -> Dict[str, float]:
+    """Mean of the paired differences a − b over seeds with its 95% t-interval."""
+    from scipy import stats
+    diff = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
+    n = diff.size
+    half = float(stats.t.ppf(0.975, n - 1) * diff.std(ddof=1) / np.sqrt(n)) if n > 1 else float("inf")
+    return {"mean": float(diff.mean()), "lo": float(diff.mean() - half), "hi": float(diff.mean() + half), "n": n}
+
+
+def _ci(v: List[float]) -> str:
+    from scipy import stats
+    a = np.asarray(v, dtype=np.float64)
+    if not np.all(np.isfinite(a)):
+        raise ValueError(f"non-finite figures {a.tolist()}: a measurement failed")
+    half = stats.t.ppf(0.975, a.size - 1) * a.std(ddof=1) / np.sqrt(a.size) if a.size > 1 else float("nan")
+    return f"{a.mean():.3f} ± {half:.3f}"
+
+
+def ablate_report(data: Dict[str, Any], reprint: Optional[Dict[str, Any]]) -> None:
+    """Table (mean ± 95% half-width over seeds), paired comparisons and RESULT lines of an ``--ablate`` run."""
+    from provenance import result_line
+
+    from toolchain.textutil import table_lines
+    results = [r for r in data["results"] if r.get("neuron_keep") is None]
+    tasks = sorted({r["task"] for r in results}, key=lambda t: (t not in REGRESSION, t))
+    names = list(ABLATIONS) + list(BASELINES)
+    rows = [("task", "method", "neurons", "rec. synapses", "synapses", "test error (95% CI)", "chosen lr",
+             "Δ vs LNP (95% CI)")]
+    paired: Dict[str, Dict[str, Dict[str, float]]] = {}
+    for t in tasks:
+        rs = sorted([r for r in results if r["task"] == t], key=lambda r: r["seed"])
+        paired[t] = {}
+        for n in names:
+            if not all(n in r["methods"] for r in rs):
+                continue
+            col = [r["methods"][n] for r in rs]
+            err = [c["error"] for c in col]
+            pr = _paired([r["methods"]["lnp"]["error"] for r in rs], err) if n != "lnp" else None
+            if pr:
+                paired[t][n] = pr
+            lrs = "/".join(f"{c['lr']:g}" for c in col)
+            rows.append((t, n, f"{np.mean([c['neurons'] for c in col]):.1f}",
+                         f"{np.mean([c['recurrent_synapses'] for c in col]):.0f}",
+                         f"{np.mean([c['synapses'] for c in col]):.0f}", _ci(err), lrs,
+                         "" if pr is None else f"{pr['mean']:+.3f} [{pr['lo']:+.3f}, {pr['hi']:+.3f}]"))
+    print("\n".join(table_lines(rows)))
+    print(f"seeds {sorted({r['seed'] for r in results})}; error: NRMSE (series) or 1 - accuracy (mnist1d) on the "
+          "test split at the learning rate chosen on the validation split; Δ vs LNP = paired mean of "
+          "err(LNP) - err(method) over seeds (negative: LNP better) with its 95% t-interval")
+
+    def beats(n: str) -> int:
+        return sum(1 for t in tasks if n in paired[t] and paired[t][n]["hi"] < 0)
+    rel = {t: float(np.mean([r["methods"]["lnp"]["error"] for r in results if r["task"] == t]) /
+                    np.mean([r["methods"]["dense"]["error"] for r in results if r["task"] == t]) - 1)
+           for t in tasks}
+    worst = max(rel, key=rel.get)
+    steps_help = {n: sum(1 for t in tasks if paired[t].get(n, {"lo": 0})["lo"] > 0) for n in ABLATIONS if n != "lnp"}
+    print("ablation: a step helps on a task when switching it off makes the error significantly larger "
+          "(paired interval of err(LNP) - err(ablated) entirely below 0 means LNP better)")
+    for n in ABLATIONS:
+        if n == "lnp":
+            continue
+        print(f"  {n:<20} LNP better on {sum(1 for t in tasks if paired[t].get(n, {'hi': 0})['hi'] < 0)} of "
+              f"{len(tasks)} tasks, worse on {steps_help[n]}")
+    res = [("lnp_beats_random_tasks", f"{beats('random')}"), ("lnp_beats_ap_tasks", f"{beats('ap')}"),
+           ("lnp_beats_magnitude_tasks", f"{beats('magnitude')}"), ("dense_tuned", "1"),
+           ("lnp_rel_error_vs_dense", f"{rel[worst]:.3f}"), ("lnp_rel_error_vs_dense_task", worst),
+           ("ablate_tasks", f"{len(tasks)}"), ("ablate_seeds", f"{len({r['seed'] for r in results})}")]
+    for name, value in res:
+        print(result_line(name, value, reprint))
+    sweep = [r for r in data["results"] if r.get("neuron_keep") is not None]
+    if sweep:
+        print("sparsity sweep (LNP vs random at the same counts):")
+        for t in sorted({r["task"] for r in sweep}):
+            for k in sorted({r["neuron_keep"] for r in sweep if r["task"] == t}):
+                rs = [r for r in sweep if r["task"] == t and r["neuron_keep"] == k]
+                print(f"  {t:<13} keep {k:.2f}: " + ", ".join(
+                    f"{n} {_ci([r['methods'][n]['error'] for r in rs])} at "
+                    f"{np.mean([r['methods'][n]['synapses'] for r in rs]):.0f} synapses"
+                    for n in ("lnp", "random") if all(n in r["methods"] for r in rs)))
+
+
+def ablate_plot(data: Dict[str, Any], path: Path) -> Optional[Path]:
+    """Error against synapses: the sweep points of LNP and random pruning and the dense network, per task."""
+    sweep = [r for r in data["results"] if r.get("neuron_keep") is not None]
+    base = [r for r in data["results"] if r.get("neuron_keep") is None]
+    if not sweep:
+        return None
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    tasks = sorted({r["task"] for r in sweep})
+    fig, axes = plt.subplots(1, len(tasks), figsize=(4.5 * len(tasks), 3.6), squeeze=False)
+    for ax, t in zip(axes[0], tasks):
+        for n, c in (("lnp", "tab:blue"), ("random", "tab:green")):
+            ks = sorted({r["neuron_keep"] for r in sweep if r["task"] == t})
+            xs, ys, es = [], [], []
+            for k in ks:
+                rs = [r["methods"][n] for r in sweep if r["task"] == t and r["neuron_keep"] == k and n in r["methods"]]
+                xs.append(np.mean([m["synapses"] for m in rs]))
+                ys.append(np.mean([m["error"] for m in rs]))
+                es.append(np.std([m["error"] for m in rs]))
+            ax.errorbar(xs, ys, yerr=es, marker="o", color=c, label=n, capsize=3)
+        dn = [r["methods"]["dense"] for r in base if r["task"] == t and "dense" in r["methods"]]
+        if dn:
+            ax.errorbar([np.mean([m["synapses"] for m in dn])], [np.mean([m["error"] for m in dn])],
+                        yerr=[np.std([m["error"] for m in dn])], marker="s", color="0.3", label="dense (tuned)")
+        ax.set_xscale("log")
+        ax.set_xlabel("synapses")
+        ax.set_ylabel("test error")
+        ax.set_title(t)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def ablate_main(args: Any) -> int:
+    """``--ablate``: jobs per (task, seed) and per sweep point, run in ``--jobs`` processes; JSON saved after every
+    finished job (a run cut short keeps what it finished)."""
+    from provenance import RESULTS_DIR, run_info
+    s = _ablate_settings(args.quick)
+    tasks = args.tasks or (["lorenz63", "rossler", "mackey_glass", "mnist1d"])
+    seeds = list(range(args.seeds))
+    jobs = [dict(task=t, seed=k, settings=s) for t in tasks for k in seeds]
+    for keep in args.sweep or []:
+        jobs += [dict(task=t, seed=k, settings=s, neuron_keep=keep, variants=["lnp"], with_dense=False)
+                 for t in (args.sweep_tasks or tasks[:1]) for k in seeds]
+    out = Path(args.out_json) if args.out_json else RESULTS_DIR / f"lnp_ablate{'_quick' if args.quick else ''}.json"
+    data: Dict[str, Any] = {"run": run_info({"settings": s, "tasks": tasks, "seeds": seeds, "sweep": args.sweep,
+                                             "sweep_tasks": args.sweep_tasks, "quick": bool(args.quick),
+                                             "ablations": ABLATIONS}), "results": []}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+
+    def save() -> None:
+        data["run"]["seconds"] = time.perf_counter() - t0
+        out.with_suffix(".tmp").write_text(json.dumps(data, indent=1, default=float))
+        out.with_suffix(".tmp").replace(out)
+
+    print(f"--ablate: {len(jobs)} jobs ({len(tasks)} tasks x {len(seeds)} seeds + sweep), lr grid {s['lrs']}, "
+          f"{s['epochs']} epochs (mnist1d {s['mnist_epochs']}), {args.jobs} processes", flush=True)
+    if args.jobs > 1:
+        with ProcessPoolExecutor(max_workers=args.jobs) as pool:
+            futs = [pool.submit(run_ablate_case, j) for j in jobs]
+            for f in futs:
+                r = f.result()
+                data["results"].append(r)
+                save()
+                print(f"  done {r['task']} seed {r['seed']} keep {r['neuron_keep']} in {r['seconds']:.0f} s",
+                      flush=True)
+    else:
+        for j in jobs:
+            r = run_ablate_case(j)
+            data["results"].append(r)
+            save()
+            print(f"  done {r['task']} seed {r['seed']} keep {r['neuron_keep']} in {r['seconds']:.0f} s", flush=True)
+    ablate_report(data, None)
+    png = ablate_plot(data, out.with_suffix(".png"))
+    print(f"wrote {out}" + (f" and {png}" if png else ""))
+    return 0
+
+
 def main(argv: List[str] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="small networks and few epochs (a few minutes)")
@@ -265,7 +584,25 @@ def main(argv: List[str] = None) -> int:
                     help="size of the dense HRSNN compiled for the deployment comparison (default 512, quick 400)")
     ap.add_argument("--mnist1d-npz", default=None,
                     help="load mnist1d from this .npz (x, y, x_test, y_test) instead of generating it")
+    ap.add_argument("--ablate", action="store_true",
+                    help="issue 17 protocol: equal learning-rate grid chosen on a validation split for every method, "
+                         "LNP with each step switched off, magnitude pruning, paired 95%% intervals over seeds")
+    ap.add_argument("--sweep", type=float, nargs="*", default=None,
+                    help="with --ablate: neuron_keep values of the sparsity sweep (e.g. 0.3 0.5 0.7)")
+    ap.add_argument("--sweep-tasks", nargs="+", default=None, help="tasks of the sweep (default: the first task)")
+    ap.add_argument("--out-json", default=None, help="with --ablate: JSON path (default benchmarks/results/)")
+    ap.add_argument("--from-json", default=None, help="re-print a saved --ablate run (nothing is measured)")
     args = ap.parse_args(argv)
+    if args.from_json:
+        from provenance import reprint_banner
+        saved = json.loads(Path(args.from_json).read_text())
+        print(reprint_banner(Path(args.from_json), saved.get("run")))
+        ablate_report(saved, dict(saved.get("run", {}), _file=args.from_json))
+        return 0
+    if args.ablate:
+        if "--seeds" not in (argv if argv is not None else sys.argv):
+            args.seeds = 5
+        return ablate_main(args)
     tasks = args.tasks or (["lorenz63", "mnist1d"] if args.quick else list(REGRESSION) + ["mnist1d"])
     settings = _settings(args.quick)
     cases = [{"task": t, "seed": s, "settings": settings, "mnist1d_npz": args.mnist1d_npz}

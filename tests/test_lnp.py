@@ -6,7 +6,7 @@ import scipy.linalg
 
 from toolchain.errors import InputError
 from toolchain.prune import graph_ops as G
-from toolchain.prune.activity import activity_prune_weights
+from toolchain.prune.activity import activity_prune_weights, magnitude_prune_weights
 from toolchain.prune.bayesopt import GaussianProcess, bayes_opt, expected_improvement, latin_hypercube
 from toolchain.prune.lnp import (LNPConfig, lnp_prune, memory_capacity, quantile_timescales, stabilise,
                                  tune_timescales)
@@ -418,6 +418,20 @@ def test_lnp_prune_rejects_bad_input():
         lnp_prune(np.zeros((5, 5)), progress=False)
     with pytest.raises(InputError, match="neuron_keep"):
         LNPConfig(neuron_keep=0.0)
+    with pytest.raises(InputError, match="neuron_removal"):
+        LNPConfig(neuron_removal="degree")
+
+
+def test_lnp_random_neuron_removal_ablation():
+    """neuron_removal="random" (the ablation of step 4) removes the same number of neurons, not the same ones;
+    the other steps still run."""
+    dense = lnp_random_net(30, seed=17, rec_gain=0.5)
+    cfg = dict(bo_init=0, bo_iter=0, max_unstable_removals=0)
+    bc = lnp_prune(dense, _small_config(**cfg), progress=False).report
+    rnd = lnp_prune(dense, _small_config(neuron_removal="random", **cfg), progress=False).report
+    assert len(rnd.kept) == len(bc.kept) == round(0.45 * 30)
+    assert rnd.kept != bc.kept
+    assert sorted(rnd.kept + rnd.removed_betweenness) == list(range(30))
 
 
 # ------------------------------------------------------------------------------------ activity baseline
@@ -436,6 +450,19 @@ def test_activity_prune_weights():
     np.testing.assert_array_equal(np.diag(sub), np.diag(orig))
     keep_all, sub_all = activity_prune_weights(w, act, 6, 100)
     np.testing.assert_array_equal(sub_all, w)
+
+
+def test_magnitude_prune_weights_keeps_the_strongest_neurons_and_synapses():
+    rng = np.random.default_rng(1)
+    w = rng.normal(size=(6, 6))
+    w[3] *= 10.0  # neuron 3's incoming weights dominate
+    keep, sub = magnitude_prune_weights(w, 3, 2)
+    strength = np.abs(w).sum(0) + np.abs(w).sum(1)
+    assert keep.tolist() == sorted(np.argsort(-strength)[:3].tolist()) and 3 in keep.tolist()
+    off = ~np.eye(3, dtype=bool)
+    assert np.count_nonzero(sub[off]) == 2
+    orig = w[np.ix_(keep, keep)]
+    assert np.abs(orig[off & (sub != 0)]).min() >= np.abs(orig[off & (sub == 0)]).max()
 
 
 # ------------------------------------------------------------------------------------------------ deployment

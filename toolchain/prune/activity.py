@@ -20,7 +20,7 @@ import torch
 
 from ..errors import InputError
 
-__all__ = ["neuron_activity", "activity_prune_weights", "APResult", "activity_prune"]
+__all__ = ["neuron_activity", "activity_prune_weights", "magnitude_prune_weights", "APResult", "activity_prune"]
 
 
 def neuron_activity(model: Any, spikes: np.ndarray, batch_size: int = 64) -> np.ndarray:
@@ -64,6 +64,17 @@ def activity_prune_weights(w_rec: np.ndarray, activity: np.ndarray, n_neurons: i
         flat[drop] = 0.0
         sub = flat.reshape(sub.shape)
     return keep, sub
+
+
+def magnitude_prune_weights(w_rec: np.ndarray, n_neurons: int, n_synapses: int) -> Tuple[np.ndarray, np.ndarray]:
+    """Magnitude pruning of a recurrent layer, the baseline without activity: ``(keep, w)`` with the ``n_neurons``
+    neurons of the largest total recurrent weight magnitude (incoming + outgoing ``|w|``) and their
+    ``n_synapses`` largest-magnitude off-diagonal synapses (:func:`activity_prune_weights` with the strength as
+    the score)."""
+    w = np.asarray(w_rec, dtype=np.float64)
+    if w.ndim != 2 or w.shape[0] != w.shape[1]:
+        raise InputError(f"need W (N, N), got {w.shape}", field="w_rec")
+    return activity_prune_weights(w, np.abs(w).sum(0) + np.abs(w).sum(1), n_neurons, n_synapses)
 
 
 @dataclass(frozen=True)

@@ -61,8 +61,9 @@ class LNPConfig:
     Lorenz-63 runs (3 seeds, 200 -> 90 neurons, 100 epochs) survivors rescaled with a cap of 2 trained to a test
     NRMSE of 0.185-0.193 against 0.149-0.160 without rescaling; set ``max_rescale > 1`` for the unbiased variant.
     ``lyapunov_gamma``: exponent of the Lyapunov factor (0: plain noise pruning). ``betweenness_k``: sampled
-    sources (None: exact). ``regrow_fraction``: delocalisation budget. ``n_leading``: eigenvectors whose IPR is
-    watched. ``stability_tol`` (1/s) and ``max_unstable_removals``. ``bo_init``/``bo_iter``: BO evaluations
+    sources (None: exact). ``neuron_removal``: ``"betweenness"`` (step 4 as written) or ``"random"`` (the same
+    number of neurons removed uniformly at random, seeded: the ablation of step 4). ``regrow_fraction``:
+    delocalisation budget. ``n_leading``: eigenvectors whose IPR is watched. ``stability_tol`` (1/s) and ``max_unstable_removals``. ``bo_init``/``bo_iter``: BO evaluations
     (0 + 0 skips step 7); ``tau_range``: factor by which the medians may move; ``max_spread``: largest
     log-spread. Noise and measurement: ``noise_mean``/``noise_std`` (free-membrane mean and std in units of θ),
     ``smoothing`` (surrogate width in units of θ), ``gain_steps``, ``lyap_steps``, ``lyap_transient``,
@@ -78,6 +79,7 @@ class LNPConfig:
     lyapunov_gamma: float = 1.0
     betweenness_k: Optional[int] = 64
     betweenness_weighted: bool = True
+    neuron_removal: str = "betweenness"
     regrow_fraction: float = 0.05
     n_leading: int = 5
     stability_tol: float = 0.5
@@ -106,6 +108,9 @@ class LNPConfig:
                 raise InputError(f"must be in (0, 1], got {v}", field=name)
         if not 0 <= self.regrow_fraction <= 1:
             raise InputError(f"must be in [0, 1], got {self.regrow_fraction}", field="regrow_fraction")
+        if self.neuron_removal not in ("betweenness", "random"):
+            raise InputError(f"must be 'betweenness' or 'random', got {self.neuron_removal!r}",
+                             field="neuron_removal")
         if self.bo_init < 0 or self.bo_iter < 0:
             raise InputError("bo_init and bo_iter must be >= 0", field="bo_init")
 
@@ -387,6 +392,8 @@ def lnp_prune(hrsnn_or_weights: Any, config: Optional[LNPConfig] = None, *, prog
     n_remove = dense.n - max(2, int(round(cfg.neuron_keep * dense.n)))
     keep, bc = G.remove_low_betweenness(net1.w_rec, n_remove, k=cfg.betweenness_k,
                                         weighted=cfg.betweenness_weighted, seed=cfg.seed)
+    if cfg.neuron_removal == "random":
+        keep = np.sort(np.random.default_rng(cfg.seed + 7919).choice(dense.n, dense.n - n_remove, replace=False))
     removed_bc = sorted(set(range(dense.n)) - set(keep.tolist()))
     net2 = net1.subset(keep)
     rep.removed_betweenness = [int(i) for i in removed_bc]
