@@ -312,3 +312,17 @@ def test_every_simulator_runs_the_one_lif_definition(monkeypatch) -> None:
         calls.update(sub=0, fire=0)
         run()
         assert calls["sub"] >= 6 and calls["fire"] >= 6, calls
+
+
+def test_integer_net_to_device() -> None:
+    """IntegerNet.to(device) moves the plan (CPU here; CUDA where present); an unavailable device is one error."""
+    from toolchain.nn import IntegerNet
+    p = int_program((10, 6, 3), seed=0)
+    x = int_inputs(p, 2, 5, seed=0)
+    net = IntegerNet(p).to("cpu")
+    assert net.device == torch.device("cpu") and net.run(x).first_mismatch(simulate(p, x)) is None
+    for dev in DEVICES[1:]:
+        assert net.to(dev).device.type == dev and net.run(x).first_mismatch(simulate(p, x)) is None
+    if not torch.cuda.is_available():
+        with pytest.raises(InputError, match="CUDA is not available"):
+            net.to("cuda")

@@ -118,8 +118,16 @@ class IntegerNet(torch.nn.Module):
 
     @property
     def device(self) -> torch.device:
-        """The torch device the network runs on (``IntegerNet(program, device="cuda")``)."""
+        """The torch device the network runs on (``IntegerNet(program, device="cuda")`` or ``net.to("cuda")``)."""
         return self._plan.device
+
+    def to(self, *args: Any, **kwargs: Any) -> "IntegerNet":
+        """``nn.Module.to``; a device moves the network (its plan is rebuilt there). Dtypes do not apply: the
+        integers are held as the torch backend holds them."""
+        device = torch._C._nn._parse_to(*args, **kwargs)[0]
+        if device is not None and torch.device(device) != self._plan.device:
+            self._plan = TB.plan(self.program, device)
+        return self
 
     @classmethod
     def from_model(cls, model: torch.nn.Module, target: Any = "loihi2", dt: float = 1e-3,
