@@ -90,3 +90,20 @@ def test_two_gloo_processes_equal_one_process(tmp_path):
     _assert_close(r1, r0)
     assert not (tmp_path / "run.pt.tmp").exists()
     assert np.isfinite(load_checkpoint(tmp_path / "run.pt")["history"]["epochs"][-1]["loss"])
+
+
+def test_snnc_train_runs_one_process_and_names_bad_keys(tmp_path, capsys):
+    from toolchain.cli.main import main
+    cfg = tmp_path / "train.toml"
+    cfg.write_text(f'[task]\nsteps = 4\ntrain_samples = 64\ntest_samples = 20\nepochs = 1\nhidden = 8\n'
+                   f'[output]\nmodel = "{(tmp_path / "m.pt").as_posix()}"\n'
+                   f'checkpoint = "{(tmp_path / "c.pt").as_posix()}"\n')
+    assert main(["train", str(cfg)]) == 0
+    out = capsys.readouterr().out
+    assert "training on 1 process(es)" in out and "RESULT train_test_acc" in out
+    assert set(torch.load(tmp_path / "m.pt")) >= {"0.weight", "2.weight"}
+    assert load_checkpoint(tmp_path / "c.pt")["epoch"] == 1
+    cfg.write_text("[task]\nlayers = 3\n")
+    assert main(["train", str(cfg)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "task.layers" in err[0]

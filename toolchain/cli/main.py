@@ -22,6 +22,8 @@ _COMMAND_MODULES: List[str] = [
     "toolchain.cli.simulate",
     "toolchain.cli.fidelity",
     "toolchain.cli.deploy",
+    "toolchain.cli.train",
+    "toolchain.cli.sweep",
 ]
 
 
