@@ -135,7 +135,7 @@ class Grp:
     ``fu = (4096 − du − 1)/4096``, ``fv = (4096 − dv)/4096`` (:func:`toolchain.fixedpoint.decay_factor`),
     ``bias = bias_mant << bias_exp``, ``vth64 = vth << 6``; ``bias_scale = 2^bias_exp`` (for a bias input port's
     mantissas); ``wrap_free``: the summed input stays below 2^18 (no int32 wrap can happen, see
-    :func:`toolchain.fixedpoint.lif_subthreshold`)."""
+    :func:`toolchain.fixedpoint.lif_subthreshold`); ``has_bias``: some neuron's own bias is not zero."""
 
     name: str
     shape: Tuple[int, ...]
@@ -152,6 +152,7 @@ class Grp:
     reset_offset: int = 0
     wrap_free: bool = False
     bias_port: Optional[str] = None
+    has_bias: bool = True
 
     def resets_at(self, t: int) -> bool:
         """Lava's ``LIFReset``: u = v = 0 before the update of 0-based step ``t`` (as the numpy simulator)."""
@@ -236,18 +237,21 @@ def plan(program: Program, device: Union[str, torch.device, None] = "cpu", masks
                           vec(0 if name in bias_port else fx.effective_bias(c.bias_mant, c.bias_exp)),
                           vec(fx.effective_threshold(c.vth)), bool(c.subtract), bool(g.spiking), vec(c.v_init),
                           vec(2.0 ** c.bias_exp.astype(np.float64)), int(c.reset_interval), int(c.reset_offset),
-                          in_bound[name] < R._FAST_LIF_BOUND, bias_port.get(name)))
+                          in_bound[name] < R._FAST_LIF_BOUND, bias_port.get(name),
+                          name not in bias_port and bool(np.any(fx.effective_bias(c.bias_mant, c.bias_exp)))))
     p = Plan(groups, syns, ports, program.output, dev, {q.name: q.kind for q in program.inputs})
     p.by_name = {g.name: g for g in groups}
     return p
 
 
 # ------------------------------------------------------------------------------------------- activations
-def activation(syn: Syn, s: torch.Tensor) -> torch.Tensor:
+def activation(syn: Syn, s: torch.Tensor, zero_one: bool = False) -> torch.Tensor:
     """Lava's int32 activation (as float64) of ``syn`` for the source's output ``s`` (B, n_in) at one step:
-    :func:`toolchain.fixedpoint.synaptic_input` with the weights ``syn.w_t`` (exact; module docstring)."""
+    :func:`toolchain.fixedpoint.synaptic_input` with the weights ``syn.w_t`` (exact; module docstring).
+    ``zero_one``: a binary source's ``s`` is known to hold only 0 and 1 (spikes of a group, checked binary input),
+    so Lava's "any non-zero is a spike" needs no test."""
     dt = syn.w_t.dtype
-    s = (s != 0).to(dt) if not syn.graded else s.to(dt)
+    s = (s != 0).to(dt) if not (syn.graded or zero_one) else s.to(dt)
     if syn.per_product_wrap:  # graded DelayDense: every product wraps into int32, the sum is int64
         acc = _wrap32(s.to(torch.float64)[:, :, None] * syn.w_t.to(torch.float64)[None]).sum(dim=1)
     else:
@@ -323,7 +327,8 @@ def run(p: Plan, inputs: Mapping[str, torch.Tensor], steps: int, record: Sequenc
     queues: Dict[str, List[Optional[torch.Tensor]]] = {s.name: [None] * (s.delay + 1) for s in p.syns}
     tr = Trace({g: [] for g in keep}, {g: [] for g in keep}, {g: [] for g in keep}, {g: [] for g in keep}, [],
                np.full(batch, steps, np.int64))
-    params = {g.name: (ste(h.fu.get(g.name), g.fu), ste(h.fv.get(g.name), g.fv), ste(h.bias.get(g.name), g.bias))
+    params = {g.name: (ste(h.fu.get(g.name), g.fu), ste(h.fv.get(g.name), g.fv),
+                       ste(h.bias.get(g.name), g.bias) if g.has_bias or g.name in h.bias else None)
               for g in p.groups}
     th = through if hooks is not None else None
     spike_ports = [k for k in inputs if p.port_kind.get(k, "spikes") == "spikes"]
@@ -351,7 +356,8 @@ def run(p: Plan, inputs: Mapping[str, torch.Tensor], steps: int, record: Sequenc
                 u, v = torch.zeros_like(u), torch.zeros_like(v)
             fu, fv, bias = params[g.name]
             if g.bias_port is not None:
-                bias = bias + torch.floor(at(inputs[g.bias_port], t).to(torch.float64) * g.bias_scale)
+                port = torch.floor(at(inputs[g.bias_port], t).to(torch.float64) * g.bias_scale)
+                bias = port if bias is None else bias + port
             u, v = fx.lif_subthreshold(u, v, a_in[g.name], fu, fv, bias, through=th, wrap_free=g.wrap_free)
             v_pre = v
             sur = None
@@ -377,7 +383,7 @@ def run(p: Plan, inputs: Mapping[str, torch.Tensor], steps: int, record: Sequenc
             outs[name] = at(inputs[name], t)
         for s in p.syns:  # 3. activations leaving now, due at t + 1 + delay
             src = outs[s.src]
-            exact = activation(s, src.detach())
+            exact = activation(s, src.detach(), zero_one=True)
             sur = h.syn.get(s.name)
             if sur is not None and (sur.requires_grad or src.requires_grad):
                 exact = ste(src.to(sur.dtype) @ sur, exact)
