@@ -634,10 +634,10 @@ class _FastLayer:
         self.sl: Dict[str, slice] = sl
         self.n = off
         cat = (lambda xs: np.concatenate(xs) if xs else np.zeros(0))  # noqa: E731
-        self.fu = cat([np.broadcast_to((fx.DECAY_UNITY - (g.du + fx.DS_OFFSET)) / float(fx.DECAY_UNITY), (g.n,))
-                       for g in groups]).astype(np.float64)
-        self.fv = cat([np.broadcast_to((fx.DECAY_UNITY - (g.dv + fx.DM_OFFSET)) / float(fx.DECAY_UNITY), (g.n,))
-                       for g in groups]).astype(np.float64)
+        self.fu = cat([np.broadcast_to(fx.decay_factor(g.du + fx.DS_OFFSET), (g.n,)) for g in groups]
+                      ).astype(np.float64)
+        self.fv = cat([np.broadcast_to(fx.decay_factor(g.dv + fx.DM_OFFSET), (g.n,)) for g in groups]
+                      ).astype(np.float64)
         self._vth = cat([np.broadcast_to(fx.effective_threshold(g.vth), (g.n,)) for g in groups]).astype(np.int64)
         # own bias; zero where a bias input port replaces it
         self._bias = cat([np.zeros(g.n) if g.name in bias_ports else
