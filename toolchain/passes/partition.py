@@ -24,18 +24,37 @@ Algorithm: neurons that can never spike (no stored synapse from a live source, n
 leaves behind) are not placed, and their outgoing synapses cost nothing. Each group's live neurons are cut into
 contiguous chunks, each as large as one core allows (exponential then binary search on the chunk length, costs
 evaluated with numpy on the chunk's synapses), and the chunks are packed onto cores first-fit-decreasing (chunks of
-different groups may share a core). Output-axon needs depend on how the targets are cut, so the cutting is repeated
+different groups may share a core); then a next fit with splitting (:func:`_fill_pack`: the groups in order, each
+cut where the current core is full) is tried and kept when it needs fewer cores — first fit decreasing cannot put
+two layers of 0.7 cores each on fewer than 2 cores, cut they fit 1.4 (not used with shared-weight convolutions,
+so PilotNet keeps its packing). Output-axon needs depend on how the targets are cut, so the cutting is repeated
 until it is stable.
 
 Lower bound (``report["lower_bound"]``, never above the cores used): max over resources of the fewest cores that
 could hold the total need. Neurons and axons: totals over the layers. Synapse memory (:func:`_memory_bound`): the
 exact cost of every layer on one core when one core suffices; otherwise, since a layer is cut into contiguous
 chunks, at most one per core, dense groups get the least cost of any cut into at most C chunks and sparse groups
-a per-axon floor over every cut (runs of an axon's sorted targets, Lagrangian on the number of runs). It is
-close for dense and random sparse layers (within ~15%); for convolutions it is loose (it allows chunks as short as
-one output position, ~8 bits per synapse), so ``report["unsplit_estimate"]`` — the cores needed with every
-layer unsplit, each axon's cheaper encoding — is reported beside it (an estimate, not a bound: a split layer may
-choose dense on short chunks and need less).
+a per-axon floor over every cut (runs of an axon's sorted targets, Lagrangian on the number of runs; a dense run
+costs at least one word). Two refinements (issue 14), each a proof that the earlier bound was loose, not a
+change of the cost model:
+
+* *granules*: a core's memory is a sum of granules (a dense group's chunk costs a whole number of words per
+  input, so ``n_src`` words at a time), so a core holds at most the largest such sum within its capacity
+  (:func:`_usable_memory`): 1581-input dense layers fill at most 7 x 1581 of Loihi 2's 12000 words;
+* *shared cuts*: when the cores used exceed the fast bound, each Csr/Structured group also counts the least memory
+  of any cut of its layer into chunks that fit a core, word rounding included (:func:`_least_cut_memory`, exact
+  per chunk, a dynamic programme over the cut points). The per-axon floor lets every axon cut where its own
+  rounding is cheapest (16-bit single dense runs, 3-synapse sparse runs); all axons of a layer share the cut, and
+  on random sparse layers each axon pays ~half a word of rounding per chunk.
+
+``benchmarks/partition.py --quick`` (loihi2, 4-layer networks, cores / bound): before, dense 1e5 4/3, dense 1e7
+228/209, sparse 1e5 4/3, sparse 1e6 29/25, sparse 1e7 310/209 (worst 1.48); now 3/3, 227/227, 3/3, 29/29,
+309/305 (worst 1.013). Packing was the gap for the 1e5 networks (a whole layer per core; 3 cores are enough and
+the filled packing finds them), the bound for the others (granules for dense 1e7, shared cuts for sparse 1e6 and
+1e7; the filled packing also saves one core at dense and sparse 1e7). The bound for convolutions stays loose (it
+allows chunks as short as one output position, ~8 bits per synapse), so ``report["unsplit_estimate"]`` — the
+cores needed with every layer unsplit, each axon's cheaper encoding — is reported beside it (an estimate, not a
+bound: a split layer may choose dense on short chunks and need less).
 """
 from __future__ import annotations
 
@@ -586,6 +605,9 @@ def _rate(target: TargetSpec, sparse: bool, delay: bool) -> float:
 
 #: run penalties (in units of the sparse rate) tried by :func:`_axon_floor`; each gives a valid bound
 _RUN_PENALTIES = (0.0, 1.0, 4.0, 16.0, 64.0, 256.0)
+#: weights a of the one-word minimum of a dense run in the cost models min(s m, a word + (1 - a) d span) of
+#: :func:`_axon_floor` (a dense run costs max(word, d span) >= any such mixture)
+_WORD_SHARES = (0.5, 0.75, 1.0)
 
 
 def _axon_floor(sg: _SG, n_dst: int, target: TargetSpec) -> Tuple[np.ndarray, np.ndarray]:
@@ -619,9 +641,13 @@ def _axon_floor(sg: _SG, n_dst: int, target: TargetSpec) -> Tuple[np.ndarray, np
     per = target.weight_bits + (target.delay_bits if sg.delay else 0)
     s1, d1, h = per + target.sparse_index_bits, per, target.block_header_bits
     pen = s0 * np.asarray(_RUN_PENALTIES)
-    s = np.concatenate([np.full(pen.size, s0), np.full(pen.size, float(s1))])[None, :]
-    d = np.concatenate([np.full(pen.size, d0), np.full(pen.size, float(d1))])[None, :]
-    start = np.concatenate([pen, pen + h])[None, :]
+    # (sparse bits per synapse, dense bits per position, fixed cost of a run, fixed cost of a dense run)
+    models = [(s0, d0, 0.0, 0.0), (float(s1), float(d1), float(h), 0.0)] + \
+        [(s0, (1 - a) * d0, 0.0, a * target.word_bits) for a in _WORD_SHARES]
+    s = np.concatenate([np.full(pen.size, m[0]) for m in models])[None, :]
+    d = np.concatenate([np.full(pen.size, m[1]) for m in models])[None, :]
+    start = np.concatenate([pen + m[2] for m in models])[None, :]
+    dstart = np.concatenate([np.full(pen.size, m[3]) for m in models])[None, :]
     n = cnt.size
     best = np.zeros((n, s.shape[1]))            # best_{i-1}
     min_sp = np.full((n, s.shape[1]), np.inf)   # min_j best_{j-1} - s j
@@ -632,13 +658,14 @@ def _axon_floor(sg: _SG, n_dst: int, target: TargetSpec) -> Tuple[np.ndarray, np
         b = best[:k]
         min_sp[:k] = np.minimum(min_sp[:k], b - s * t)
         min_de[:k] = np.minimum(min_de[:k], b - d * xi)
-        best[:k] = start + np.minimum(s * (t + 1) + min_sp[:k], d * (xi + 1.0) + min_de[:k])
+        best[:k] = start + np.minimum(s * (t + 1) + min_sp[:k], dstart + d * (xi + 1.0) + min_de[:k])
     table = np.empty_like(best)
     table[by_len] = best
     return table, cnt
 
 
-def _memory_bound(sgs: List[_SG], n_live: Dict[str, int], target: TargetSpec, unsplit: int) -> Tuple[int, int]:
+def _memory_bound(sgs: List[_SG], n_live: Dict[str, int], target: TargetSpec, unsplit: int,
+                  exact_cuts: bool = False) -> Tuple[int, int]:
     """The fewest cores C whose synapse memory can hold the network (a lower bound), and the memory need at C.
 
     need(1) = ``unsplit`` (:func:`_unsplit_needs`: every layer on one core, exact). For C >= 2: neuron state
@@ -648,7 +675,9 @@ def _memory_bound(sgs: List[_SG], n_live: Dict[str, int], target: TargetSpec, un
     one core allows) and its synapse memory, summed over the cores, is at most C * capacity, so
     need(C) <= C * capacity is necessary; need(C) does not grow with C, so the first C that passes is a lower
     bound. Word rounding is ignored where it only adds, and nothing assumes that ``synapse_bits`` is subadditive
-    (it is not: two dense chunks of 60 can cost less than one of 120).
+    (it is not: two dense chunks of 60 can cost less than one of 120). With ``exact_cuts`` a Csr/Structured group
+    also counts at least :func:`_least_cut_memory` (the least memory of any cut of its layer into chunks that fit
+    one core, word rounding included). The capacity is what one core can really hold (:func:`_usable_memory`).
     """
     M = target.synapse_memory_bits
     state = target.neuron_state_bits * int(sum(n_live.values())) if target.shared_memory else 0
@@ -673,22 +702,118 @@ def _memory_bound(sgs: List[_SG], n_live: Dict[str, int], target: TargetSpec, un
             continue
         table, per_axon = _axon_floor(sg, n_dst, target)
         pen = _rate(target, True, sg.delay) * np.asarray(_RUN_PENALTIES)
-        floors.append((table, per_axon, np.concatenate([pen, pen])))
+        floors.append((table, per_axon, np.tile(pen, table.shape[1] // pen.size),
+                       _least_cut_memory(sg, n_dst, target) if exact_cuts else 0))
 
     def csr_split(c: int) -> float:
-        return sum(float(np.maximum((tb - lam[None, :] * np.minimum(k, c)[:, None]).max(axis=1), 0.0).sum())
-                   for tb, k, lam in floors)
+        return sum(max(float(np.maximum((tb - lam[None, :] * np.minimum(k, c)[:, None]).max(axis=1), 0.0).sum()),
+                       exact) for tb, k, lam, exact in floors)
 
     def need(c: int) -> float:  # c >= 2
         return state + sum(ns * t.bound(nd, c) for ns, nd, t in dense) + csr_split(c)
 
     if unsplit <= M:
         return 1, int(unsplit)
+    M = _usable_memory(sgs, n_live, target)
     floor = state + sum(ns * t.bound(nd, nd) for ns, nd, t in dense) + csr_split(10 ** 12)
     c = max(2, int(-(-floor // M)))
     while need(c) > c * M:
         c += 1
     return c, int(math.ceil(need(c)))
+
+
+def _least_cut_memory(sg: _SG, n_dst: int, target: TargetSpec, max_cells: int = 1 << 25) -> int:
+    """The least synapse memory of one Csr/Structured group over every cut of its live target positions into
+    contiguous chunks each of whose memory fits one core (0 when too large to tabulate).
+
+    The memory of a chunk [a, b) is exactly what :meth:`_Cutter._cost` charges: per input axon with m > 0 synapses
+    into the chunk, min(sparse bits of m, dense bits of b - a), word rounding included. It never decreases as the
+    chunk grows, so for every start a the chunks [a, a + t) are tabulated for t = 1, 2, ... while one still fits
+    (all starts at once: per-start synapse counts per axon and a histogram of those counts), then a dynamic
+    programme over the end positions gives the least total. Every partition cuts the layer into such chunks (a
+    chunk is what one core holds of a layer), so this is a lower bound on the layer's memory in any partition;
+    unlike the per-axon floors of :func:`_axon_floor` it knows that all axons share the cut, so each axon's word
+    rounding is paid where the chunks really end.
+    """
+    M = target.synapse_memory_bits
+    n_src = int(sg.cols.max()) + 1 if sg.cols.size else 0
+    if n_dst == 0 or n_src == 0 or n_dst * n_src > max_cells:
+        return 0
+    kmax = min(n_dst, target.neurons_per_core)
+    pairs = np.repeat(np.arange(n_dst, dtype=np.int64), np.diff(sg.ptr)) * n_src + sg.cols
+    if np.unique(pairs).size != pairs.size:
+        return 0  # a repeated (axon, neuron) pair: not tabulated (0 is a valid floor)
+    counts = np.zeros(n_dst * n_src, np.int16)  # synapse counts <= neurons_per_core < 2^15
+    hist_w = min(kmax, 64) + 1                     # per start: axons by synapse count 0..hist_w-1 (widened)
+    hist = np.zeros(n_dst * hist_w, np.int64)
+    sparse_cost = target.synapse_bits(np.arange(kmax + 1), sparse=True, delay=sg.delay).astype(np.int64)
+    table: List[np.ndarray] = []  # table[t - 1][a] = memory of [a, a + t) (inf when it does not fit)
+    ptr, cols = sg.ptr, sg.cols.astype(np.int32)
+    lens_all = np.diff(ptr)
+    fit = np.ones(n_dst, bool)
+    for t in range(1, kmax + 1):
+        m = n_dst - t + 1                          # starts 0..m-1 add neuron a + t - 1 (rows t-1..n-1)
+        if m <= 0 or not fit[:m].any():
+            break
+        if t >= hist_w:
+            wider = np.zeros((n_dst, min(kmax, 2 * hist_w) + 1), np.int64)
+            wider[:, :hist_w] = hist.reshape(n_dst, hist_w)
+            hist_w = wider.shape[1]
+            hist = wider.reshape(-1)
+        owner = np.repeat(np.arange(m, dtype=np.int32), lens_all[t - 1:])
+        cell = owner * np.int32(n_src) + cols[ptr[t - 1]:ptr[n_dst]]
+        old = counts[cell]                         # one synapse per (axon, neuron): no duplicate cells
+        counts[cell] = old + 1
+        had = old > 0
+        hist -= np.bincount(owner[had].astype(np.int64) * hist_w + old[had], minlength=hist.size)
+        hist += np.bincount(owner.astype(np.int64) * hist_w + old.astype(np.int64) + 1, minlength=hist.size)
+        dense = int(target.synapse_bits(np.array([t]), sparse=False, delay=sg.delay)[0])
+        per_m = np.minimum(sparse_cost[:t + 1], dense)
+        mem = hist.reshape(n_dst, hist_w)[:m, :t + 1] @ per_m
+        fit[:m] &= mem <= M
+        row = np.full(n_dst, np.inf)
+        row[:m] = np.where(fit[:m], mem, np.inf)
+        table.append(row)
+    if not table:
+        return 0
+    best = np.full(n_dst + 1, np.inf)
+    best[0] = 0.0
+    T = np.stack(table)                            # (t, a)
+    for b in range(1, n_dst + 1):
+        t = np.arange(1, min(b, len(table)) + 1)
+        best[b] = (best[b - t] + T[t - 1, b - t]).min()
+    return int(best[n_dst]) if np.isfinite(best[n_dst]) else 0
+
+
+def _usable_memory(sgs: List[_SG], n_live: Dict[str, int], target: TargetSpec, max_units: int = 1 << 22) -> int:
+    """The most synapse memory one core can really hold: the largest sum of the memory granules at most the
+    capacity (unbounded subset sum). Every chunk's memory is a sum of granules: a dense group's chunk costs
+    ``n_src * synapse_bits(k)`` and ``synapse_bits`` is a whole number of words, so ``n_src`` words at a time; a
+    sparse or conv axon, a tap list, a whole number of words; neuron state (shared memory) ``neuron_state_bits``
+    per neuron. With only dense groups of wide inputs the granules are coarse: 1581 inputs of 64-bit words fill
+    at most 7 x 1581 of Loihi 2's 12000 words (92%), a loss that no partition can avoid. The capacity itself
+    when any granule is one word (sparse, conv) or the sum cannot be tabulated within ``max_units`` granules."""
+    M, w = target.synapse_memory_bits, target.word_bits
+    gens = {w * sg.n_src for sg in sgs if sg.dense and sg.n_src and n_live[sg.dst]}
+    if any(not sg.dense and n_live[sg.dst] and sg.cols.size for sg in sgs):
+        gens.add(w)
+    if target.shared_memory and target.neuron_state_bits:
+        gens.add(int(target.neuron_state_bits))
+    if not gens:
+        return M
+    u = math.gcd(*gens)
+    n = M // u
+    units = sorted({g // u for g in gens})
+    if units[0] == 1 or n > max_units:
+        return n * u
+    reach = np.zeros(n + 1, bool)
+    reach[0] = True
+    for g in units:  # closing under +g, +2g, +4g, ... adds every multiple of g
+        step = g
+        while step <= n:
+            reach[step:] |= reach[:-step]
+            step *= 2
+    return int(np.flatnonzero(reach)[-1]) * u
 
 
 def _cutters(p: Program, target: TargetSpec, n_live: Dict[str, int], into: Dict[str, List[_SG]],
@@ -787,6 +912,99 @@ def _pack(p: Program, target: TargetSpec, chunks: Dict[str, List[Tuple[int, int]
     return n_cores, used, core_groups, core_prof, placed
 
 
+def _fill_pack(p: Program, target: TargetSpec, sgs: List[_SG], n_live: Dict[str, int], cutters: Dict[str, _Cutter],
+               prof: Dict[str, np.ndarray], thr: Dict[str, np.ndarray], max_rounds: int = 4):
+    """Next fit with splitting: the groups in order, each cut where the current core is full (the largest chunk
+    that still fits beside what the core holds, by binary search on the chunk's end), the rest on new cores.
+    First fit decreasing packs whole chunks and so leaves a core's remainder empty when the next chunk is larger
+    (two layers of 0.7 cores each take 2 cores; cut, they take 1.4). The output axons of a chunk depend on how its
+    targets are cut, so the fill is repeated with the fan-out of its own cut until every core fits (else None).
+    Returns ``(chunks, packed)`` as :func:`_cut` and :func:`_pack`, or None. Not used with shared-weight
+    convolutions (their input axons depend on the source cut as well)."""
+    if any(sg.conv is not None for sg in sgs):
+        return None
+    caps = np.array([target.neurons_per_core, target.synapse_memory_bits, target.input_axons_per_core,
+                     target.output_axons_per_core], np.float64)
+    P, TP = target.neuron_profiles_per_core, target.threshold_profiles_per_core
+
+    def vec(g: str, a: int, b: int) -> Tuple[np.ndarray, bool]:
+        c = cutters[g].cost(a, b)
+        ok = not cutters[g].violations(c)
+        return np.array([c["neurons"], c["synapse_memory"], c["input_axons"], c["output_axons"]],
+                        np.float64), ok
+
+    for _ in range(max_rounds):
+        chunks: Dict[str, List[Tuple[int, int]]] = {g: [] for g in p.groups}
+        used: List[np.ndarray] = []
+        groups: List[set] = []
+        profs: List[set] = []
+        thrs: List[set] = []
+        placed = []
+        for g in p.groups:
+            a, n = 0, n_live[g]
+            while a < n:
+                cur = len(used) - 1
+
+                def fits(b: int) -> bool:
+                    v, ok = vec(g, a, b)
+                    if not ok:
+                        return False
+                    if cur < 0:
+                        return True
+                    if P and len(profs[cur] | set(prof[g][a:b].tolist())) > P:
+                        return False
+                    if TP and len(thrs[cur] | set(thr[g][a:b].tolist())) > TP:
+                        return False
+                    return bool(np.all(used[cur] + v <= caps))
+
+                lo, hi = a, n + 1          # fits(lo) (empty chunk), not fits(hi)
+                if fits(n):
+                    lo = n
+                else:
+                    while hi - lo > 1:
+                        mid = (lo + hi) // 2
+                        if fits(mid):
+                            lo = mid
+                        else:
+                            hi = mid
+                if lo == a:                # nothing fits beside the current core's contents: a new core
+                    if cur >= 0 and not used[cur].any():
+                        return None        # not even on an empty core (cannot happen after a successful cut)
+                    used.append(np.zeros(4, np.float64))
+                    groups.append(set())
+                    profs.append(set())
+                    thrs.append(set())
+                    continue
+                if cur < 0:
+                    used.append(np.zeros(4, np.float64))
+                    groups.append(set())
+                    profs.append(set())
+                    thrs.append(set())
+                    cur = 0
+                used[cur] += vec(g, a, lo)[0]
+                groups[cur].add(g)
+                profs[cur] |= set(prof[g][a:lo].tolist())
+                thrs[cur] |= set(thr[g][a:lo].tolist())
+                chunks[g].append((a, lo))
+                placed.append((g, a, lo, cur))
+                a = lo
+        # the output axons of this cut: recount, and accept when every core still fits
+        fan = _fanout(sgs, chunks, n_live)
+        for g, f in fan.items():
+            np.cumsum(f, out=cutters[g].fan_prefix[1:])
+        for c in cutters.values():
+            c.forget()
+        total = np.zeros((max(len(used), 1), 4), np.float64)
+        good = True
+        for g, a, b, core in placed:
+            v, ok = vec(g, a, b)
+            good &= ok
+            total[core] += v
+        if good and np.all(total <= caps):
+            return chunks, (len(used), total, groups, profs, placed)
+    return None
+
+
 def _layer_figures(p: Program, target: TargetSpec, chunks: Dict[str, List[Tuple[int, int]]],
                    cutters: Dict[str, _Cutter]) -> Dict[str, dict]:
     """Per group: cores, the largest per-core neurons / synapse memory (bits and words) / input axons, and the
@@ -859,6 +1077,15 @@ def partition(p: Program, target: TargetSpec, max_rounds: int = 12, mode: str = 
         cutters = _cutters(p, target, n_live, into, prof, thr, live, live_idx)
         ch = _cut(p, target, sgs, n_live, cutters, m, max_rounds)
         packed = _pack(p, target, ch, cutters, prof, thr, share=(m == "pack"))
+        if m == "pack" and packed[0] > 1:  # cutting layers where a core is full can save cores
+            filled = _fill_pack(p, target, sgs, n_live, cutters, prof, thr)
+            if filled is not None and filled[1][0] < packed[0]:
+                ch, packed = filled
+            else:  # back to the fan-out of the maximal cut
+                for g, f in _fanout(sgs, ch, n_live).items():
+                    np.cumsum(f, out=cutters[g].fan_prefix[1:])
+                for c in cutters.values():
+                    c.forget()
         figs = _layer_figures(p, target, ch, cutters)
         modes[m] = {"cores_used": packed[0], "per_group": {g: len(ch[g]) for g in p.groups}, "layers": figs}
         if m == mode:
@@ -895,6 +1122,9 @@ def partition(p: Program, target: TargetSpec, max_rounds: int = 12, mode: str = 
     if need["neurons"]:
         lb_per["synapse_memory"], need["synapse_memory"] = _memory_bound(sgs, n_live, target,
                                                                             unsplit["synapse_memory"])
+        if max(lb_per.values()) < len(cores):  # a gap: the costlier bound that knows the cuts are shared
+            lb_per["synapse_memory"], need["synapse_memory"] = _memory_bound(
+                sgs, n_live, target, unsplit["synapse_memory"], exact_cuts=True)
     else:
         lb_per["synapse_memory"] = need["synapse_memory"] = 0
     lb = max(max(lb_per.values()), 1 if need["neurons"] else 0)
