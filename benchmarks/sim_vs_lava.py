@@ -1,6 +1,6 @@
 """Reference integer simulator against Lava 0.10.0 ``fixed_pt``: throughput and bit-exactness.
 
-    python benchmarks/sim_vs_lava.py [--quick] [--steps T] [--lava-samples K] [--batch B]
+    python benchmarks/sim_vs_lava.py [--quick] [--steps T] [--lava-samples K] [--batch B] [--lava-batch LB]
 
 **Networks** (``toolchain.testing.benchmark_program``, random integer weights, no compiler): "ff", a
 784-256-256-10 feed-forward CUBA-LIF network with dense 8-bit mixed-sign weights; "rec", the same with a
@@ -15,12 +15,24 @@ outside the calling process, so CPU time of this process would miss them). Two f
 * *per run*: ``B · T / t_T``, everything a user waits for — for the reference its weight preparation, for Lava
   one network per sample: build, compile, run, read back, stop.
 
-The reference runs the whole batch at once (batch 1: median of 5 runs; batch B: of 3). Lava runs one network per
-sample (``toolchain.backends.lava.run_lava``), so its throughput does not depend on the batch: **Lava's figures
-at batch B are extrapolated** from K samples measured one by one (per-sample time x B) and the table says so;
-at batch 1 they are measured. Speedup = reference throughput / Lava throughput, steady and per run.
-Bit-exactness: the output spikes of the K samples on both simulators, and every spike, u and v of every group
-of the first sample (a recorded run).
+The reference runs the whole batch at once (batch 1: median of 5 runs; batch B: of 3). In the first table Lava
+runs one network per sample (``run_lava(..., batch_mode="per_sample")``, what a batch cost before batched runs),
+so its throughput does not depend on the batch: **Lava's figures at batch B are extrapolated** from K samples
+measured one by one (per-sample time x B) and the table says so; at batch 1 they are measured. Speedup =
+reference throughput / Lava throughput, steady and per run. Bit-exactness: the output spikes of the K samples on
+both simulators, and every spike, u and v of every group of the first sample (a recorded run).
+
+**Batched Lava** (second table): ``run_lava(..., batch_mode="batched")`` runs a batch of ``--lava-batch`` samples
+(default 32) as one Lava process graph (block-diagonal ``Sparse`` synapses, B-wide LIFs, records handed back
+through files: ``toolchain.backends.lava.build_batched_network``) against one network per sample
+(``batch_mode="per_sample"``: Lava's Dense processes, read back with ``Var.get``), and, to separate the two
+effects, the batched builder on a single sample. All warmed up, on runs of ``--lava-steps`` steps (default 200;
+short run a fifth: Lava's start-up jitter is large against a 50-step run of one network), medians of 5 (quick: 3)
+with the modes measured alternately so that load from other processes falls on all. Bit-exact: the batch's
+outputs against the reference, and every spike, u and v of a recorded batched run of 4 samples.
+``RESULT lava_batch<LB>_vs_single``: batched steady sample-steps/s over one-network-per-sample steady
+sample-steps/s, the smaller over the two networks (goal >= 10 at 32); ``RESULT lava_batch<LB>_vs_single_per_run``:
+the same with set-up (build, compile, read-back, stop) included — what a user waits for.
 
 Ends with ``RESULT speedup_b<B>`` and ``RESULT speedup_b1`` (per run, the smaller over the two networks),
 ``RESULT speedup_steady_b<B>`` and ``RESULT speedup_steady_b1`` (steady), ``RESULT lava_steady_steps_per_s`` (Lava's
@@ -60,6 +72,34 @@ def _long_short(fn, steps: int, short: int, repeats: int):
     return float(np.median(t_long)), float(np.median(t_short))
 
 
+def lava_batched_vs_single(prog, LB: int, steps: int, short: int, repeats: int) -> dict:
+    """One network per sample (``batch_mode="per_sample"``: Lava's Dense processes, Sink/Monitor read-back) against
+    ``LB`` samples in one batched network, and the batched builder on one sample (separates what batching gains
+    from what its Sparse processes and file recorders change): steady (long minus short run) and per-run
+    sample-steps/s of each, medians over ``repeats`` measured alternately (so that load from other processes falls
+    on all three); bit-exactness of the batch's outputs and of a recorded batched run of 4 samples."""
+    x = int_inputs(prog, LB, steps, rate=0.2, seed=2).astype(np.uint8)
+    run_lava(prog, x[:2], steps=2, batch_mode="batched")  # warm-up: Sparse's process model, the recorders
+    modes = {"single": ("per_sample", 1), "batched1": ("batched", 1), "batched": ("batched", LB)}
+    t = {(m, T): [] for m in modes for T in (steps, short)}
+    for i in range(repeats):
+        for m, (mode, b) in modes.items():
+            lo = 0 if b > 1 else i
+            for T in (short, steps):
+                t[(m, T)].append(_wall(lambda: run_lava(prog, x[lo:lo + b, :T], batch_mode=mode)))
+    med = {k: float(np.median(v)) for k, v in t.items()}
+    res = {}
+    for m, (_, b) in modes.items():
+        res[m + "_steady"] = b * (steps - short) / max(med[(m, steps)] - med[(m, short)], 1e-9)
+        res[m + "_run"] = b * steps / med[(m, steps)]
+    out = run_lava(prog, x, batch_mode="batched").output
+    mm = simulate(prog, x[:4, :short], record=True).first_mismatch(
+        run_lava(prog, x[:4, :short], record=True, batch_mode="batched"))
+    res["exact"] = bool(np.array_equal(simulate(prog, x).output, out)) and mm is None
+    res["mismatch"] = mm
+    return res
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="fewer steps and Lava samples (a few minutes)")
@@ -67,13 +107,20 @@ def main(argv=None) -> int:
     ap.add_argument("--lava-samples", type=int, default=None,
                     help="samples run on Lava per network (default 4, quick 2)")
     ap.add_argument("--batch", type=int, default=256)
+    ap.add_argument("--lava-batch", type=int, default=32, help="samples per batched Lava network (default 32)")
+    ap.add_argument("--lava-steps", type=int, default=200,
+                    help="steps of the batched-vs-single Lava comparison (short run: a fifth)")
     args = ap.parse_args(argv)
     steps = args.steps or (50 if args.quick else 100)
     short = max(1, steps // 5)
     k = args.lava_samples or (2 if args.quick else 4)
     B = args.batch
+    LB = args.lava_batch
+    lava_steps = args.lava_steps
 
     rows = []
+    lava_rows = []
+    batched_ratio, batched_ratio_run = [], []
     per_run = {1: [], B: []}
     steady = {1: [], B: []}
     lava_steady = []
@@ -90,9 +137,9 @@ def main(argv=None) -> int:
         lav_long, lav_short = [], []
         outs = []
         for i in range(k):  # one network per sample, as run_lava does for a batch
-            lav_short.append(_wall(lambda: run_lava(prog, x[i:i + 1], steps=short)))
+            lav_short.append(_wall(lambda: run_lava(prog, x[i:i + 1], steps=short, batch_mode="per_sample")))
             t0 = time.perf_counter()
-            outs.append(run_lava(prog, x[i:i + 1]).output)
+            outs.append(run_lava(prog, x[i:i + 1], batch_mode="per_sample").output)
             lav_long.append(time.perf_counter() - t0)
         t_lav, t_lav_s = float(np.median(lav_long)), float(np.median(lav_short))
         ok = bool(np.array_equal(simulate(prog, x[:k]).output, np.concatenate(outs)))
@@ -105,6 +152,22 @@ def main(argv=None) -> int:
         lav_run = steps / t_lav                                   # sample-steps/s of one network, with build
         lav_steady = (steps - short) / max(t_lav - t_lav_s, 1e-9)  # per step, build excluded
         lava_steady.append(lav_steady)
+
+        # batched Lava against one network per sample, measured alternately on longer runs (Lava's start-up
+        # jitter is large against the run time of one network)
+        cmp = lava_batched_vs_single(prog, LB, lava_steps, max(1, lava_steps // 5), 3 if args.quick else 5)
+        b_ok = cmp["exact"]
+        if cmp["mismatch"] is not None:
+            print(f"{kind} batched: first mismatch: {cmp['mismatch']}")
+        exact = exact and b_ok
+        batched_ratio.append(cmp["batched_steady"] / cmp["single_steady"])
+        batched_ratio_run.append(cmp["batched_run"] / cmp["single_run"])
+        for m, label, b in (("single", "one network per sample", 1), ("batched1", "batched builder, 1 sample", 1),
+                            ("batched", "batched (one network)", LB)):
+            lava_rows.append((kind, label, str(b), f"{cmp[m + '_steady']:,.0f}", f"{cmp[m + '_run']:,.0f}",
+                              f"{cmp[m + '_steady'] / cmp['single_steady']:,.1f}x",
+                              f"{cmp[m + '_run'] / cmp['single_run']:,.1f}x",
+                              ("yes" if ok else "NO") if m == "single" else ("yes" if b_ok else "NO")))
         for b in (1, B):
             t_long, t_short = ref_t[b]
             ref_run = b * steps / t_long
@@ -121,11 +184,19 @@ def main(argv=None) -> int:
           f"time, medians; steady = per step, set-up excluded (long minus short run); per run = with set-up "
           f"(Lava: network build + compile + run + stop per sample); both warmed up first")
     print("\n".join(table_lines([head] + rows)))
+    print()
+    print(f"Lava alone, T = {lava_steps} steps (short run {max(1, lava_steps // 5)}): one network per sample against "
+          f"a batch of {LB} in one network (run_lava batch_mode='batched'); sample-steps per second, medians, "
+          f"measured alternately; ratio = over one network per sample")
+    print("\n".join(table_lines([("network", "Lava mode", "samples per network", "steady/s", "per run/s",
+                                   "ratio steady", "ratio per run", "bit-exact")] + lava_rows)))
     print(f"RESULT speedup_b{B} {min(per_run[B]):.1f}")
     print(f"RESULT speedup_b1 {min(per_run[1]):.1f}")
     print(f"RESULT speedup_steady_b{B} {min(steady[B]):.1f}")
     print(f"RESULT speedup_steady_b1 {min(steady[1]):.1f}")
     print(f"RESULT lava_steady_steps_per_s {min(lava_steady):.0f}")
+    print(f"RESULT lava_batch{LB}_vs_single {min(batched_ratio):.1f}")
+    print(f"RESULT lava_batch{LB}_vs_single_per_run {min(batched_ratio_run):.1f}")
     print(f"RESULT bit_exact {int(exact)}")
     return 0 if exact else 1
 

@@ -131,6 +131,9 @@ def test_batch_plan_modes_and_budget() -> None:
     try:
         lava_backend.BATCH_SYNAPSE_BUDGET = 2 * nnz        # two copies fit: chunks of at most 2
         assert batch_plan(p, 5) == [(0, 2, True), (2, 3, True), (3, 5, True)]
+        lava_backend.BATCH_SYNAPSE_BUDGET = nnz            # one copy only: per sample, with a warning
+        with pytest.warns(UserWarning, match="two do not fit the batch budget"):
+            assert batch_plan(p, 2) == [(0, 1, False), (1, 2, False)]
         lava_backend.BATCH_SYNAPSE_BUDGET = nnz - 1        # not even one copy: per sample, with a warning
         with pytest.warns(UserWarning, match="one network per sample"):
             assert batch_plan(p, 2) == [(0, 1, False), (1, 2, False)]

@@ -18,6 +18,19 @@ Per sample, :func:`build_network` makes one Lava process graph:
 
 The network runs ``Loihi2SimCfg(select_tag="fixed_pt")`` for ``steps`` steps and the runtime is always stopped,
 also on errors. The result has the format of :func:`toolchain.sim.reference.simulate`.
+
+Batches (:func:`run_lava`'s ``batch_mode``, :func:`batch_plan`): by default a batch of two or more samples runs as
+*one* Lava process graph per chunk of samples (:func:`build_batched_network`: every process B times wider,
+block-diagonal ``Sparse``/``DelaySparse`` weights, per-neuron parameters tiled; why each piece computes what the
+per-sample processes compute is in its docstring), with records handed back through files by our recorder
+processes (:mod:`toolchain.backends.lava_procs.recorder`; Lava's ``Var.get`` sends one channel message per value).
+Measured on 784-256-256-10 (prototypes on two shared cores): parallel per-sample process chains in one graph
+saturate at ~350 sample-steps/s (a process per layer and sample), block-diagonal ``Dense`` costs
+B^2 in memory and time, block-diagonal ``Sparse`` grows linearly — the batched form is the latter. Not batched
+(one network per sample, with a warning under "auto", an error under "batched"): sigma-delta groups, delayed
+synapse groups whose sums can leave int32 (:func:`batch_blocker`), and networks of which two copies exceed
+:data:`BATCH_SYNAPSE_BUDGET` stored synapses (a convolution is batched as its unrolled weights, so large conv
+networks such as PilotNet, 14.1M unrolled synapses, run one network per sample, with Lava's ``Conv``).
 """
 from __future__ import annotations
 
@@ -383,9 +396,9 @@ def batch_plan(program: Program, batch: int, batch_mode: str = "auto",
         if batch_mode == "batched" and max_batch is None and size < 1:
             raise ToolchainError(f"cannot run this program batched on Lava: one copy has {nnz} synapses, more "
                                  f"than the batch budget of {BATCH_SYNAPSE_BUDGET}", field="batch_mode")
-        if size < 1:
-            warnings.warn(f"Lava: one copy of the network has {nnz} synapses (batch budget "
-                          f"{BATCH_SYNAPSE_BUDGET}); running one network per sample", stacklevel=3)
+        warnings.warn(f"Lava: one copy of the network has {nnz} stored synapses (convolutions count unrolled), "
+                      f"two do not fit the batch budget of {BATCH_SYNAPSE_BUDGET}; running one network per "
+                      f"sample", stacklevel=3)
         return per_sample
     chunks = -(-batch // min(size, batch))
     edges = [round(i * batch / chunks) for i in range(chunks + 1)]
