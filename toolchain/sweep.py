@@ -47,8 +47,13 @@ the first half of the test set and apply it to the second half (:mod:`toolchain.
 
 Workers: ``executor = "ray"`` runs ``workers`` Ray tasks (``num_cpus`` = workers on a local cluster) that each
 load the study from the shared storage and run trials until the study holds ``trials`` finished trials
-(Optuna's ``MaxTrialsCallback``); ``"processes"`` does the same with local processes; ``"serial"`` in this
-process. Re-running the command resumes the study (its finished trials count). Output
+(Optuna's ``MaxTrialsCallback``; the other workers finish the trial they are in, so a study may end with up to
+``workers - 1`` more); each worker's sampler has its own seed (``seed + 1000 * worker``) so that workers do not
+propose the same settings; ``"processes"`` does the same with local processes; ``"serial"`` in this
+process. A trial the compiler refuses (a :class:`~toolchain.errors.ToolchainError`) is marked failed with its
+message in the trial's ``error`` attribute and the study goes on. With early exit, ``energy`` and ``latency``
+are scaled by ``mean_steps / steps`` (the steps not run cost nothing; the estimate counts the run's operations
+over all steps). Re-running the command resumes the study (its finished trials count). Output
 (:func:`write_report`): the Pareto front as a table (also ``pareto.csv``), ``pareto.png`` (accuracy against the
 first cost objective, the front marked) and the Pareto Programs copied to ``out/pareto/trial_N``.
 """
