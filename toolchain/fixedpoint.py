@@ -344,9 +344,10 @@ class _TorchOps:
     def fire(v: Any, vth_eff: Any) -> Any:
         return (v > vth_eff).to(v.dtype)
 
-    @staticmethod
-    def reset(v: Any, s: Any, vth_eff: Any, subtract: bool) -> Any:
-        return v - vth_eff * s if subtract else v * (1 - s)
+    def reset(self, v: Any, s: Any, vth_eff: Any, subtract: Any) -> Any:
+        if isinstance(subtract, bool):
+            return v - vth_eff * s if subtract else v * (1 - s)
+        return v - s * self.torch.where(subtract, vth_eff, v)  # per-neuron mode: v - vth or v - v where s
 
 
 _NUMPY_OPS = _NumpyOps()
@@ -420,7 +421,8 @@ def lif_fire(v: Any, vth_eff: Any, subtract: bool, s: Any = None, ops: Any = Non
     """Steps 6-7 of the LIF update on ``v`` from :func:`lif_subthreshold`: ``s = v > vth << 6`` (strict,
     ``lif/models.py`` L276-278; ``vth_eff`` from :func:`effective_threshold`), then the reset: ``v = 0`` where
     ``s`` (``subtract`` False: Lava's LIF, L188-192, ``u`` kept) or ``v -= vth << 6`` where ``s`` (ours:
-    :class:`toolchain.backends.lava.LIFSubtract`). Returns ``(v, s)``: bool spikes for numpy, 0/1 of ``v``'s dtype
+    :class:`toolchain.backends.lava.LIFSubtract`; for torch tensors ``subtract`` may also be a per-neuron bool
+    tensor). Returns ``(v, s)``: bool spikes for numpy, 0/1 of ``v``'s dtype
     for torch. ``s`` given: use it as the spikes (a surrogate whose forward value is the spike test). ``ops``: as
     for :func:`lif_subthreshold`."""
     X = ops if ops is not None else _ops(v)

@@ -35,7 +35,11 @@ two) and wrapped like Lava's (:func:`toolchain.fixedpoint.synaptic_input`: grade
 the shift, graded DelayDense products one by one, the result into the int32 channel).
 
 Timing is the numpy simulator's: an activation produced at step ``t`` enters ``a_in`` at step ``t + 1 + delay``;
-``a_in`` of a group is the int32-wrapping sum of its synapse groups' activations.
+``a_in`` of a group is the int32-wrapping sum of its synapse groups' activations. Without surrogates (simulate,
+IntegerNet) all groups are updated side by side as one ``(batch, neurons)`` state, one LIF update per step (their
+updates in a step are independent; per-neuron reset modes), which cuts the number of tensor operations — what
+bounds a step on a GPU — by the number of groups; the fake-quantised model updates group by group (its
+surrogates are per group).
 
 Weights are held as dense ``(n_in, n_out)`` tensors, except sparse storage (CSR, structured, conv) with fewer than
 10% of the entries stored or more than 2^24 entries, which is held as a sparse CSR tensor (``torch.sparse.mm``;
@@ -171,6 +175,8 @@ class Plan:
     device: torch.device
     port_kind: Dict[str, str] = field(default_factory=dict)
     by_name: Dict[str, Grp] = field(default_factory=dict)
+    merged: Optional[Grp] = None                       # every group side by side (runs without hooks)
+    slices: Dict[str, slice] = field(default_factory=dict)  # group -> its neurons in ``merged``
 
 
 def _device(device: Union[str, torch.device, None]) -> torch.device:
@@ -241,7 +247,29 @@ def plan(program: Program, device: Union[str, torch.device, None] = "cpu", masks
                           name not in bias_port and bool(np.any(fx.effective_bias(c.bias_mant, c.bias_exp)))))
     p = Plan(groups, syns, ports, program.output, dev, {q.name: q.kind for q in program.inputs})
     p.by_name = {g.name: g for g in groups}
+    if len(groups) > 1:
+        p.merged, p.slices = _merge(groups)
     return p
+
+
+def _merge(groups: Sequence[Grp]) -> Tuple[Grp, Dict[str, slice]]:
+    """All groups as one (their updates in a step are independent: each reads only activations of earlier
+    steps), so that a step runs one LIF update on (B, N) instead of one per group. Per-neuron parameters are
+    concatenated; the reset mode becomes a per-neuron bool tensor where groups differ; no int32 wrap is skipped
+    unless no group needs one."""
+    slices, off = {}, 0
+    for g in groups:
+        slices[g.name] = slice(off, off + g.n)
+        off += g.n
+    cat = torch.cat
+    modes = {g.subtract for g in groups}
+    subtract: Any = modes.pop() if len(modes) == 1 else cat([torch.full((g.n,), g.subtract, device=g.fu.device)
+                                                              for g in groups])
+    m = Grp("*", (off,), off, cat([g.fu for g in groups]), cat([g.fv for g in groups]),
+            cat([g.bias for g in groups]), cat([g.vth64 for g in groups]), subtract, True,
+            cat([g.v_init for g in groups]), cat([g.bias_scale for g in groups]), 0, 0,
+            all(g.wrap_free for g in groups), None, any(g.has_bias for g in groups))
+    return m, slices
 
 
 # ------------------------------------------------------------------------------------------- activations
@@ -323,15 +351,22 @@ def run(p: Plan, inputs: Mapping[str, torch.Tensor], steps: int, record: Sequenc
     batch = next(iter(inputs.values())).shape[0]
     keep = set(record) | {p.output}
     f64 = dict(dtype=torch.float64, device=dev)
-    state = {g.name: (torch.zeros(batch, g.n, **f64), g.v_init.expand(batch, g.n).clone()) for g in p.groups}
+    # the units updated: every group side by side (p.merged) unless surrogates are tied per group (hooks)
+    merged = p.merged if hooks is None and p.merged is not None else None
+    units = [merged] if merged is not None else p.groups
+    unit_of = {g.name: ("*" if merged is not None else g.name) for g in p.groups}
+    sl_of = {g.name: (p.slices[g.name] if merged is not None else slice(None)) for g in p.groups}
+    state = {u.name: (torch.zeros(batch, u.n, **f64), u.v_init.expand(batch, u.n).clone()) for u in units}
     queues: Dict[str, List[Optional[torch.Tensor]]] = {s.name: [None] * (s.delay + 1) for s in p.syns}
     tr = Trace({g: [] for g in keep}, {g: [] for g in keep}, {g: [] for g in keep}, {g: [] for g in keep}, [],
                np.full(batch, steps, np.int64))
     params = {g.name: (ste(h.fu.get(g.name), g.fu), ste(h.fv.get(g.name), g.fv),
-                       ste(h.bias.get(g.name), g.bias) if g.has_bias or g.name in h.bias else None)
-              for g in p.groups}
+                      ste(h.bias.get(g.name), g.bias) if g.has_bias or g.name in h.bias else None)
+              for g in units}
     th = through if hooks is not None else None
     spike_ports = [k for k in inputs if p.port_kind.get(k, "spikes") == "spikes"]
+    resetting = [g for g in p.groups if g.reset_interval > 0]
+    port_groups = [g for g in p.groups if g.bias_port is not None]
     active: Optional[torch.Tensor] = None      # rows still running (None: all)
     active_np = np.arange(batch)
     out_grp = p.by_name[p.output]
@@ -344,20 +379,36 @@ def run(p: Plan, inputs: Mapping[str, torch.Tensor], steps: int, record: Sequenc
     for t in range(steps):
         if active is not None and active.numel() == 0:
             break
-        a_in: Dict[str, Optional[torch.Tensor]] = {g.name: None for g in p.groups}
+        rows = batch if active is None else int(active.numel())
+        a_in: Dict[str, Optional[torch.Tensor]] = {u.name: None for u in units}
         for s in p.syns:  # 1. input due now: the (int32-wrapping, in lif_subthreshold) sum of activations
             c = queues[s.name][t % (s.delay + 1)]
-            if c is not None:
-                a_in[s.dst] = c if a_in[s.dst] is None else a_in[s.dst] + c
+            if c is None:
+                continue
+            key = unit_of[s.dst]
+            if merged is None:
+                a_in[key] = c if a_in[key] is None else a_in[key] + c
+            else:
+                if a_in[key] is None:
+                    a_in[key] = torch.zeros(rows, merged.n, **f64)
+                a_in[key][:, sl_of[s.dst]] += c
         outs: Dict[str, torch.Tensor] = {}
-        for g in p.groups:  # 2. the LIF update
+        for g in units:  # 2. the LIF update
             u, v = state[g.name]
-            if g.resets_at(t):
-                u, v = torch.zeros_like(u), torch.zeros_like(v)
             fu, fv, bias = params[g.name]
-            if g.bias_port is not None:
-                port = torch.floor(at(inputs[g.bias_port], t).to(torch.float64) * g.bias_scale)
-                bias = port if bias is None else bias + port
+            due = [r for r in resetting if r.resets_at(t) and unit_of[r.name] == g.name]
+            if due:  # lava-dl's periodic reset: u = v = 0 before the update
+                u, v = u.clone(), v.clone()
+                for r in due:
+                    u[:, sl_of[r.name]] = 0
+                    v[:, sl_of[r.name]] = 0
+            ports = [r for r in port_groups if unit_of[r.name] == g.name]
+            if ports:  # bias input ports: the mantissas of this step, shifted by the group's bias_exp
+                full = torch.zeros(rows, g.n, **f64) if bias is None else bias.expand(rows, g.n).clone()
+                for r in ports:
+                    full[:, sl_of[r.name]] += torch.floor(at(inputs[r.bias_port], t).to(torch.float64) *
+                                                          r.bias_scale)
+                bias = full
             u, v = fx.lif_subthreshold(u, v, a_in[g.name], fu, fv, bias, through=th, wrap_free=g.wrap_free)
             v_pre = v
             sur = None
@@ -367,17 +418,23 @@ def run(p: Plan, inputs: Mapping[str, torch.Tensor], steps: int, record: Sequenc
             v, s = fx.lif_fire(v, g.vth64, g.subtract, sur)
             state[g.name] = (u, v)
             outs[g.name] = s
+            if hooks is not None and g.name in keep:
+                tr.v_pre[g.name].append(v_pre)
+        for g in p.groups:  # this step's records and outputs, per group
+            key, sl = unit_of[g.name], sl_of[g.name]
+            if merged is not None:
+                outs[g.name] = outs[key][:, sl]
             if g.name in keep:
+                u, v = state[key]
+                s = outs[g.name]
                 if compact:
                     tr.spikes[g.name].append(s.to(torch.uint8))
-                    tr.u[g.name].append(u.to(torch.int32))
-                    tr.v[g.name].append(v.to(torch.int32))
+                    tr.u[g.name].append(u[:, sl].to(torch.int32))
+                    tr.v[g.name].append(v[:, sl].to(torch.int32))
                 else:
                     tr.spikes[g.name].append(s)
-                    tr.u[g.name].append(u)
-                    tr.v[g.name].append(v)
-                    if hooks is not None:
-                        tr.v_pre[g.name].append(v_pre)
+                    tr.u[g.name].append(u[:, sl])
+                    tr.v[g.name].append(v[:, sl])
         tr.rows.append(active)
         for name in spike_ports:
             outs[name] = at(inputs[name], t)
@@ -389,7 +446,7 @@ def run(p: Plan, inputs: Mapping[str, torch.Tensor], steps: int, record: Sequenc
                 exact = ste(src.to(sur.dtype) @ sur, exact)
             queues[s.name][t % (s.delay + 1)] = exact
         if early_exit is not None:
-            y = outs[p.output] if out_grp.spiking else state[p.output][1]
+            y = outs[p.output] if out_grp.spiking else state[unit_of[p.output]][1][:, sl_of[p.output]]
             acc_out[active_np] += y.detach().to(torch.int64).cpu().numpy()
             stop = np.asarray(early_exit(t, acc_out[active_np].copy()), dtype=bool).reshape(-1)
             if stop.shape != (active_np.size,):
