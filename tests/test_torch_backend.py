@@ -326,3 +326,22 @@ def test_integer_net_to_device() -> None:
     if not torch.cuda.is_available():
         with pytest.raises(InputError, match="CUDA is not available"):
             net.to("cuda")
+
+
+def test_reduced_matmul_precision_keeps_graded_products_exact() -> None:
+    """Under float32 matmul precision "high" (TF32) or "medium" (bfloat16) the plan computes graded products with
+    payloads wider than the operands keep in float64; binary products stay float32 (exact there)."""
+    p8 = int_program((10, 4), seed=0, graded_bits=8)
+    p12 = int_program((10, 4), seed=0, graded_bits=12)  # sums below 2^24: float32 at full precision
+    pb = int_program((10, 4), seed=0)
+    old = torch.get_float32_matmul_precision()
+    try:
+        for prec, want in (("highest", (torch.float32, torch.float32)), ("high", (torch.float32, torch.float64)),
+                           ("medium", (torch.float32, torch.float64))):
+            torch.set_float32_matmul_precision(prec)
+            assert (TB.plan(p8).syns[0].w_t.dtype, TB.plan(p12).syns[0].w_t.dtype) == want, prec
+            assert TB.plan(pb).syns[0].w_t.dtype == torch.float32
+            x = int_inputs(p12, 2, 6, seed=1)
+            assert_bit_exact(p12, x)
+    finally:
+        torch.set_float32_matmul_precision(old)

@@ -28,9 +28,10 @@ The synaptic product ``s @ W^T`` (``s`` binary spikes or graded payloads, ``W`` 
 computed in float32 when the bound on every partial sum (``max_row |W| · max payload``) is below 2^24 — then every
 partial sum is an integer float32 holds exactly, in any summation order (so also in cuBLAS's blocked and split-K
 orders) — and in float64 below 2^53; programs beyond that are refused. On CUDA, TensorFloat-32 (``torch.backends
-.cuda.matmul.allow_tf32``) rounds float32 operands to 11 significant bits: 0/1 spikes and weights of at most
-9 bits stay exact, but graded payloads of more than 11 bits do not, so such products are computed in float64 when
-TF32 is allowed. The activation is then shifted by ``weight_exp`` (``·2^e`` or ``floor(·2^e)``, exact powers of
+.cuda.matmul.allow_tf32``, or ``torch.set_float32_matmul_precision("high")``) rounds float32 operands to 11
+significant bits, and precision "medium" to bfloat16's 8: 0/1 spikes and Lava's weights (at most 8 significant
+bits) stay exact, but graded payloads of more bits do not, so such products are computed in float64 when the
+plan is built under those settings. The activation is then shifted by ``weight_exp`` (``·2^e`` or ``floor(·2^e)``, exact powers of
 two) and wrapped like Lava's (:func:`toolchain.fixedpoint.synaptic_input`: graded Dense/Sparse sums wrap before
 the shift, graded DelayDense products one by one, the result into the int32 channel).
 
@@ -198,7 +199,12 @@ def plan(program: Program, device: Union[str, torch.device, None] = "cpu", masks
             raise InputError("sigma-delta groups are not supported by the torch backend (use the numpy "
                              "reference simulator)", node=g.name)
     f64 = dict(dtype=torch.float64, device=dev)
-    tf32 = dev.type == "cuda" and bool(torch.backends.cuda.matmul.allow_tf32)
+    # float32 products at reduced internal precision (TF32 on CUDA: 11 significant bits; "medium" matmul
+    # precision: bfloat16, 8): 0/1 spikes and Lava's weights (8 significant bits at most) stay exact, wider graded
+    # payloads do not
+    precision = torch.get_float32_matmul_precision()
+    op_bits = 8 if precision == "medium" else (_TF32_BITS if precision == "high" or (
+        dev.type == "cuda" and bool(torch.backends.cuda.matmul.allow_tf32)) else 24)
     ports = {p.name: (tuple(p.shape), int(p.num_message_bits)) for p in program.inputs}
     syns: List[Syn] = []
     in_bound = {g: 0 for g in program.groups}
@@ -209,7 +215,7 @@ def plan(program: Program, device: Union[str, torch.device, None] = "cpu", masks
         if c.acc_bound * 2.0 ** max(c.weight_exp, 0) >= _F64_EXACT:
             raise InputError(f"activations up to {c.acc_bound} << {c.weight_exp} exceed the exact float64 range "
                              "of the torch backend", node=s.name, field="weight")
-        f32 = c.acc_bound < _F32_EXACT and not (tf32 and payload_bits > _TF32_BITS)
+        f32 = c.acc_bound < _F32_EXACT and payload_bits <= op_bits
         dt = torch.float32 if f32 else torch.float64
         n_out, n_in = c.w_eff.shape
         w_csr = None
