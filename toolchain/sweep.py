@@ -442,7 +442,8 @@ def _fmt(v: Any) -> str:
 
 def write_report(study, cfg: SweepConfig, front: Dict[str, Any]) -> List[str]:
     """Write ``pareto.csv``, ``pareto.json``, ``pareto.png`` and copy the Pareto Programs to ``out/pareto``;
-    returns the front as table lines."""
+    returns the front as table lines. The plot has one panel per objective after the first: the first objective
+    against it, every finished trial in grey and the Pareto trials (over all objectives) in red."""
     import optuna
 
     from .plotting import save_figure
@@ -468,20 +469,23 @@ def write_report(study, cfg: SweepConfig, front: Dict[str, Any]) -> List[str]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-    fig, ax = plt.subplots(figsize=(5.5, 4))
-    if len(objs) >= 2:
-        xo, yo = objs[1], objs[0]
-        ax.scatter([t.values[1] for t in done], [t.values[0] for t in done], c="0.6", s=18, label="trials")
-        fr = sorted(front["rows"], key=lambda r: r[xo])
-        ax.plot([r[xo] for r in fr], [r[yo] for r in fr], "ro-", ms=5, label="Pareto front")
+    costs = objs[1:] or ["trial"]
+    fig, axes = plt.subplots(1, len(costs), figsize=(4.2 * len(costs), 3.8), squeeze=False)
+    on_front = {r["trial"] for r in front["rows"]}
+
+    def val(t, o):
+        return t.number if o == "trial" else t.values[objs.index(o)]
+    for ax, xo in zip(axes[0], costs):  # the first objective against each other one; the front in red
+        rest = [t for t in done if t.number not in on_front]
+        best = [t for t in done if t.number in on_front]
+        ax.scatter([val(t, xo) for t in rest], [t.values[0] for t in rest], c="0.6", s=18, label="trials")
+        ax.scatter([val(t, xo) for t in best], [t.values[0] for t in best], c="r", s=30, label="Pareto front")
         ax.set_xlabel(xo)
-        ax.set_ylabel(yo)
-        ax.legend()
-    else:
-        ax.plot([t.number for t in done], [t.values[0] for t in done], "k.")
-        ax.set_xlabel("trial")
         ax.set_ylabel(objs[0])
-    ax.set_title(f"study '{cfg.study['name']}': {len(done)} trials, {len(front['rows'])} on the front")
+        if xo in ("energy", "latency", "synapse_memory"):
+            ax.set_xscale("log")
+    axes[0][0].legend()
+    fig.suptitle(f"study '{cfg.study['name']}': {len(done)} trials, {len(front['rows'])} on the front")
     save_figure(fig, out / "pareto.png")
     return table_lines(table)
 
