@@ -1,5 +1,6 @@
-"""Multi-objective sweeps (toolchain.sweep, snnc sweep): Optuna study with 2 Ray workers on a tiny task, the
-Pareto front, saved Programs, resume from the SQLite storage, bad sweep files."""
+"""Multi-objective sweeps (toolchain.sweep, snnc sweep): an Optuna study with 2 worker processes sharing SQLite
+(default run) and with 2 Ray workers (slow) on a tiny task, the Pareto front, saved Programs, resume from the
+storage, bad sweep files."""
 from __future__ import annotations
 
 import json
@@ -41,11 +42,13 @@ def _dominates(a, b, dirs):
     return any(better) and not any(worse)
 
 
-def test_two_ray_workers_share_the_study_and_find_the_front(tmp_path, capsys):
+def _two_workers(tmp_path, capsys, executor):
+    """Run the tiny study with 2 workers of ``executor``; check trials, distinct settings, the front, the
+    Programs and the plot; returns (config path, finished trials)."""
     import optuna
     out = tmp_path / "out"
     cfg_path = tmp_path / "sweep.toml"
-    cfg_path.write_text(TINY.format(out=out.as_posix()))
+    cfg_path.write_text(TINY.format(out=out.as_posix()).replace('executor = "ray"', f'executor = "{executor}"'))
     assert main(["sweep", str(cfg_path)]) == 0
     text = capsys.readouterr().out
     n = int(text.split("RESULT sweep_trials ")[1].split()[0])
@@ -70,25 +73,22 @@ def test_two_ray_workers_share_the_study_and_find_the_front(tmp_path, capsys):
         assert prog.report["cores_used"] == r["cores"]
         assert 0.0 <= r["accuracy"] <= 1.0 and r["energy"] > 0
     assert (out / "pareto.png").stat().st_size > 0 and (out / "pareto.csv").read_text().startswith("trial,")
+    return cfg_path, n
+
+
+def test_two_worker_processes_share_sqlite_and_find_the_front(tmp_path, capsys):
+    _two_workers(tmp_path, capsys, "processes")
 
 
 @pytest.mark.slow
-def test_two_processes_share_sqlite_and_the_study_resumes(tmp_path, capsys):
-    import optuna
-    out = tmp_path / "out"
-    cfg_path = tmp_path / "sweep.toml"
-    cfg_path.write_text(TINY.format(out=out.as_posix()).replace('executor = "ray"', 'executor = "processes"'))
-    assert main(["sweep", str(cfg_path)]) == 0
-    text = capsys.readouterr().out
-    n = int(text.split("RESULT sweep_trials ")[1].split()[0])
-    assert 4 <= n <= 5 and "by 2 worker(s)" in text
-    study = _create_study(load_sweep_config(cfg_path))
-    first = {t.number for t in study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))}
-    assert len(first) == n
-    # resume: the same storage, serial, one more trial; the earlier trials stay
+def test_two_ray_workers_share_the_study_and_it_resumes(tmp_path, capsys):
+    cfg_path, n = _two_workers(tmp_path, capsys, "ray")
+    cfg = load_sweep_config(cfg_path)
+    first = {t.number for t in _create_study(cfg).get_trials()}
+    # resume: the same storage, serial, one more finished trial; the earlier trials stay
     assert main(["sweep", str(cfg_path), "--executor", "serial", "--trials", str(n + 1)]) == 0
     assert f"RESULT sweep_trials {n + 1}" in capsys.readouterr().out
-    assert first < {t.number for t in _create_study(load_sweep_config(cfg_path)).get_trials()}
+    assert first < {t.number for t in _create_study(cfg).get_trials()}
 
 
 @pytest.mark.parametrize("patch, field, words", [
