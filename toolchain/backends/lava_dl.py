@@ -10,6 +10,11 @@ layer with neurons, ``x`` is that layer's ``bias_mant`` per sample (B, W, H, C) 
 ``net.in_layer.neuron.bias_mant.init`` exactly as lava-dl's PilotNet hardware test does; otherwise ``x`` is
 binary (or graded) spikes (B, T, *input shape) fed through a ``RingBuffer`` into ``net.inp``. ``u`` and ``v`` are
 read with ``Var.get()`` after every step (the network runs one step at a time when they are recorded).
+
+Sigma-delta (SDNN) layers: ``spikes`` holds their int32 payloads, ``u`` their ``sigma`` and ``v`` their ``act``
+(``sigma`` for a ``Sigma``), as :class:`~toolchain.program.SigmaDeltaParams` records them. An SDNN file is run as
+lava-dl runs SDNNs, ``skip_layers=1`` (its input ``Delta`` is unconnected in lava-dl) with ``x`` the encoder's
+payloads (B, T, *input shape), e.g. the input group's payloads from the reference simulator.
 """
 from __future__ import annotations
 
@@ -30,8 +35,19 @@ def layer_names(net: object) -> list:
     return [f"layer{k}" for k in range(len(net.layers))]  # type: ignore[attr-defined]
 
 
+def _sdn_vars(neuron: object) -> Optional[tuple]:
+    """("sigma", "act") / ("sigma", "sigma") for Lava's sdn processes, None for a LIF."""
+    kind = type(neuron).__name__
+    if kind in ("SigmaDelta", "Delta"):
+        return ("sigma", "act")
+    if kind == "Sigma":
+        return ("sigma", "sigma")
+    return None
+
+
 def run_netx_file(path: Union[str, os.PathLike], x: np.ndarray, steps: int, reset_interval: Optional[int] = None,
-                  reset_offset: int = 0, input_message_bits: int = 0, record: bool = True) -> SimResult:
+                  reset_offset: int = 0, input_message_bits: int = 0, record: bool = True,
+                  skip_layers: int = 0) -> SimResult:
     """Build ``Network(net_config=path, reset_interval=..., ...)`` per sample, drive it and record every layer.
 
     Returns a :class:`~toolchain.sim.record.SimResult` whose groups are named ``layer<k>``; ``output`` is the last
@@ -47,7 +63,8 @@ def run_netx_file(path: Union[str, os.PathLike], x: np.ndarray, steps: int, rese
     names: list = []
     for b in range(x.shape[0]):
         net = netx.hdf5.Network(net_config=os.fspath(path), reset_interval=reset_interval,
-                                reset_offset=reset_offset, input_message_bits=input_message_bits)
+                                reset_offset=reset_offset, input_message_bits=input_message_bits,
+                                skip_layers=skip_layers)
         names = layer_names(net)
         bias_input = type(net.in_layer).__name__ == "Input"
         if bias_input:
@@ -72,14 +89,18 @@ def run_netx_file(path: Union[str, os.PathLike], x: np.ndarray, steps: int, rese
                         n = int(np.prod(layer.out.shape))
                         u.setdefault(name, np.zeros((x.shape[0], steps, n), np.int32))
                         v.setdefault(name, np.zeros((x.shape[0], steps, n), np.int32))
-                        u[name][b, t] = np.asarray(layer.neuron.u.get()).reshape(-1)
-                        v[name][b, t] = np.asarray(layer.neuron.v.get()).reshape(-1)
+                        uv = _sdn_vars(layer.neuron) or ("u", "v")
+                        u[name][b, t] = np.asarray(getattr(layer.neuron, uv[0]).get()).reshape(-1)
+                        v[name][b, t] = np.asarray(getattr(layer.neuron, uv[1]).get()).reshape(-1)
             else:
                 net.run(condition=L["RunSteps"](num_steps=steps), run_cfg=L["Loihi2SimCfg"](select_tag="fixed_pt"))
             for name, sink, layer in zip(names, sinks, net.layers):
                 data = np.asarray(sink.data.get())  # (*shape, steps)
-                spikes.setdefault(name, np.zeros((x.shape[0], steps, int(np.prod(layer.out.shape))), np.uint8))
-                spikes[name][b] = np.moveaxis(data, -1, 0).reshape(steps, -1) != 0
+                graded = _sdn_vars(layer.neuron) is not None
+                spikes.setdefault(name, np.zeros((x.shape[0], steps, int(np.prod(layer.out.shape))),
+                                                 np.int32 if graded else np.uint8))
+                flat = np.moveaxis(data, -1, 0).reshape(steps, -1)
+                spikes[name][b] = flat if graded else flat != 0
         except Exception as exc:  # noqa: BLE001 - lava-dl/Lava failures are reported with the file
             raise ToolchainError(f"lava-dl's netx reader failed: {type(exc).__name__}: {exc}",
                                  file=os.fspath(path)) from exc

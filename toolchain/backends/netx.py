@@ -45,6 +45,16 @@ The Program must be a chain ``input -> g0 -> g1 -> ... -> output`` (:func:`netx_
   ``Network(reset_interval=...)``; the groups' resets must follow that schedule and :func:`netx_network_args`
   returns the arguments (also stored as root attributes ``reset_interval``/``reset_offset``).
 
+Sigma-delta (SDNN) groups (:class:`~toolchain.program.SigmaDeltaParams`) are written as lava-dl's ``SDNN``
+neuron (``hdf5.py`` ``get_neuron_params`` L164-189): ``vThMant`` = ``sdn.vth`` (one value: Lava's sdn threshold
+Var has shape (1,)), ``messageBits`` = ``sdn.num_message_bits``, ``sigma_output`` for a Sigma readout, the layer
+``bias`` = ``sdn.bias`` (a Sigma takes none). lava-dl fixes ``state_exp = 6``, ReLU and no cumulative error; every
+group's ``spike_exp`` must be the one passed as ``Network(spike_exp=...)`` (:func:`netx_network_args`). A Delta
+encoder fed through an identity synapse from a graded port is written as the SDNN ``input`` layer; lava-dl leaves
+that layer unconnected, so the file is run with ``skip_layers=1`` and fed the encoder's payloads
+(:func:`netx_network_args` says so). A graded port feeding an SDNN layer directly gives
+``input_message_bits``.
+
 Refused, each with a :class:`~toolchain.errors.ToolchainError` naming the port, group or synapse and the field:
 more than one input port (``inputs``), graded input (``num_message_bits``), anything but a chain (``synapses`` /
 ``groups`` / ``output``: skip connections, fan-out), recurrence between different groups (``recurrent``),
@@ -223,7 +233,7 @@ def netx_chain(program: Program) -> List[ChainLink]:
         raise ToolchainError(f"netx networks have one input; the program has {len(program.inputs)} input ports",
                              field="inputs")
     port = program.inputs[0]
-    if port.num_message_bits:
+    if port.num_message_bits and not any(g.sdn is not None for g in program.groups.values()):
         raise ToolchainError(f"graded input ({port.num_message_bits}-bit payloads) cannot be described in a netx "
                              "file (netx takes the input's message bits from Network(input_message_bits=...))",
                              node=port.name, field="num_message_bits")
@@ -292,6 +302,64 @@ def _folded(syn: SynapseGroup, w: np.ndarray) -> np.ndarray:
     return w >> k
 
 
+#: lava-dl's fixed SDNN state exponent (``hdf5.py`` L176, L187)
+NETX_SDNN_STATE_EXP = 6
+
+
+def _sdnn_spike_exp(program: Program) -> Optional[int]:
+    """The one ``spike_exp`` of the program's sigma-delta groups (None without any); refused when they differ."""
+    exps = {g.sdn.spike_exp for g in program.groups.values() if g.sdn is not None and g.sdn.kind != "sigma"}
+    if len(exps) > 1:
+        g = next(g for g in program.groups.values() if g.sdn is not None and g.sdn.kind != "sigma")
+        raise ToolchainError(f"sigma-delta groups with spike_exp {sorted(exps)}: netx has one (Network(spike_exp=))",
+                             node=g.name, field="sdn.spike_exp")
+    return exps.pop() if exps else None
+
+
+def _check_sdnn(group: NeuronGroup) -> None:
+    q = group.sdn
+    if q.kind == "sigma":
+        if np.any(q.bias):
+            raise ToolchainError("a Sigma readout has no bias", node=group.name, field="sdn.bias")
+        if q.num_message_bits != 16:
+            raise ToolchainError(f"{q.num_message_bits} message bits: lava-dl 0.6.0 builds SDNN layers with 16",
+                                 node=group.name, field="sdn.num_message_bits")
+        return
+    if q.state_exp != NETX_SDNN_STATE_EXP:
+        raise ToolchainError(f"lava-dl builds SDNN neurons with state_exp {NETX_SDNN_STATE_EXP}, this group has "
+                             f"{q.state_exp}", node=group.name, field="sdn.state_exp")
+    if q.cum_error or q.act_mode != "relu":
+        raise ToolchainError("lava-dl builds SDNN neurons with ReLU and without cumulative error", node=group.name,
+                             field="sdn.act_mode" if q.act_mode != "relu" else "sdn.cum_error")
+    if q.num_message_bits != 16:
+        raise ToolchainError(f"{q.num_message_bits} message bits: lava-dl 0.6.0 builds SDNN layers with 16 (a "
+                             "messageBits dataset makes its reader fail in Lava's builder)", node=group.name,
+                             field="sdn.num_message_bits")
+    if np.any(q.vth != q.vth[0]):
+        raise ToolchainError("netx's vThMant of an SDNN neuron is one value (Lava's sdn threshold is a shape-(1,) "
+                             "Var)", node=group.name, field="sdn.vth")
+
+
+def _layer_bias(group: NeuronGroup) -> np.ndarray:
+    """The file's ``bias`` of a layer: the SDNN bias mantissa, or the CUBA bias (:func:`_file_bias`)."""
+    if group.sdn is not None:
+        return group.sdn.bias.astype(np.int64)
+    return _file_bias(group)
+
+
+def _is_encoder(link: "ChainLink", port: Any) -> bool:
+    """A Delta group fed only through an identity synapse (weights 1 as Lava uses them, no exponent or delay)
+    from the spike port: netx's SDNN input layer."""
+    g = link.group
+    if g.sdn is None or g.sdn.kind != "delta" or len(link.ff) != 1 or link.rec:
+        return False
+    s = link.ff[0]
+    if s.src != port.name or s.delay or s.weight_exp or port.size != g.size:
+        return False
+    w = fx.lava_weights(s.weight.to_dense(), s.num_weight_bits, s.sign_mode)
+    return bool(np.array_equal(w, np.eye(g.size, dtype=w.dtype)))
+
+
 def _file_bias(group: NeuronGroup) -> np.ndarray:
     eff = fx.effective_bias(group.bias_mant, group.bias_exp).astype(np.int64)
     step = 1 << NETX_BIAS_EXP
@@ -314,6 +382,9 @@ def _neuron_field(values: np.ndarray, shape: Tuple[int, ...] = ()) -> np.ndarray
 
 
 def _check_group(group: NeuronGroup) -> None:
+    if group.sdn is not None:
+        _check_sdnn(group)
+        return
     if group.reset_mode != "zero":
         raise ToolchainError(f"reset_mode '{group.reset_mode}': netx's CUBA neuron is Lava's LIF, which resets "
                              "v to zero (compile with --reset zero)", node=group.name, field="reset_mode")
@@ -423,7 +494,7 @@ def _conv_layer(link: ChainLink, prev_shape: Tuple[int, ...]) -> NetxLayer:
         raise ToolchainError("kernel sums could reach Lava Conv's 24-bit output clamp", node=syn.name, field="weight")
     g = link.group
     _check_group(g)
-    bias = _file_bias(g).reshape(w.out_shape)
+    bias = _layer_bias(g).reshape(w.out_shape)
     per_channel = bias.reshape(-1, w.out_shape[2])
     bias_out = per_channel[0] if np.all(per_channel == per_channel[0]) else bias
     return NetxLayer("conv", tuple(w.out_shape), g, weight=k.astype(np.int32),
@@ -448,14 +519,24 @@ def _netx_layers(program: Program) -> Tuple[List[NetxLayer], Tuple[int, int]]:
         shape = tuple(port.shape) if len(port.shape) in (1, 3) else (g.size,)
         layers.append(NetxLayer("input", shape, g))
         prev_shape, links = shape, chain[1:]
+    elif _is_encoder(chain[0], port):  # netx's SDNN input layer (a Delta)
+        g = chain[0].group
+        _check_group(g)
+        shape = tuple(g.shape) if len(g.shape) in (1, 3) else (g.size,)
+        layers.append(NetxLayer("input", shape, g))
+        prev_shape, links = shape, chain[1:]
     else:
         first = chain[0].ff
         conv_first = len(first) == 1 and isinstance(first[0].weight, Conv)
         shape = tuple(first[0].weight.in_shape) if conv_first else (port.size,)
         layers.append(NetxLayer("input", shape))
         prev_shape, links = shape, chain
+    _sdnn_spike_exp(program)
     for link in links:
         g = link.group
+        if g.sdn is not None and g.sdn.kind == "delta":
+            raise ToolchainError("a Delta encoder is netx's SDNN input layer only (first, fed through an identity "
+                                 "synapse from the input port)", node=g.name, field="sdn.kind")
         if any(isinstance(s.weight, Conv) for s in link.ff):
             lay = _conv_layer(link, prev_shape)
             layers.append(lay)
@@ -474,7 +555,7 @@ def _netx_layers(program: Program) -> Tuple[List[NetxLayer], Tuple[int, int]]:
                 df = np.zeros_like(dff)
                 df[:, perm] = dff
                 dff = df
-        lay = NetxLayer("dense", (g.size,), g, weight=None, bias=_file_bias(g), delay=dff)
+        lay = NetxLayer("dense", (g.size,), g, weight=None, bias=_layer_bias(g), delay=dff)
         if link.rec:
             wrec, drec = _rec_file(link)
             nx = _exact_or_raise(np.hstack([wff, wrec]), link.rec[0].name, "weight", link.ff + link.rec)
@@ -582,6 +663,13 @@ def export_netx(program: Program, path: Union[str, os.PathLike]) -> Path:
                     g = lay.group
                     shp = lay.shape
                     neu = h.create_group("neuron")
+                    if g.sdn is not None:  # lava-dl's SDNN neuron (module docstring)
+                        neu.create_dataset("type", (1,), "S10", [b"SDNN"])
+                        neu.create_dataset("vThMant", data=np.int64(g.sdn.vth[0]))
+                        neu.create_dataset("gradedSpike", data=True)
+                        if g.sdn.kind == "sigma":
+                            neu.create_dataset("sigma_output", data=True)
+                        continue
                     neu.create_dataset("type", (1,), "S10", [b"CUBA"])
                     neu.create_dataset("iDecay", data=_neuron_field(g.du.astype(np.int64) + 1, shp))
                     neu.create_dataset("vDecay", data=_neuron_field(g.dv, shp))
@@ -604,8 +692,16 @@ def export_netx(program: Program, path: Union[str, os.PathLike]) -> Path:
 def netx_network_args(program: Program) -> dict:
     """The arguments to pass to ``lava.lib.dl.netx.hdf5.Network`` besides ``net_config`` so that it computes
     ``program``: ``{"reset_interval": R or None, "reset_offset": o}`` (checked like :func:`export_netx`)."""
-    _, (interval, offset) = _netx_layers(program)
-    return {"reset_interval": interval or None, "reset_offset": offset}
+    layers, (interval, offset) = _netx_layers(program)
+    out: dict = {"reset_interval": interval or None, "reset_offset": offset}
+    se = _sdnn_spike_exp(program)
+    if se is not None:  # SDNN: the spike exponent, and the unconnected Delta input layer is skipped
+        out["spike_exp"] = se
+        if layers[0].group is not None and layers[0].group.sdn is not None:
+            out["skip_layers"] = 1
+        elif program.inputs[0].num_message_bits:
+            out["input_message_bits"] = program.inputs[0].num_message_bits
+    return out
 
 
 def round_biases_for_netx(program: Program) -> Tuple[Program, List[str]]:

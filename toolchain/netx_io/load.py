@@ -34,9 +34,24 @@ Layer by layer (``/layer/<i>``, in index order), as lava-dl builds it:
   ``Network`` argument, not in the file) gives every layer Lava's ``LIFReset`` with offset
   ``reset_offset + 1 + k`` for the k-th layer built.
 
+* ``neuron`` ``type`` SDNN (sigma-delta, graded spikes; ``hdf5.py`` ``get_neuron_params`` L164-189): an input
+  layer is Lava's ``Delta`` (``vth = vThMant``, ``spike_exp`` = the Network's (6), ``state_exp = 6``); a layer with
+  ``sigma_output`` is a ``Sigma`` (the readout: its payload is sigma); any other layer a ``SigmaDelta`` (ReLU,
+  ``vth = vThMant``, ``bias`` = the layer's ``bias``, ``spike_exp`` 6, ``state_exp`` 6). ``messageBits`` (16 when
+  absent) are the payload bits, and the ``num_message_bits`` of the next layer's synapse (graded Dense/Conv).
+  lava-dl builds the SDNN input layer's ``Delta`` but leaves its input unconnected (the ``Input`` block's ``inp``
+  is not wired to the neuron, ``netx/blocks/process.py`` L101-106), so SDNN networks are run with
+  ``Network(skip_layers=1)`` and a host-side encoder: this Program holds that encoder — the ``Delta`` group, fed
+  frame by frame through an identity synapse from a graded port ``input`` (``input_message_bits`` bits, 16 when
+  0). Reset is ignored for SDNN layers, as lava-dl does (with a warning). lava-dl's SDNN conv layers use Lava's
+  ``Conv`` (float32 sums clamped to 24 bits): the Program's graded Sparse product equals it while every sum stays
+  below 2^23 in magnitude (the usual case; a note records the largest possible row sum per payload unit).
+
 Refused, with one error naming the file, the layer (``layer/<i>``) and the field: ``pool``, ``convT``,
 ``unpool``, ``average``, ``concat``, ``dense_comp`` (lava-dl 0.6.0 cannot build them either, or not as CUBA
-neurons), SDNN and resonate-and-fire neurons (``neuron/type``; SDNN has its own issue), graded CUBA output
+neurons), resonate-and-fire neurons (``neuron/type``), SDNN layers lava-dl cannot build (a per-neuron
+``vThMant``: Lava's sdn threshold is one value; a ``bias`` on a ``sigma_output`` layer: Lava's Sigma takes none;
+``messageBits`` 0), graded CUBA output
 (``neuron/messageBits``), values outside Lava's fields (e.g. ``bias`` beyond 13 bits) and shapes that do not
 chain.
 """
@@ -102,6 +117,7 @@ class _Reader:
     table: List[Dict[str, Any]] = field(default_factory=list)
     notes: List[str] = field(default_factory=list)
     simulation: Dict[str, Any] = field(default_factory=dict)
+    spike_exp: int = 6
 
     def err(self, msg: str, layer: Optional[int] = None, fld: Optional[str] = None) -> NetxImportError:
         return NetxImportError(msg, file=self.path, node=None if layer is None else f"layer/{layer}", field=fld)
@@ -186,9 +202,56 @@ def _per_neuron(r: _Reader, val: np.ndarray, shape: Tuple[int, ...], i: int, fld
                 f"shape {shape}", i, fld)
 
 
+#: lava-dl's SDNN defaults (``hdf5.py`` L168-188): 16 message bits, ``state_exp`` 6; ``spike_exp`` is the
+#: ``Network`` argument (default 6)
+NETX_SDNN_MESSAGE_BITS = 16
+NETX_SDNN_STATE_EXP = 6
+NETX_SDNN_SPIKE_EXP = 6
+
+
+def _sdnn_neuron(r: _Reader, ng: Any, i: int, name: str, shape: Tuple[int, ...], bias: Optional[np.ndarray],
+                 is_input: bool) -> NeuronGroup:
+    """The Delta / Sigma / SigmaDelta group lava-dl builds for an SDNN neuron group (module docstring)."""
+    from ..program import sigma_delta_group
+    mb = NETX_SDNN_MESSAGE_BITS
+    if "messageBits" in ng:
+        v = _read(r, ng, "messageBits", i).reshape(-1)
+        if v.size != 1 or v[0] != int(v[0]) or not 1 <= int(v[0]) <= 24:
+            raise r.err(f"must be one integer in [1, 24] for SDNN neurons, got {v.tolist()}", i,
+                        "neuron/messageBits")
+        mb = int(v[0])
+    sigma = "sigma_output" in ng and not is_input
+    if sigma:
+        if bias is not None and np.any(bias):
+            raise r.err("a sigma_output layer with a bias: lava-dl 0.6.0 passes it to Lava's Sigma, which takes none",
+                        i, "bias")
+        r.notes.append(f"layer/{i}: SDNN sigma_output: Lava Sigma (payload = sigma)")
+        return sigma_delta_group(name, shape, "sigma", num_message_bits=mb, source=f"layer/{i}")
+    vth = _read(r, ng, "vThMant", i).reshape(-1)
+    if vth.size != 1:
+        raise r.err(f"{vth.size} values: Lava's sdn processes hold one threshold (lava-dl cannot build a per-neuron "
+                    "one)", i, "neuron/vThMant")
+    if vth[0] != int(vth[0]) or vth[0] < 0:
+        raise r.err(f"must be a non-negative integer, got {vth[0]}", i, "neuron/vThMant")
+    se, st = r.spike_exp, NETX_SDNN_STATE_EXP
+    lim = (2 ** 31 - 1) >> (se + st)
+    if int(vth[0]) > lim:
+        raise r.err(f"{int(vth[0])} << {se + st} leaves Lava's int32 threshold (at most {lim})", i, "neuron/vThMant")
+    if is_input:
+        return sigma_delta_group(name, shape, "delta", vth=int(vth[0]), spike_exp=se, state_exp=st,
+                                 num_message_bits=mb, source=f"layer/{i}")
+    b = np.zeros(int(np.prod(shape)), np.int64) if bias is None else _per_neuron(r, bias, shape, i, "bias")
+    if b.size and np.abs(b).max() > lim:
+        raise r.err(f"|bias| up to {np.abs(b).max()}: bias << {se + st} leaves Lava's int32 (at most {lim})", i,
+                    "bias")
+    return sigma_delta_group(name, shape, "sigma_delta", vth=int(vth[0]), bias=b, spike_exp=se, state_exp=st,
+                             num_message_bits=mb, source=f"layer/{i}")
+
+
 def _neuron(r: _Reader, lay: Any, i: int, name: str, shape: Tuple[int, ...], bias: Optional[np.ndarray],
-            k: int) -> NeuronGroup:
-    """The CUBA LIF group netx builds for layer ``i`` (the ``k``-th layer built, for the reset offset)."""
+            k: int, is_input: bool = False) -> NeuronGroup:
+    """The CUBA LIF group netx builds for layer ``i`` (the ``k``-th layer built, for the reset offset), or the
+    sigma-delta group of an SDNN neuron (:func:`_sdnn_neuron`)."""
     import h5py
     ng = lay.get("neuron")
     if ng is None:
@@ -199,10 +262,10 @@ def _neuron(r: _Reader, lay: Any, i: int, name: str, shape: Tuple[int, ...], bia
         if not isinstance(ng, h5py.Group):
             raise r.err("is not a group", i, "neuron")
         ntype = _text(r, ng, "type", i)
+        if ntype == "SDNN":
+            return _sdnn_neuron(r, ng, i, name, shape, bias, is_input)
         if ntype not in ("LOIHI", "CUBA"):
-            what = ("sigma-delta (SDNN) neurons are not supported yet (their own issue)" if ntype == "SDNN"
-                    else f"neuron type {ntype!r} is not supported (CUBA/LOIHI LIF only)")
-            raise r.err(what, i, "neuron/type")
+            raise r.err(f"neuron type {ntype!r} is not supported (CUBA/LOIHI LIF or SDNN only)", i, "neuron/type")
         if "messageBits" in ng and np.any(_read(r, ng, "messageBits", i) != 0):
             raise r.err("graded output spikes of CUBA neurons are not supported", i, "neuron/messageBits")
         cfg = {key: _read(r, ng, key, i) for key in ("iDecay", "vDecay", "vThMant")}
@@ -290,10 +353,11 @@ def _dense_synapses(r: _Reader, name: str, src: str, dst: str, w: np.ndarray, nw
 
 
 def load_netx(path: Union[str, os.PathLike], reset_interval: Optional[int] = None, reset_offset: int = 0,
-              input_message_bits: int = 0, sparse_fc_layer: bool = False, target: str = "loihi2") -> Program:
+              input_message_bits: int = 0, sparse_fc_layer: bool = False, target: str = "loihi2",
+              spike_exp: int = NETX_SDNN_SPIKE_EXP) -> Program:
     """Read a netx ``.net`` file into a Program (unpartitioned; :func:`compile_netx` places it on cores).
 
-    ``reset_interval``, ``reset_offset``, ``input_message_bits``, ``sparse_fc_layer``: the arguments of
+    ``reset_interval``, ``reset_offset``, ``input_message_bits``, ``sparse_fc_layer``, ``spike_exp``: the arguments of
     lava-dl's ``netx.hdf5.Network`` of the same names (the file does not hold them). Returns a Program whose
     ``metadata["netx"]`` holds the layer table (``layers``), the file's ``simulation`` group and notes.
     Raises :class:`NetxImportError` naming the file, the layer and the field.
@@ -314,7 +378,10 @@ def load_netx(path: Union[str, os.PathLike], reset_interval: Optional[int] = Non
         fh = h5py.File(p, "r")
     except OSError as exc:
         raise NetxImportError(f"not a netx (HDF5) file: {exc}", file=p) from None
-    r = _Reader(p, None if reset_interval is None else int(reset_interval), int(reset_offset))
+    if not 0 <= int(spike_exp) <= 7:
+        raise NetxImportError(f"spike_exp must be in [0, 7], got {spike_exp}", file=p, field="spike_exp")
+    r = _Reader(p, None if reset_interval is None else int(reset_interval), int(reset_offset),
+                spike_exp=int(spike_exp))
     try:
         _read_file(fh, r, int(input_message_bits), bool(sparse_fc_layer))
     except (OSError, RuntimeError, KeyError) as exc:  # h5py on a damaged file (truncated, flipped bytes)
@@ -325,7 +392,8 @@ def load_netx(path: Union[str, os.PathLike], reset_interval: Optional[int] = Non
     meta = {"source_format": "netx", "file": p,
             "netx": {"layers": r.table, "simulation": sim, "reset_interval": r.reset_interval,
                      "reset_offset": r.reset_offset, "input_message_bits": int(input_message_bits),
-                     "sparse_fc_layer": bool(sparse_fc_layer), "notes": r.notes}}
+                     "sparse_fc_layer": bool(sparse_fc_layer), "spike_exp": r.spike_exp,
+                     "notes": r.notes}}
     try:
         return Program(r.groups, r.synapses, r.inputs, r.groups[-1].name, target=target, metadata=meta)
     except ToolchainError as exc:
@@ -380,9 +448,18 @@ def _build(r: _Reader, layers: Any, input_message_bits: int, sparse_fc_layer: bo
                     raise r.err("an input layer with neurons needs a shape", i, "shape")
                 if prev is not None:
                     raise r.err("an input layer after other layers", i, "type")
-                g = _neuron(r, lay, i, f"input{i}", in_shape, None, k)
+                g = _neuron(r, lay, i, f"input{i}", in_shape, None, k, is_input=True)
                 r.groups.append(g)
-                r.inputs.append(InputPort("input", in_shape, kind="bias", target=g.name))
+                if g.sdn is not None:  # the SDNN encoder (Delta), fed frame by frame (module docstring)
+                    n_in = g.size
+                    r.inputs.append(InputPort("input", in_shape, input_message_bits or NETX_SDNN_MESSAGE_BITS))
+                    r.synapses.append(SynapseGroup(f"w{i}", "input", g.name, Csr.from_dense(
+                        np.eye(n_in, dtype=np.int64)), sign_mode="excitatory"))
+                    r.notes.append(f"layer/{i}: SDNN input layer: a Delta encoder fed frame by frame through an "
+                                   "identity synapse (lava-dl builds it unconnected: run lava-dl with "
+                                   "skip_layers=1 and feed it the encoder's payloads)")
+                else:
+                    r.inputs.append(InputPort("input", in_shape, kind="bias", target=g.name))
                 prev = _Layer(g.name, in_shape)
                 k += 1
                 r.table.append({"layer": i, "type": "input", "group": g.name, "shape": list(in_shape),
