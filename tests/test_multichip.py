@@ -191,3 +191,24 @@ def test_unpartitioned_program_is_refused():
         partition_chips(p, load_target("kapoho_point"))
     dense = SynapseGroup("d", "in", "g0", Dense(np.ones((5, 4), np.int16)))
     assert dense.weight.nnz == 20
+
+
+def test_snnc_chips_with_recorded_rates(tmp_path, capsys):
+    from toolchain.cli.main import main
+    t = _small_target(tmp_path, neurons=16, cores_per_chip=4, chips=16)
+    p = partition(_local_net(n=64, layers=3), t, compare=False)
+    p.save(tmp_path / "build")
+    x = int_inputs(p, 2, 6, rate=0.5, seed=1)
+    np.save(tmp_path / "x.npy", x)
+    assert main(["chips", str(tmp_path / "build"), "-t", str(t.source), "--data", str(tmp_path / "x.npy"),
+                 "-o", str(tmp_path / "out")]) == 0
+    text = capsys.readouterr().out
+    q = Program.load(tmp_path / "out")
+    mc = q.report["multichip"]
+    assert mc["rates"] == "recorded" and "hypergraph" in text and "inorder" in text
+    res = simulate(p, x, steps=6, record=True)
+    chip = np.asarray(mc["chip_of_core"])
+    assert [c.chip for c in q.placement.cores] == chip.tolist()
+    assert mc["interchip_spikes_per_step"] == pytest.approx(_brute_traffic(p, chip, rates_from_spikes(res.spikes)))
+    assert f"RESULT interchip_spikes_per_step {mc['interchip_spikes_per_step']:.6g}" in text
+    assert main(["chips", str(tmp_path / "nonesuch")]) == 1

@@ -24,6 +24,7 @@ _COMMAND_MODULES: List[str] = [
     "toolchain.cli.deploy",
     "toolchain.cli.train",
     "toolchain.cli.sweep",
+    "toolchain.cli.chips",
 ]
 
 
