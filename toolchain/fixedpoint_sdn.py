@@ -69,7 +69,7 @@ from typing import Tuple, Union
 import numpy as np
 
 __all__ = ["SDN_KINDS", "ACT_MODES", "MAX_EXP", "scaled_param", "sigma_delta_step", "sigma_step", "delta_step",
-           "delta_encode", "payload_bits"]
+           "delta_encode", "payload_bits", "message_stats"]
 
 #: the neuron kinds of the IR (``NeuronGroup.neuron``) that follow this module
 SDN_KINDS = ("sigma_delta", "sigma", "delta")
@@ -169,3 +169,10 @@ def payload_bits(payload: np.ndarray) -> np.ndarray:
     pos = m > 0
     length[pos] = np.floor(np.log2(m[pos])).astype(np.int64) + 1
     return np.where(p != 0, length + 1, 0)
+
+
+def message_stats(payloads: np.ndarray) -> Tuple[int, int]:
+    """``(messages, payload_bits)`` of a record of graded payloads (any shape): messages are the non-zero
+    payloads (a zero is not sent), bits their two's-complement widths summed (:func:`payload_bits`)."""
+    p = np.asarray(payloads)
+    return int(np.count_nonzero(p)), int(payload_bits(p).sum())
