@@ -432,6 +432,9 @@ def ablate_report(data: Dict[str, Any], reprint: Optional[Dict[str, Any]]) -> No
     from toolchain.textutil import table_lines
     results = [r for r in data["results"] if r.get("neuron_keep") is None]
     tasks = sorted({r["task"] for r in results}, key=lambda t: (t not in REGRESSION, t))
+    if not results:
+        _sweep_report(data)
+        return
     names = list(ABLATIONS) + list(BASELINES)
     rows = [("task", "method", "neurons", "rec. synapses", "synapses", "test error (95% CI)", "chosen lr",
              "Δ vs LNP (95% CI)")]
@@ -457,8 +460,8 @@ def ablate_report(data: Dict[str, Any], reprint: Optional[Dict[str, Any]]) -> No
           "test split at the learning rate chosen on the validation split; Δ vs LNP = paired mean of "
           "err(LNP) - err(method) over seeds (negative: LNP better) with its 95% t-interval")
 
-    def beats(n: str) -> int:
-        return sum(1 for t in tasks if n in paired[t] and paired[t][n]["hi"] < 0)
+    def beats(n: str) -> int:  # tasks with at least 3 paired seeds whose interval lies entirely below 0
+        return sum(1 for t in tasks if n in paired[t] and paired[t][n]["n"] >= 3 and paired[t][n]["hi"] < 0)
     rel = {t: float(np.mean([r["methods"]["lnp"]["error"] for r in results if r["task"] == t]) /
                     np.mean([r["methods"]["dense"]["error"] for r in results if r["task"] == t]) - 1)
            for t in tasks}
@@ -477,6 +480,10 @@ def ablate_report(data: Dict[str, Any], reprint: Optional[Dict[str, Any]]) -> No
            ("ablate_tasks", f"{len(tasks)}"), ("ablate_seeds", f"{len({r['seed'] for r in results})}")]
     for name, value in res:
         print(result_line(name, value, reprint))
+    _sweep_report(data)
+
+
+def _sweep_report(data: Dict[str, Any]) -> None:
     sweep = [r for r in data["results"] if r.get("neuron_keep") is not None]
     if sweep:
         print("sparsity sweep (LNP vs random at the same counts):")
@@ -533,7 +540,7 @@ def ablate_main(args: Any) -> int:
     s = _ablate_settings(args.quick)
     tasks = args.tasks or (["lorenz63", "rossler", "mackey_glass", "mnist1d"])
     seeds = list(range(args.seeds))
-    jobs = [dict(task=t, seed=k, settings=s) for t in tasks for k in seeds]
+    jobs = [] if args.sweep_only else [dict(task=t, seed=k, settings=s) for t in tasks for k in seeds]
     for keep in args.sweep or []:
         jobs += [dict(task=t, seed=k, settings=s, neuron_keep=keep, variants=["lnp"], with_dense=False)
                  for t in (args.sweep_tasks or tasks[:1]) for k in seeds]
@@ -589,6 +596,7 @@ def main(argv: List[str] = None) -> int:
                          "LNP with each step switched off, magnitude pruning, paired 95%% intervals over seeds")
     ap.add_argument("--sweep", type=float, nargs="*", default=None,
                     help="with --ablate: neuron_keep values of the sparsity sweep (e.g. 0.3 0.5 0.7)")
+    ap.add_argument("--sweep-only", action="store_true", help="with --ablate --sweep: only the sweep jobs")
     ap.add_argument("--sweep-tasks", nargs="+", default=None, help="tasks of the sweep (default: the first task)")
     ap.add_argument("--out-json", default=None, help="with --ablate: JSON path (default benchmarks/results/)")
     ap.add_argument("--from-json", default=None, help="re-print a saved --ablate run (nothing is measured)")
