@@ -216,3 +216,20 @@ def test_lava_bit_exact_random(case):
 @given(sdnn_cases())
 def test_lava_bit_exact_random_many(case):
     test_lava_bit_exact_random.hypothesis.inner_test(case)
+
+
+def test_report_graded_activity():
+    """``snnc report``'s graded-spike metrics: non-zero payloads of the sigma-delta senders and their bits."""
+    from toolchain.cli.report import graded_activity
+    rng = np.random.default_rng(2)
+    p = sdnn_program(rng, lif=False)
+    x = video(rng, 2, 12, 6)
+    res = simulate(p, x, record=True)
+    got = graded_activity(p, res)
+    senders = ["enc", "h0"]
+    msgs = sum(np.count_nonzero(res.spikes[g]) for g in senders)
+    bits = sum(int(fxs.payload_bits(res.spikes[g]).sum()) for g in senders)
+    assert got == {"graded_messages": msgs / 2, "graded_payload_bits": bits / 2} and msgs > 0
+    lif = Program([NeuronGroup("a", (2,), 0, 0, 10, 0, 0)], [SynapseGroup("s", "x", "a", Dense(np.ones((2, 2))))],
+                  [InputPort("x", (2,))], "a")
+    assert graded_activity(lif, simulate(lif, np.ones((1, 3, 2), np.uint8))) == {}

@@ -149,7 +149,8 @@ def report_text(static: Dict[str, Any], runs: Dict[str, Dict[str, Any]]) -> str:
             lines.append(f"  {_label(k):<{w}} {_fmt(static[k])}")
     if runs:
         keys = ["accuracy", "mean_steps", "effective_acs", "effective_macs", "dense_synops", "synaptic_events",
-                "activation_sparsity", "membrane_updates", "spikes", "neuron_updates", "energy_uj", "latency_us"]
+                "activation_sparsity", "membrane_updates", "spikes", "neuron_updates", "energy_uj", "latency_us",
+                "graded_messages", "graded_payload_bits"]
         names = list(runs)
         lines += ["", "workload metrics (per sample; NeuroBench's names where NeuroBench defines the metric)",
                   "  " + f"{'metric':<{w}}" + "".join(f"{n:>16}" for n in names)]
@@ -157,6 +158,22 @@ def report_text(static: Dict[str, Any], runs: Dict[str, Dict[str, Any]]) -> str:
             if any(k in runs[n] for n in names):
                 lines.append("  " + f"{_label(k):<{w}}" + "".join(f"{_fmt(runs[n].get(k)):>16}" for n in names))
     return "\n".join(lines)
+
+
+def graded_activity(program: Any, res: Any) -> Dict[str, Any]:
+    """Graded-spike activity per sample (issue 16): ``graded_messages`` (non-zero payloads sent by sigma-delta
+    groups that feed synapses) and ``graded_payload_bits`` (their two's-complement widths,
+    :func:`toolchain.fixedpoint_sdn.message_stats`); empty for a Program without sigma-delta groups."""
+    from ..fixedpoint_sdn import message_stats
+    senders = [g for g, grp in program.groups.items() if grp.sdn is not None and program.synapses_from(g)]
+    if not senders:
+        return {}
+    n = max(int(res.output.shape[0]), 1)
+    msgs = bits = 0
+    for g in senders:
+        m, b = message_stats(res.spikes[g])
+        msgs, bits = msgs + m, bits + b
+    return {"graded_messages": msgs / n, "graded_payload_bits": bits / n}
 
 
 @cli.command("report")
@@ -215,6 +232,7 @@ def report_cmd(build: str, data: Optional[str], labels: Optional[str], steps: Op
                                      "neuron_updates")}
             row["energy_uj"] = None if el["energy_j"] is None else el["energy_j"] * 1e6
             row["latency_us"] = None if el["latency_s"] is None else el["latency_s"] * 1e6
+            row.update(graded_activity(prog, res))
             if y is not None:
                 pred = np.argmax(res.accumulated_output(), axis=1)
                 row["accuracy"] = float((pred == y).mean())
