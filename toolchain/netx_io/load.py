@@ -641,7 +641,10 @@ def netx_inspect_text(path: Union[str, os.PathLike], reset_interval: Optional[in
 
     params = [f"  {g.name:8s} du {rng(g.du)}  dv {rng(g.dv)}  vth {rng(g.vth)}  bias {rng(g.bias_mant)}<<"
               f"{rng(g.bias_exp)}" + (f"  reset every {g.reset_interval} (offset {g.reset_offset})"
-                                      if g.reset_interval else "") for g in prog.groups.values()]
+                                      if g.reset_interval else "") if g.sdn is None else
+              f"  {g.name:8s} SDNN {g.sdn.kind}  vth {rng(g.sdn.vth)}  bias {rng(g.sdn.bias)}  spike_exp "
+              f"{g.sdn.spike_exp}  state_exp {g.sdn.state_exp}  {g.sdn.num_message_bits}-bit messages"
+              for g in prog.groups.values()]
     notes = list(prog.metadata["netx"]["notes"]) + [str(w.message) for w in caught]
     sim = prog.metadata["netx"]["simulation"]
     return "\n".join([f"file: {os.fspath(path)} (lava-dl netx, already integer: nothing is re-quantised)",
