@@ -665,7 +665,7 @@ def _axon_floor(sg: _SG, n_dst: int, target: TargetSpec) -> Tuple[np.ndarray, np
 
 
 def _memory_bound(sgs: List[_SG], n_live: Dict[str, int], target: TargetSpec, unsplit: int,
-                  exact_cuts: bool = False) -> Tuple[int, int]:
+                  exact_cuts: bool = False, cache: Optional[dict] = None) -> Tuple[int, int]:
     """The fewest cores C whose synapse memory can hold the network (a lower bound), and the memory need at C.
 
     need(1) = ``unsplit`` (:func:`_unsplit_needs`: every layer on one core, exact). For C >= 2: neuron state
@@ -700,7 +700,10 @@ def _memory_bound(sgs: List[_SG], n_live: Dict[str, int], target: TargetSpec, un
             per_row = np.diff(sg.ptr)
             state += int(per_row.min()) * int(target.conv_tap_bits(np.array([1]), sg.conv.bits)[0])
             continue
-        table, per_axon = _axon_floor(sg, n_dst, target)
+        cache = {} if cache is None else cache
+        if sg.name not in cache:  # the same floors for a second call (``exact_cuts``)
+            cache[sg.name] = _axon_floor(sg, n_dst, target)
+        table, per_axon = cache[sg.name]
         pen = _rate(target, True, sg.delay) * np.asarray(_RUN_PENALTIES)
         floors.append((table, per_axon, np.tile(pen, table.shape[1] // pen.size),
                        _least_cut_memory(sg, n_dst, target) if exact_cuts else 0))
@@ -743,37 +746,42 @@ def _least_cut_memory(sg: _SG, n_dst: int, target: TargetSpec, max_cells: int = 
     pairs = np.repeat(np.arange(n_dst, dtype=np.int64), np.diff(sg.ptr)) * n_src + sg.cols
     if np.unique(pairs).size != pairs.size:
         return 0  # a repeated (axon, neuron) pair: not tabulated (0 is a valid floor)
-    counts = np.zeros(n_dst * n_src, np.int16)  # synapse counts <= neurons_per_core < 2^15
-    hist_w = min(kmax, 64) + 1                     # per start: axons by synapse count 0..hist_w-1 (widened)
-    hist = np.zeros(n_dst * hist_w, np.int64)
     sparse_cost = target.synapse_bits(np.arange(kmax + 1), sparse=True, delay=sg.delay).astype(np.int64)
+    dense_cost = target.synapse_bits(np.arange(kmax + 1), sparse=False, delay=sg.delay).astype(np.int64)
     table: List[np.ndarray] = []  # table[t - 1][a] = memory of [a, a + t) (inf when it does not fit)
     ptr, cols = sg.ptr, sg.cols.astype(np.int32)
     lens_all = np.diff(ptr)
-    fit = np.ones(n_dst, bool)
-    for t in range(1, kmax + 1):
-        m = n_dst - t + 1                          # starts 0..m-1 add neuron a + t - 1 (rows t-1..n-1)
-        if m <= 0 or not fit[:m].any():
-            break
-        if t >= hist_w:
-            wider = np.zeros((n_dst, min(kmax, 2 * hist_w) + 1), np.int64)
-            wider[:, :hist_w] = hist.reshape(n_dst, hist_w)
-            hist_w = wider.shape[1]
-            hist = wider.reshape(-1)
-        owner = np.repeat(np.arange(m, dtype=np.int32), lens_all[t - 1:])
-        cell = owner * np.int32(n_src) + cols[ptr[t - 1]:ptr[n_dst]]
-        old = counts[cell]                         # one synapse per (axon, neuron): no duplicate cells
-        counts[cell] = old + 1
-        had = old > 0
-        hist -= np.bincount(owner[had].astype(np.int64) * hist_w + old[had], minlength=hist.size)
-        hist += np.bincount(owner.astype(np.int64) * hist_w + old.astype(np.int64) + 1, minlength=hist.size)
-        dense = int(target.synapse_bits(np.array([t]), sparse=False, delay=sg.delay)[0])
-        per_m = np.minimum(sparse_cost[:t + 1], dense)
-        mem = hist.reshape(n_dst, hist_w)[:m, :t + 1] @ per_m
-        fit[:m] &= mem <= M
-        row = np.full(n_dst, np.inf)
-        row[:m] = np.where(fit[:m], mem, np.inf)
-        table.append(row)
+    block = max(1, min(n_dst, (1 << 21) // n_src))  # starts per block: its counts (int16) stay in cache
+    for s0 in range(0, n_dst, block):
+        s1 = min(n_dst, s0 + block)
+        nb = s1 - s0
+        counts = np.zeros(nb * n_src, np.int16)  # synapse counts <= neurons_per_core < 2^15
+        hist_w = min(kmax, 64) + 1                 # per start: axons by synapse count 0..hist_w-1 (widened)
+        hist = np.zeros(nb * hist_w, np.int64)
+        fit = np.ones(nb, bool)
+        for t in range(1, kmax + 1):
+            m = min(nb, n_dst - t + 1 - s0)        # starts s0..s0+m-1 add neuron a + t - 1
+            if m <= 0 or not fit[:m].any():
+                break
+            if t >= hist_w:
+                wider = np.zeros((nb, min(kmax, 2 * hist_w) + 1), np.int64)
+                wider[:, :hist_w] = hist.reshape(nb, hist_w)
+                hist_w = wider.shape[1]
+                hist = wider.reshape(-1)
+            r0 = s0 + t - 1
+            owner = np.repeat(np.arange(m, dtype=np.int32), lens_all[r0:r0 + m])
+            cell = owner * np.int32(n_src) + cols[ptr[r0]:ptr[r0 + m]]
+            old = counts[cell]                     # one synapse per (axon, neuron): no duplicate cells
+            counts[cell] = old + 1
+            had = old > 0
+            hist -= np.bincount(owner[had].astype(np.int64) * hist_w + old[had], minlength=hist.size)
+            hist += np.bincount(owner.astype(np.int64) * hist_w + old.astype(np.int64) + 1, minlength=hist.size)
+            per_m = np.minimum(sparse_cost[:t + 1], dense_cost[t])
+            mem = hist.reshape(nb, hist_w)[:m, :t + 1] @ per_m
+            fit[:m] &= mem <= M
+            while len(table) < t:
+                table.append(np.full(n_dst, np.inf))
+            table[t - 1][s0:s0 + m] = np.where(fit[:m], mem, np.inf)
     if not table:
         return 0
     best = np.full(n_dst + 1, np.inf)
@@ -1120,11 +1128,12 @@ def partition(p: Program, target: TargetSpec, max_rounds: int = 12, mode: str = 
     lb_per = dict(est_per)
     need = dict(unsplit)
     if need["neurons"]:
+        floors: dict = {}
         lb_per["synapse_memory"], need["synapse_memory"] = _memory_bound(sgs, n_live, target,
-                                                                            unsplit["synapse_memory"])
+                                                                            unsplit["synapse_memory"], cache=floors)
         if max(lb_per.values()) < len(cores):  # a gap: the costlier bound that knows the cuts are shared
             lb_per["synapse_memory"], need["synapse_memory"] = _memory_bound(
-                sgs, n_live, target, unsplit["synapse_memory"], exact_cuts=True)
+                sgs, n_live, target, unsplit["synapse_memory"], exact_cuts=True, cache=floors)
     else:
         lb_per["synapse_memory"] = need["synapse_memory"] = 0
     lb = max(max(lb_per.values()), 1 if need["neurons"] else 0)
