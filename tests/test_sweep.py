@@ -111,3 +111,29 @@ def test_cli_reports_a_missing_file_in_one_line(tmp_path, capsys):
     assert main(["sweep", str(tmp_path / "none.toml")]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no such sweep file" in err[0]
+
+
+def test_mlp_with_sca_sparsity_is_refused():
+    from toolchain.sweep import run_trial
+    task = {"dataset": "digits", "steps": 4, "train_samples": 32, "test_samples": 8, "epochs": 1, "batch_size": 32,
+            "trainer": "bptt", "dt": 1e-3, "model": "mlp"}
+    with pytest.raises(InputError, match="needs \\[task\\] model = 'cnn'"):
+        run_trial({"sca_sparsity": 0.5}, task, "loihi2")
+    with pytest.raises(InputError, match="'mlp' or 'cnn'"):
+        parse_sweep_config({"task": {"model": "rnn"}})
+    with pytest.raises(InputError, match="needs \\[task\\] model = 'cnn'") as ei:
+        parse_sweep_config({"space": {"sca_sparsity": {"low": 0.0, "high": 0.5}}})
+    assert ei.value.field == "space.sca_sparsity"
+    assert parse_sweep_config({"task": {"model": "cnn"}, "space": {"sca_sparsity": {"low": 0.0, "high": 0.5}}})
+
+
+@pytest.mark.slow
+def test_cnn_trial_prunes_channels_with_sca():
+    from toolchain.sweep import run_trial
+    task = {"dataset": "digits", "steps": 4, "train_samples": 96, "test_samples": 16, "epochs": 1, "batch_size": 32,
+            "trainer": "bptt", "dt": 1e-3, "model": "cnn"}
+    dense = run_trial({"sca_sparsity": 0.0, "hidden": 8}, task, "loihi2")
+    pruned = run_trial({"sca_sparsity": 0.5, "hidden": 8}, task, "loihi2")
+    # half the channels of both conv layers go: the second conv keeps 1/4 of its synapses, the readout 1/2
+    assert pruned["synapses"] < 0.6 * dense["synapses"]
+    assert pruned["synapse_memory"] < dense["synapse_memory"]

@@ -24,19 +24,24 @@ A study is described by a TOML file (``snnc sweep CONFIG.toml``; :func:`load_swe
     epochs = 2
     batch_size = 32
     trainer = "bptt"                         # or "stop" (STOP-WTL)
+    model = "mlp"                            # or "cnn": 2 conv layers of `hidden` channels, SCA pruning
 
     [space]                                  # searched settings: {low, high[, log]} or {choices = [...]}
     lr = { low = 1e-3, high = 2e-2, log = true }
     hidden = { choices = [16, 32] }
     sparsity = { low = 0.0, high = 0.9 }     # magnitude pruning after training (share of weights removed)
+    sca_sparsity = { low = 0.0, high = 0.75 } # model = "cnn": SCA channel pruning while training (share removed)
     vth_max = { choices = [1024, 16384] }    # compile: largest threshold mantissa
     reset = { choices = ["zero", "subtract"] }
     align = { choices = [true, false] }      # compile: align_bias
     cutoff_eps = { low = 0.0, high = 0.2 }   # early exit: Cutoff's epsilon (0: no early exit)
 
 Every setting of ``[space]`` may instead be fixed in ``[task]``. One trial (:func:`run_trial`): build
-``Linear(64, hidden) -> LIF(hidden) -> Linear(hidden, 10) -> LI(10)``, train it (:func:`toolchain.train.train_bptt`
-or ``train_stop``), zero the ``sparsity`` share of its smallest weights (:func:`toolchain.prune.magnitude.
+``Linear(64, hidden) -> LIF(hidden) -> Linear(hidden, 10) -> LI(10)`` (``model = "mlp"``) and train it
+(:func:`toolchain.train.train_bptt` or ``train_stop``), or (``model = "cnn"``) a 2-layer conv SNN
+(:func:`toolchain.nn.conv_models.vgg_snn`, ``hidden`` channels per layer) trained with SCA channel pruning to
+``sca_sparsity`` (:func:`toolchain.prune.sca.train_sca`, ramp over the first 70% of the steps, then
+:func:`~toolchain.prune.sca.deploy`); zero the ``sparsity`` share of its smallest weights (:func:`toolchain.prune.magnitude.
 prune_magnitude`), compile for the target (:func:`toolchain.compile.compile_graph` with ``vth_max``, ``reset``,
 ``align_bias``), run the test set on the reference integer simulator, calibrate a Cutoff policy with ``eps`` on
 the first half of the test set and apply it to the second half (:mod:`toolchain.runtime.cutoff`). Objectives
@@ -84,10 +89,10 @@ __all__ = ["SweepConfig", "load_sweep_config", "parse_sweep_config", "run_trial"
 OBJECTIVES = {"accuracy": "maximize", "cores": "minimize", "synapse_memory": "minimize", "energy": "minimize",
               "latency": "minimize", "mean_steps": "minimize"}
 #: settings a trial takes (searched in [space] or fixed in [task]) and their defaults
-SPACE_KEYS: Dict[str, Any] = {"lr": 5e-3, "hidden": 32, "sparsity": 0.0, "vth_max": 2 ** 14, "reset": "subtract",
-                              "align": True, "cutoff_eps": 0.0}
+SPACE_KEYS: Dict[str, Any] = {"lr": 5e-3, "hidden": 32, "sparsity": 0.0, "sca_sparsity": 0.0, "vth_max": 2 ** 14,
+                              "reset": "subtract", "align": True, "cutoff_eps": 0.0}
 _TASK_KEYS = {"dataset": "digits", "steps": 8, "train_samples": 300, "test_samples": 100, "epochs": 2,
-              "batch_size": 32, "trainer": "bptt", "dt": 1e-3}
+              "batch_size": 32, "trainer": "bptt", "dt": 1e-3, "model": "mlp"}
 _STUDY_KEYS = {"name": "sweep", "storage": "", "trials": 8, "workers": 2, "executor": "ray", "ray_address": "",
                "sampler": "nsga2", "seed": 0, "objectives": ["accuracy", "cores"], "target": "loihi2",
                "out": "out/sweep"}
@@ -154,6 +159,8 @@ def parse_sweep_config(data: Dict[str, Any], source: str = "<dict>") -> SweepCon
         raise InputError(f"only 'digits' is built in, got {task['dataset']!r}", file=source, field="task.dataset")
     if task["trainer"] not in ("bptt", "stop"):
         raise InputError(f"must be 'bptt' or 'stop', got {task['trainer']!r}", file=source, field="task.trainer")
+    if task["model"] not in ("mlp", "cnn"):
+        raise InputError(f"must be 'mlp' or 'cnn', got {task['model']!r}", file=source, field="task.model")
     space: Dict[str, tuple] = {}
     for k, spec in data.get("space", {}).items():
         where = f"space.{k}"
@@ -176,6 +183,9 @@ def parse_sweep_config(data: Dict[str, Any], source: str = "<dict>") -> SweepCon
                              field=where)
         kind = "int" if isinstance(lo, int) and isinstance(hi, int) and k in ("hidden", "vth_max") else "float"
         space[k] = (kind, lo, hi, log)
+    if "sca_sparsity" in space and task["model"] != "cnn":
+        raise InputError("sca_sparsity prunes conv channels: it needs [task] model = 'cnn'", file=source,
+                         field="space.sca_sparsity")
     return SweepConfig(study, task, space, source, fixed)
 
 
@@ -194,7 +204,7 @@ def load_sweep_config(path: "str | os.PathLike") -> SweepConfig:
 # ------------------------------------------------------------------------------------------------- one trial
 def _digits(task: Dict[str, Any]):
     from .data import load_digits_spikes
-    ds = load_digits_spikes(steps=int(task["steps"]))
+    ds = load_digits_spikes(steps=int(task["steps"]), flatten=task.get("model", "mlp") != "cnn")
     return ds.subset(int(task["train_samples"]) or None, int(task["test_samples"]) or None)
 
 
@@ -203,6 +213,8 @@ def run_trial(settings: Dict[str, Any], task: Dict[str, Any], target: str, seed:
     """Train, prune, compile and evaluate one setting (see the module docstring); returns every objective's value
     plus ``float_accuracy``, ``int_accuracy`` (no early exit) and ``synapses``. Saves the Program to
     ``program_dir`` when given."""
+    if float(settings.get("sca_sparsity", 0.0)) > 0 and task.get("model", "mlp") != "cnn":
+        raise InputError("sca_sparsity prunes conv channels: it needs [task] model = 'cnn'", field="sca_sparsity")
     import torch
     from torch import nn
 
@@ -217,25 +229,41 @@ def run_trial(settings: Dict[str, Any], task: Dict[str, Any], target: str, seed:
     s = dict(SPACE_KEYS)
     s.update(settings)
     data = _digits(task)
-    n_in = int(np.prod(data.x_train.shape[2:]))
+    in_shape = tuple(int(v) for v in data.x_train.shape[2:])
+    n_in = int(np.prod(in_shape))
     hidden = int(s["hidden"])
-    torch.manual_seed(seed)
-    model = SpikingNet(nn.Linear(n_in, hidden),
-                       LIF(hidden, alpha=0.9, threshold=1.0, reset=str(s["reset"]), learn_threshold=True,
-                           learn_leak=True, per_neuron=False),
-                       nn.Linear(hidden, data.n_classes), LI(data.n_classes, alpha=0.9, per_neuron=False))
     cfg = TrainConfig(epochs=int(task["epochs"]), batch_size=int(task["batch_size"]), lr=float(s["lr"]), seed=seed,
                       progress=False)
-    if task["trainer"] == "bptt":
-        train_bptt(model, data, cfg)
+    if task.get("model", "mlp") == "cnn":
+        # conv SNN (hidden = channels of each of its 2 conv layers), SCA channel pruning while training
+        from .nn.conv_models import vgg_snn
+        from .prune import sca as S
+        model = vgg_snn(in_shape=in_shape, channels=(hidden, hidden), pool_after=(1,), reset=str(s["reset"]),
+                        batchnorm=task["trainer"] == "bptt", seed=seed)
+        nb = -(-len(data.y_train) // int(task["batch_size"]))
+        end = max(1, int(0.7 * int(task["epochs"]) * nb))
+        sched = S.SCASchedule(target_sparsity=float(s["sca_sparsity"]), start=0, end=end,
+                              interval=max(1, end // 4), regrow_fraction=0.3)
+        S.train_sca(model, data, sched, cfg, trainer=task["trainer"],
+                    **({"variant": "WTL"} if task["trainer"] == "stop" else {}))
+        model = S.deploy(model).float()
     else:
-        train_stop(model, data, cfg, variant="WTL")
+        torch.manual_seed(seed)
+        model = SpikingNet(nn.Linear(n_in, hidden),
+                           LIF(hidden, alpha=0.9, threshold=1.0, reset=str(s["reset"]), learn_threshold=True,
+                               learn_leak=True, per_neuron=False),
+                           nn.Linear(hidden, data.n_classes), LI(data.n_classes, alpha=0.9, per_neuron=False))
+        if task["trainer"] == "bptt":
+            train_bptt(model, data, cfg)
+        else:
+            train_stop(model, data, cfg, variant="WTL")
     sparsity = float(s["sparsity"])
     if sparsity > 0:
         total = sum(int(w.numel()) for w in prunable_weights(model).values())
         prune_magnitude(model, max(1, int(round((1.0 - sparsity) * total))))
     float_acc = evaluate(model, data.x_test, data.y_test)
-    graph = to_graph(model, float(task["dt"]), n_in)
+    from .prune.magnitude import sparse_graph
+    graph = sparse_graph(to_graph(model, float(task["dt"]), in_shape if len(in_shape) > 1 else n_in))
     program = compile_graph(graph, target, reset=str(s["reset"]), vth_max=int(s["vth_max"]),
                             align_bias=bool(s["align"]))
     lat = int(program.metadata.get("output_latency_steps", 0))
