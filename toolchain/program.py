@@ -2,7 +2,9 @@
 
 A Program is a graph of :class:`NeuronGroup` (populations of Loihi CUBA-LIF compartments, one Lava ``LIF``
 process each, possibly split over cores) joined by :class:`SynapseGroup` (one Lava ``Dense``/``Sparse``/
-``DelayDense`` process each) and fed by :class:`InputPort` (one Lava ``RingBuffer`` each). Every integer field
+``DelayDense`` process each) and fed by :class:`InputPort` (one Lava ``RingBuffer`` each). A group with
+``sdn`` set is a sigma-delta population instead (Lava's ``SigmaDelta``/``Sigma``/``Delta``, graded spikes:
+:class:`SigmaDeltaParams`, arithmetic in :mod:`toolchain.fixedpoint_sdn`). Every integer field
 names its dtype and bit width; the arithmetic that consumes them is written down in :mod:`toolchain.fixedpoint`.
 
 Timing: a spike emitted by a group (or an input port) at step t reaches the ``u`` of the groups it projects to at

@@ -6,7 +6,9 @@ One step ``t`` (0-based) of the whole network, for every sample of the batch at 
 1. every neuron group receives ``a_in``: the int32 (wrapping) sum of the activations its synapse groups emitted
    ``1 + delay`` steps earlier (Lava's Dense sends at step ``t`` what it accumulated at ``t - 1``; DelayDense
    holds it ``delay`` steps more) — zero before that;
-2. every group runs :func:`toolchain.fixedpoint.lif_step` (u, v, spikes; zero or subtract reset);
+2. every group runs :func:`toolchain.fixedpoint.lif_step` (u, v, spikes; zero or subtract reset) — a sigma-delta
+   group (``NeuronGroup.sdn``) its :mod:`toolchain.fixedpoint_sdn` step instead, on the int32 path, recording its
+   int32 payloads as spikes, ``sigma`` as u and ``act`` as v; synapses leaving it are graded (any int32 payload);
 3. every synapse group turns its source's output at step ``t`` (input column ``t``, or the source group's spikes
    of step ``t``) into an activation (:func:`toolchain.fixedpoint.synaptic_input` with the weights Lava really
    uses, :func:`toolchain.fixedpoint.lava_weights`), to be delivered at step ``t + 1 + delay``.
