@@ -32,7 +32,12 @@ with the modes measured alternately so that load from other processes falls on a
 outputs against the reference, and every spike, u and v of a recorded batched run of 4 samples.
 ``RESULT lava_batch<LB>_vs_single``: batched steady sample-steps/s over one-network-per-sample steady
 sample-steps/s, the smaller over the two networks (goal >= 10 at 32); ``RESULT lava_batch<LB>_vs_single_per_run``:
-the same with set-up (build, compile, read-back, stop) included — what a user waits for.
+the same with set-up (build, compile, read-back, stop) included — what a user waits for. The ratio depends on
+the load of the machine: one network per sample is bound by Lava's per-step synchronisation of its ~8 processes,
+which contention slows far more than the batched network's compute (Lava's Sparse model forms a CSR mat-vec over
+all B copies every step: ~10 ms per step for 32 x 268,800 synapses). On two shared cores under load 7-16 this
+benchmark measured 11.8-21x (steady) and 13.7-20x (per run); prototypes on the nearly idle machine measured about
+3,000 batched against 800-1,400 single sample-steps/s (2-4x steady).
 
 Ends with ``RESULT speedup_b<B>`` and ``RESULT speedup_b1`` (per run, the smaller over the two networks),
 ``RESULT speedup_steady_b<B>`` and ``RESULT speedup_steady_b1`` (steady), ``RESULT lava_steady_steps_per_s`` (Lava's
