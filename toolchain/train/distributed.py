@@ -24,7 +24,9 @@ How :func:`toolchain.train.loop.fit` uses it (and so :func:`~toolchain.train.bpt
 
 Equality with one process holds for the batch-mean losses (BPTT ``mean``/``sum``/``per_step``, STOP); the RCS
 regulariser takes a maximum over the correct samples of a batch and is computed per share under DDP, so a
-regularised run is not the one-process run (it is the same objective on smaller batches).
+regularised run is not the one-process run (it is the same objective on smaller batches). SCA's mask updates
+(:class:`toolchain.prune.sca.SCAScheduler`) score channels on each rank's share and are not yet reduced over the
+ranks, so SCA under DDP is not supported: the ranks' masks may differ (not tested).
 """
 from __future__ import annotations
 
