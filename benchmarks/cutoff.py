@@ -21,7 +21,10 @@ Protocol, per data set and seed:
 4. Run the test set on the simulator with per-sample early exit *online* (finished samples leave the batch).
 
 Rows: fixed T (full run); softmax exit; Top-K without and with RCS; fixed T' (a shorter fixed budget: the
-Top-K row's average steps rounded up, read from the full run); OCT, the oracle (earliest step after which the
+Top-K row's average steps rounded up, read from the full run); best fixed T' (the strongest fixed budget: the
+shortest T' whose accuracy on the *calibration* split is at most ``--max-drop`` below the full run's there, scored
+on the test set); Top-K horizon (ours: thresholds calibrated on the first T' steps of the calibration outputs only,
+every sample leaves by T'); OCT, the oracle (earliest step after which the
 prediction stays correct; samples wrong at T run to T). Columns: test accuracy, average steps, the step
 reduction against the full run, synaptic operations per sample (NeuroBench effective ACs/MACs counted on the
 simulator's spikes) and the share saved. Means over ``--seeds`` seeds (3; 1 with ``--quick``). Data:
@@ -31,7 +34,11 @@ simulator's spikes) and the share saved. Means over ``--seeds`` seeds (3; 1 with
   (80 inputs), deterministic rate code with rate ``min(|x|/2, 1)``, T = 32.
 
 ``RESULT cutoff_step_reduction`` / ``RESULT cutoff_acc_drop_points``: Top-K with RCS, worst data set (smallest
-mean reduction; largest mean drop in points against the same model's fixed-T accuracy). ``--quick``: fewer
+mean reduction; largest mean drop in points against the same model's fixed-T accuracy) — against the full T.
+``RESULT cutoff_vs_best_fixed_T`` / ``cutoff_vs_best_fixed_T_drop_points``: Top-K horizon (RCS) against the best
+fixed T' of either model (its steps / the exit rule's mean steps; test points lost against it), worst data set;
+``cutoff_topk_no_horizon_vs_best_fixed_T`` the same for plain Top-K (RCS). Results with provenance go to
+``benchmarks/results/cutoff[_quick].json``; ``--from-json FILE`` re-prints them, marked. ``--quick``: fewer
 samples and epochs, one seed (a smoke run, figures not converged). Writes ``benchmarks/out/cutoff_<data>.png``
 (accuracy against average timesteps, first seed).
 """
