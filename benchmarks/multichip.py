@@ -117,7 +117,7 @@ def main(argv=None) -> int:
     else:
         cases = [("sparse_local", n, "kapoho_point") for n in (15000, 30000, 60000, 100000)] + \
                 [("sparse_local", 140000, "hala_point"), ("sparse_uniform", 20000, "hala_point")] + \
-                [("conv", n, "kapoho_point") for n in (8, 16, 32, 48, 64)] + [("conv", 80, "hala_point")]
+                [("conv", n, "kapoho_point") for n in (8, 16, 32, 48)] + [("conv", n, "hala_point") for n in (64, 80)]
     rows = [("network", "size", "target", "synapses", "cores", "chips", "in-order", "edge-cut", "hypergraph",
              "hyp/in-order", "hyp/edge-cut", "core s", "chip s")]
     vs_in, vs_ec = [], []
