@@ -22,7 +22,8 @@ Methods (:func:`assign_chips`):
   and the better of the two is kept, so it is never worse than ``"inorder"``.
 * ``"edgecut"``: METIS (PyPI ``pymetis``) on the core graph in which every (source core, destination core) pair of
   an axon is an edge weighted by its rate — the plain edge-cut model, which counts a spike once per destination
-  *core* on another chip instead of once per chip.
+  *core* on another chip instead of once per chip; its imbalance allowance (``ufactor``) lets a chip hold up to
+  ``cores_per_chip`` cores, the same freedom the hypergraph partitioner has.
 * ``"inorder"``: chip ``c // cores_per_chip`` for core ``c`` (the cores in execution order fill the chips one
   after the other, as Lava's open mapper does).
 
@@ -294,13 +295,16 @@ def _hypergraph_assign(hg: AxonHypergraph, n_chips: int, cap: int, seed: int, th
     return best[1]
 
 
-def _edgecut_assign(hg: AxonHypergraph, n_chips: int, seed: int) -> np.ndarray:
+def _edgecut_assign(hg: AxonHypergraph, n_chips: int, cap: int, seed: int) -> np.ndarray:
     import pymetis
     adj = _star_graph(hg)
     if adj.nnz == 0:
         return np.arange(hg.n_cores) % n_chips
     w = _int_weights(adj.data, 2e9)
-    opts = pymetis.Options(seed=int(seed), ufactor=1)
+    # the same freedom as the hypergraph partitioner: a part may hold up to `cap` cores, i.e. up to
+    # cap * k / n times the average (METIS's ufactor is that imbalance in thousandths)
+    ufactor = max(1, int(1000 * (cap * n_chips / hg.n_cores - 1)))
+    opts = pymetis.Options(seed=int(seed), ufactor=ufactor)
     _, part = pymetis.part_graph(n_chips, xadj=adj.indptr.astype(np.int64), adjncy=adj.indices.astype(np.int64),
                                  eweights=w, options=opts)
     return np.asarray(part, np.int64)
@@ -325,7 +329,7 @@ def assign_chips(hg: AxonHypergraph, cores_per_chip: int, method: str = "hypergr
     if method == "hypergraph":
         part = _hypergraph_assign(hg, k, cores_per_chip, seed, threads, inorder)
     else:
-        part = _edgecut_assign(hg, k, seed)
+        part = _edgecut_assign(hg, k, cores_per_chip, seed)
     part = _repair(part, k, cores_per_chip, _star_graph(hg))
     if method == "hypergraph" and interchip_traffic(hg, part) > interchip_traffic(hg, inorder):
         part = inorder
