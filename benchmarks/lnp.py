@@ -287,6 +287,8 @@ def plot(summary: Dict[str, Any], path: Path) -> None:
 ABLATIONS = {"lnp": {}, "lnp-no-lyapunov": {"lyapunov_gamma": 0.0},
              "lnp-random-removal": {"neuron_removal": "random"}, "lnp-no-delocalise": {"regrow_fraction": 0.0},
              "lnp-no-stability": {"max_unstable_removals": 0}, "lnp-no-bo": {"bo_init": 0, "bo_iter": 0}}
+#: candidate improvements (not ablations): run with --variants lnp lnp-edge
+CANDIDATES = {"lnp-edge": {"stability_reference": "zero"}}
 BASELINES = ("dense", "random", "ap", "magnitude")
 
 
@@ -365,7 +367,7 @@ def run_ablate_case(cfg: Dict[str, Any]) -> Dict[str, Any]:
     reports: Dict[str, Any] = {}
     variants = cfg.get("variants") or list(ABLATIONS)
     for name in variants:
-        over = dict(s["lnp"], **ABLATIONS[name])
+        over = dict(s["lnp"], **{**ABLATIONS, **CANDIDATES}[name])
         if keep_frac is not None:
             over["neuron_keep"] = keep_frac
         res = lnp_prune(dense, LNPConfig(seed=seed, **over), progress=False)
@@ -435,7 +437,7 @@ def ablate_report(data: Dict[str, Any], reprint: Optional[Dict[str, Any]]) -> No
     if not results:
         _sweep_report(data)
         return
-    names = list(ABLATIONS) + list(BASELINES)
+    names = list(ABLATIONS) + list(CANDIDATES) + list(BASELINES)
     rows = [("task", "method", "neurons", "rec. synapses", "synapses", "test error (95% CI)", "chosen lr",
              "Δ vs LNP (95% CI)")]
     paired: Dict[str, Dict[str, Dict[str, float]]] = {}
@@ -462,6 +464,16 @@ def ablate_report(data: Dict[str, Any], reprint: Optional[Dict[str, Any]]) -> No
 
     def beats(n: str) -> int:  # tasks with at least 3 paired seeds whose interval lies entirely below 0
         return sum(1 for t in tasks if n in paired[t] and paired[t][n]["n"] >= 3 and paired[t][n]["hi"] < 0)
+    if not all("dense" in r["methods"] for r in results):  # a --variants run: LNP variants and random only
+        for n in CANDIDATES:
+            for t in tasks:
+                if n in paired[t]:
+                    p = paired[t][n]
+                    print(f"  {t:<13} {n} vs lnp: err(lnp) - err({n}) = {p['mean']:+.4f} [{p['lo']:+.4f}, "
+                          f"{p['hi']:+.4f}] "
+                          f"({'better' if p['lo'] > 0 else 'worse' if p['hi'] < 0 else 'no difference'})")
+        print(result_line("lnp_beats_random_tasks", f"{beats('random')}", reprint))
+        return
     rel = {t: float(np.mean([r["methods"]["lnp"]["error"] for r in results if r["task"] == t]) /
                     np.mean([r["methods"]["dense"]["error"] for r in results if r["task"] == t]) - 1)
            for t in tasks}
@@ -540,7 +552,9 @@ def ablate_main(args: Any) -> int:
     s = _ablate_settings(args.quick)
     tasks = args.tasks or (["lorenz63", "rossler", "mackey_glass", "mnist1d"])
     seeds = list(range(args.seeds))
-    jobs = [] if args.sweep_only else [dict(task=t, seed=k, settings=s) for t in tasks for k in seeds]
+    jobs = [] if args.sweep_only else [dict(task=t, seed=k, settings=s, variants=args.variants,
+                                            with_dense=not args.variants)
+                                       for t in tasks for k in seeds]
     for keep in args.sweep or []:
         jobs += [dict(task=t, seed=k, settings=s, neuron_keep=keep, variants=["lnp"], with_dense=False)
                  for t in (args.sweep_tasks or tasks[:1]) for k in seeds]
@@ -596,6 +610,9 @@ def main(argv: List[str] = None) -> int:
                          "LNP with each step switched off, magnitude pruning, paired 95%% intervals over seeds")
     ap.add_argument("--sweep", type=float, nargs="*", default=None,
                     help="with --ablate: neuron_keep values of the sparsity sweep (e.g. 0.3 0.5 0.7)")
+    ap.add_argument("--variants", nargs="+", default=None,
+                    help="with --ablate: only these LNP variants (first = reference) plus random pruning, no dense/AP/"
+                         "magnitude, e.g. 'lnp lnp-edge'")
     ap.add_argument("--sweep-only", action="store_true", help="with --ablate --sweep: only the sweep jobs")
     ap.add_argument("--sweep-tasks", nargs="+", default=None, help="tasks of the sweep (default: the first task)")
     ap.add_argument("--out-json", default=None, help="with --ablate: JSON path (default benchmarks/results/)")

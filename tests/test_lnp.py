@@ -420,6 +420,8 @@ def test_lnp_prune_rejects_bad_input():
         LNPConfig(neuron_keep=0.0)
     with pytest.raises(InputError, match="neuron_removal"):
         LNPConfig(neuron_removal="degree")
+    with pytest.raises(InputError, match="stability_reference"):
+        LNPConfig(stability_reference="chip")
 
 
 def test_lnp_random_neuron_removal_ablation():
@@ -432,6 +434,13 @@ def test_lnp_random_neuron_removal_ablation():
     assert len(rnd.kept) == len(bc.kept) == round(0.45 * 30)
     assert rnd.kept != bc.kept
     assert sorted(rnd.kept + rnd.removed_betweenness) == list(range(30))
+    assert bc.steps["stability"]["limit"] == pytest.approx(min(bc.lambda_max_before, 0.0) + 0.5)
+
+
+def test_lnp_stability_reference_zero_sets_the_limit_at_zero():
+    dense = lnp_random_net(30, seed=17, rec_gain=0.5)
+    rep = lnp_prune(dense, _small_config(stability_reference="zero", bo_init=0, bo_iter=0), progress=False).report
+    assert rep.steps["stability"]["limit"] == pytest.approx(0.5)
 
 
 # ------------------------------------------------------------------------------------ activity baseline

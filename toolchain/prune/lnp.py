@@ -63,8 +63,11 @@ class LNPConfig:
     ``lyapunov_gamma``: exponent of the Lyapunov factor (0: plain noise pruning). ``betweenness_k``: sampled
     sources (None: exact). ``neuron_removal``: ``"betweenness"`` (step 4 as written) or ``"random"`` (the same
     number of neurons removed uniformly at random, seeded: the ablation of step 4). ``regrow_fraction``:
-    delocalisation budget. ``n_leading``: eigenvectors whose IPR is watched. ``stability_tol`` (1/s) and ``max_unstable_removals``. ``bo_init``/``bo_iter``: BO evaluations
-    (0 + 0 skips step 7); ``tau_range``: factor by which the medians may move; ``max_spread``: largest
+    delocalisation budget. ``n_leading``: eigenvectors whose IPR is watched. ``stability_tol`` (1/s) and
+    ``max_unstable_removals``; ``stability_reference``: ``"dense"`` (the limit of steps 6 and 7 is
+    ``min(λ_dense, 0) + tol``, as METHODS.md writes it) or ``"zero"`` (``0 + tol`` only: timescales that lengthen
+    memory but contract more slowly than the dense network may be accepted). ``bo_init``/``bo_iter``: BO
+    evaluations (0 + 0 skips step 7); ``tau_range``: factor by which the medians may move; ``max_spread``: largest
     log-spread. Noise and measurement: ``noise_mean``/``noise_std`` (free-membrane mean and std in units of θ),
     ``smoothing`` (surrogate width in units of θ), ``gain_steps``, ``lyap_steps``, ``lyap_transient``,
     ``lyap_k`` (exponents computed in step 2, capped at the state dimension; None: all); memory capacity:
@@ -83,6 +86,7 @@ class LNPConfig:
     regrow_fraction: float = 0.05
     n_leading: int = 5
     stability_tol: float = 0.5
+    stability_reference: str = "dense"
     max_unstable_removals: int = 10
     bo_init: int = 4
     bo_iter: int = 8
@@ -111,6 +115,9 @@ class LNPConfig:
         if self.neuron_removal not in ("betweenness", "random"):
             raise InputError(f"must be 'betweenness' or 'random', got {self.neuron_removal!r}",
                              field="neuron_removal")
+        if self.stability_reference not in ("dense", "zero"):
+            raise InputError(f"must be 'dense' or 'zero', got {self.stability_reference!r}",
+                             field="stability_reference")
         if self.bo_init < 0 or self.bo_iter < 0:
             raise InputError("bo_init and bo_iter must be >= 0", field="bo_init")
 
@@ -423,7 +430,7 @@ def lnp_prune(hrsnn_or_weights: Any, config: Optional[LNPConfig] = None, *, prog
 
     # 6. stability ------------------------------------------------------------------------------------------
     t0 = time.perf_counter()
-    limit = min(lam_dense, 0.0) + cfg.stability_tol
+    limit = (min(lam_dense, 0.0) if cfg.stability_reference == "dense" else 0.0) + cfg.stability_tol
     net4, rm_local, hist = stabilise(net3, limit, max_removals=cfg.max_unstable_removals, lyap_kwargs=lyap_kw)
     # rm_local indexes net3 (the network handed to stabilise), whose neuron k is the original neuron keep[k]
     removed_unstable = [int(keep[r]) for r in rm_local]
