@@ -42,18 +42,19 @@ def _dominates(a, b, dirs):
     return any(better) and not any(worse)
 
 
-def _two_workers(tmp_path, capsys, executor):
+def _two_workers(tmp_path, capsys, executor, trials):
     """Run the tiny study with 2 workers of ``executor``; check trials, distinct settings, the front, the
     Programs and the plot; returns (config path, finished trials)."""
     import optuna
     out = tmp_path / "out"
     cfg_path = tmp_path / "sweep.toml"
-    cfg_path.write_text(TINY.format(out=out.as_posix()).replace('executor = "ray"', f'executor = "{executor}"'))
+    cfg_path.write_text(TINY.format(out=out.as_posix()).replace('executor = "ray"', f'executor = "{executor}"')
+                        .replace("trials = 4", f"trials = {trials}"))
     assert main(["sweep", str(cfg_path)]) == 0
     text = capsys.readouterr().out
     n = int(text.split("RESULT sweep_trials ")[1].split()[0])
     k = int(text.split("RESULT pareto_points ")[1].split()[0])
-    assert 4 <= n <= 5 and 1 <= k <= n   # MaxTrialsCallback may let the other worker finish one more
+    assert trials <= n <= trials + 1 and 1 <= k <= n   # the other worker may finish the trial it is in
     assert "by 2 worker(s)" in text and "Pareto front:" in text
     cfg = load_sweep_config(cfg_path)
     study = _create_study(cfg)
@@ -77,12 +78,12 @@ def _two_workers(tmp_path, capsys, executor):
 
 
 def test_two_worker_processes_share_sqlite_and_find_the_front(tmp_path, capsys):
-    _two_workers(tmp_path, capsys, "processes")
+    _two_workers(tmp_path, capsys, "processes", trials=2)
 
 
 @pytest.mark.slow
 def test_two_ray_workers_share_the_study_and_it_resumes(tmp_path, capsys):
-    cfg_path, n = _two_workers(tmp_path, capsys, "ray")
+    cfg_path, n = _two_workers(tmp_path, capsys, "ray", trials=4)
     cfg = load_sweep_config(cfg_path)
     first = {t.number for t in _create_study(cfg).get_trials()}
     # resume: the same storage, serial, one more finished trial; the earlier trials stay
