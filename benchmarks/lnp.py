@@ -647,7 +647,9 @@ def main(argv: List[str] = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     plot(summary, out / "lnp_benchmark.png")
     with open(out / "lnp_benchmark.json", "w") as f:
-        json.dump({"settings": settings, "results": results, "summary": {k: v for k, v in summary.items()
+        from provenance import run_info
+        json.dump({"run": run_info({"settings": settings, "tasks": tasks, "seeds": list(range(args.seeds))}),
+                   "settings": settings, "results": results, "summary": {k: v for k, v in summary.items()
                                                                          if k != "table"}}, f, indent=1,
                   default=float)
     print_table(summary)
