@@ -12,6 +12,15 @@ only) and is rounded up to whole ``word_bits`` words; ``dense_synapse_bits``, wh
 the dense format. Convolutions (:class:`~toolchain.ir.storage.Conv` storage) on a target with
 ``conv_encoding = "shared"`` are charged per core for the kernel taps the core's neurons use, not per output
 position (:meth:`TargetSpec.conv_tap_bits`).
+
+Graded messages (sigma-delta groups and graded input ports, ``Program.message_bits(src) > 0``): every synapse fed
+by a graded source costs ``graded_synapse_extra_bits`` more (:meth:`TargetSpec.synapse_bits` and
+:meth:`TargetSpec.conv_tap_bits` with ``graded=True``), every output axon of a graded source costs
+:meth:`TargetSpec.axon_entries` entries, and each neuron's state is :meth:`TargetSpec.state_bits` of its kind,
+charged against ``neuron_memory_bits`` per core (when set) and, on shared-memory targets, against the synapse
+memory (:meth:`TargetSpec.shared_state_bits`). A target with ``graded_spike_bits = 0`` (Loihi 1) refuses graded
+groups (:meth:`TargetSpec.check_graded`). Which of these figures are published and which are assumptions is said
+in ``hw_targets/loihi2.toml``.
 """
 from __future__ import annotations
 
@@ -58,6 +67,9 @@ SCHEMA: Dict[str, Dict[str, Tuple[type, bool, str, str]]] = {
         "synapse_memory_bits": (int, True, _POS, "synapse memory per core in bits"),
         "shared_memory": (bool, False, _ANY, "neuron state is charged to the synapse memory"),
         "neuron_state_bits": (int, False, _NONNEG, "bits of shared memory per neuron"),
+        "neuron_memory_bits": (int, False, _NONNEG, "neuron state memory per core in bits, apart from the synapse "
+                                                    "memory; neurons charged state_bits of their kind (0 = not "
+                                                    "modelled)"),
         "input_axons_per_core": (int, True, _POS, "input (fan-in) axons per core"),
         "output_axons_per_core": (int, True, _POS, "output (fan-out) axons per core"),
         "max_fan_in": (int, True, _POS, "stored synapses into one neuron"),
@@ -79,6 +91,10 @@ SCHEMA: Dict[str, Dict[str, Tuple[type, bool, str, str]]] = {
         "dense_synapse_bits": (int, False, _NONNEG, "memory bits per synapse in the dense format (0 = weight_bits)"),
         "conv_encoding": (str, False, _ANY, "convolutions: 'shared' (one kernel copy per core) or 'per_synapse'"),
         "conv_tap_header_bits": (int, False, _NONNEG, "shared conv format: header bits per kernel-tap list"),
+        "graded_synapse_extra_bits": (int, False, _NONNEG, "memory bits added to every synapse fed by a graded "
+                                                           "(multi-bit payload) source"),
+        "graded_axon_entry_bits": (int, False, _NONNEG, "payload bits one output-axon entry holds: a graded output "
+                                                        "axon costs 1 + ceil(message bits / this) entries (0 = one)"),
     },
     "neuron": {
         "u_bits": (int, True, _POS, "current state bits (signed)"),
@@ -88,6 +104,10 @@ SCHEMA: Dict[str, Dict[str, Tuple[type, bool, str, str]]] = {
         "bias_exp_bits": (int, True, _POS, "bias exponent bits (unsigned)"),
         "decay_bits": (int, True, _POS, "decay constant bits (unsigned)"),
         "reset_modes": (list, True, _ANY, "supported reset modes: zero, subtract"),
+        "lif_state_bits": (int, False, _NONNEG, "per-neuron state bits of a CUBA LIF neuron"),
+        "sigma_delta_state_bits": (int, False, _NONNEG, "per-neuron state bits of a SigmaDelta neuron"),
+        "delta_state_bits": (int, False, _NONNEG, "per-neuron state bits of a Delta neuron"),
+        "sigma_state_bits": (int, False, _NONNEG, "per-neuron state bits of a Sigma neuron"),
     },
     "energy": {
         "synop_pj": (float, False, _NONNEG, "energy per synaptic operation (pJ)"),
@@ -156,6 +176,13 @@ class TargetSpec:
     conv_tap_header_bits: int = 0
     system_name: str = ""
     interchip_link_cost: Optional[float] = None
+    neuron_memory_bits: int = 0
+    graded_synapse_extra_bits: int = 0
+    graded_axon_entry_bits: int = 0
+    lif_state_bits: int = 0
+    sigma_delta_state_bits: int = 0
+    delta_state_bits: int = 0
+    sigma_state_bits: int = 0
     source: str = ""
 
     # ------------------------------------------------------------------------------------------- ranges
@@ -205,15 +232,18 @@ class TargetSpec:
         return mode in self.reset_modes
 
     # ------------------------------------------------------------------------------------ memory model
-    def synapse_bits(self, counts: np.ndarray, *, sparse: bool, delay: bool = False) -> np.ndarray:
+    def synapse_bits(self, counts: np.ndarray, *, sparse: bool, delay: bool = False,
+                     graded: bool = False) -> np.ndarray:
         """Memory bits for input axons that carry ``counts`` synapses each on one core (vectorised, int64).
 
-        Groups of at most ``block_max_synapses`` synapses, each ``block_header_bits`` plus the synapse bits,
-        rounded up to ``word_bits`` words; an axon with 0 synapses costs nothing.
+        Groups of at most ``block_max_synapses`` synapses, each ``block_header_bits`` plus the synapse bits
+        (``graded``: plus ``graded_synapse_extra_bits``, the source sends graded payloads), rounded up to
+        ``word_bits`` words; an axon with 0 synapses costs nothing.
         """
         counts = np.asarray(counts, dtype=np.int64)
         weight = self.weight_bits if sparse or not self.dense_synapse_bits else self.dense_synapse_bits
-        per = weight + (self.delay_bits if delay else 0) + (self.sparse_index_bits if sparse else 0)
+        per = weight + (self.delay_bits if delay else 0) + (self.sparse_index_bits if sparse else 0) + \
+            (self.graded_synapse_extra_bits if graded else 0)
         bmax, w, h = self.block_max_synapses, self.word_bits, self.block_header_bits
         full, rem = np.divmod(counts, bmax)
         full_cost = -(-(bmax * per + h) // w) * w
@@ -225,15 +255,50 @@ class TargetSpec:
         """Convolutions are charged as one shared kernel copy per core (``conv_encoding = "shared"``)."""
         return self.conv_encoding == "shared"
 
-    def conv_tap_bits(self, channels: np.ndarray, weight_bits: int) -> np.ndarray:
+    def conv_tap_bits(self, channels: np.ndarray, weight_bits: int, graded: bool = False) -> np.ndarray:
         """Memory bits of one kernel-tap list of the shared convolutional format (vectorised, int64): the weights
         of one (input channel, ky, kx) tap for ``channels`` output channels of one core, ``weight_bits`` each
-        (the layer's compressed width, at most :attr:`weight_bits`), after a ``conv_tap_header_bits`` header,
-        rounded up to whole ``word_bits`` words; 0 channels cost nothing."""
+        (the layer's compressed width, at most :attr:`weight_bits`; ``graded``: plus
+        ``graded_synapse_extra_bits``), after a ``conv_tap_header_bits`` header, rounded up to whole ``word_bits``
+        words; 0 channels cost nothing."""
         ch = np.asarray(channels, dtype=np.int64)
-        b = min(int(weight_bits), self.weight_bits)
+        b = min(int(weight_bits), self.weight_bits) + (self.graded_synapse_extra_bits if graded else 0)
         w = self.word_bits
         return np.where(ch > 0, -(-(self.conv_tap_header_bits + ch * b) // w) * w, 0)
+
+    def axon_entries(self, message_bits: int) -> int:
+        """Output-axon entries one (source neuron, destination core) route costs: 1 for binary spikes
+        (``message_bits = 0``), ``1 + ceil(message_bits / graded_axon_entry_bits)`` for graded ones (1 when
+        ``graded_axon_entry_bits`` is 0)."""
+        if message_bits <= 0 or not self.graded_axon_entry_bits:
+            return 1
+        return 1 + -(-int(message_bits) // self.graded_axon_entry_bits)
+
+    def state_bits(self, kind: str) -> int:
+        """Per-neuron state bits of a neuron ``kind`` ("lif", "sigma_delta", "delta", "sigma"; 0 when the
+        target does not give the figure)."""
+        return {"lif": self.lif_state_bits, "sigma_delta": self.sigma_delta_state_bits,
+                "delta": self.delta_state_bits, "sigma": self.sigma_state_bits}.get(kind, 0)
+
+    def shared_state_bits(self, kind: str) -> int:
+        """Bits of synapse memory one neuron of ``kind`` takes on a shared-memory target (0 otherwise):
+        ``neuron_state_bits`` (the LIF figure) plus what the kind's state exceeds the LIF state by."""
+        if not self.shared_memory:
+            return 0
+        return self.neuron_state_bits + max(0, self.state_bits(kind) - self.lif_state_bits)
+
+    def check_graded(self, program: Any) -> None:
+        """Refuse a Program whose groups or input ports send graded messages this target cannot carry (Loihi 1:
+        binary spikes only, ``graded_spike_bits = 0``): :class:`TargetError` naming the group and the limit."""
+        for name in list(program.groups) + [q.name for q in program.inputs]:
+            bits = int(program.message_bits(name))
+            if bits > self.graded_spike_bits:
+                kind = program.groups[name].neuron if name in program.groups else "graded input port"
+                what = "binary spikes only" if not self.graded_spike_bits else \
+                    f"graded payloads of at most {self.graded_spike_bits} bits"
+                raise TargetError(f"'{name}' ({kind}) sends graded messages of {bits} bits; target '{self.name}' "
+                                  f"carries {what}; suggestion: compile sigma-delta networks for loihi2",
+                                  node=name, field="graded_spike_bits")
 
     def summary(self) -> str:
         """A few lines naming the main limits."""

@@ -87,6 +87,7 @@ def check_quantised(p: Program, target: TargetSpec) -> None:
         if q.num_message_bits > target.graded_spike_bits:
             raise QuantisationError(f"graded spikes of {q.num_message_bits} bits; target '{target.name}' carries "
                                     f"{target.graded_spike_bits}", node=q.name, field="num_message_bits")
+    target.check_graded(p)  # sigma-delta groups on a target without graded spikes (Loihi 1)
 
 
 def check_partitioned(p: Program, target: TargetSpec) -> None:
@@ -102,6 +103,8 @@ def check_partitioned(p: Program, target: TargetSpec) -> None:
     live = _live_masks(p)
     ports = {q.name: q for q in p.inputs}
     neurons = np.zeros(n_cores, np.int64)
+    state_mem = np.zeros(n_cores, np.int64)  # neuron memory (each neuron's state bits of its kind)
+    shared = np.zeros(n_cores, np.int64)     # neuron state charged to the synapse memory (shared-memory targets)
     for g, grp in p.groups.items():
         co = pl.core_of.get(g)
         if co is None or co.shape != (grp.size,):
@@ -111,10 +114,14 @@ def check_partitioned(p: Program, target: TargetSpec) -> None:
         if co.size and co.max() >= n_cores:
             raise ResourceError("placement names a core that is not in the core list", node=g, field="placement")
         neurons += np.bincount(co[co >= 0], minlength=n_cores)
+        state_mem += np.bincount(co[co >= 0], minlength=n_cores) * target.state_bits(grp.neuron)
+        shared += np.bincount(co[co >= 0], minlength=n_cores) * target.shared_state_bits(grp.neuron)
     mem = np.zeros(n_cores, np.int64)
     in_ax = np.zeros(n_cores, np.int64)
     out_ax = np.zeros(n_cores, np.int64)
     for s in p.synapses:
+        graded = p.message_bits(s.src) > 0  # graded payloads: wider synapses, more routing entries per axon
+        entries = target.axon_entries(p.message_bits(s.src))
         co_dst = pl.core_of[s.dst]
         per_core_rows = np.bincount(co_dst[co_dst >= 0], minlength=n_cores)
         src_live = np.ones(s.weight.shape[1], bool) if s.src in ports else live[s.src]
@@ -122,11 +129,11 @@ def check_partitioned(p: Program, target: TargetSpec) -> None:
         if isinstance(s.weight, Dense):
             cores_here = np.flatnonzero(per_core_rows)
             n_src = int(src_live.sum())
-            bits = target.synapse_bits(per_core_rows[cores_here], sparse=False, delay=s.delay > 0)
+            bits = target.synapse_bits(per_core_rows[cores_here], sparse=False, delay=s.delay > 0, graded=graded)
             mem[cores_here] += n_src * bits
             in_ax[cores_here] += n_src
             if co_src is not None:
-                out_ax += np.bincount(co_src[src_live], minlength=n_cores) * cores_here.size
+                out_ax += np.bincount(co_src[src_live], minlength=n_cores) * cores_here.size * entries
             continue
         w = s.weight if isinstance(s.weight, Csr) else s.weight.to_csr()
         rows, cols = so.row_indices(w), np.asarray(w.indices)
@@ -156,23 +163,23 @@ def check_partitioned(p: Program, target: TargetSpec) -> None:
             np.add.at(n_t, (t_core, t_grp), 1)
             n_c = np.zeros((n_cores, groups), np.int64)
             np.add.at(n_c, (c_core, c_grp), 1)
-            mem += (n_t * target.conv_tap_bits(n_c, conv_weight_bits(w))).sum(axis=1)
+            mem += (n_t * target.conv_tap_bits(n_c, conv_weight_bits(w), graded)).sum(axis=1)
             if co_src is None:
                 in_ax += np.bincount(np.unique(kc), minlength=n_cores)
             else:
                 pair = np.unique(kc * n_cores + co_src[key % w.shape[1]])
                 in_ax += np.bincount(pair // n_cores, minlength=n_cores)
             if co_src is not None:
-                out_ax += np.bincount(co_src[key % w.shape[1]], minlength=n_cores)
+                out_ax += np.bincount(co_src[key % w.shape[1]], minlength=n_cores) * entries
             continue
-        sparse = np.bincount(kc, weights=target.synapse_bits(cnt, sparse=True, delay=s.delay > 0),
+        sparse = np.bincount(kc, weights=target.synapse_bits(cnt, sparse=True, delay=s.delay > 0, graded=graded),
                              minlength=n_cores).astype(np.int64)
         axons = np.bincount(kc, minlength=n_cores)
-        dense = axons * target.synapse_bits(per_core_rows, sparse=False, delay=s.delay > 0)
+        dense = axons * target.synapse_bits(per_core_rows, sparse=False, delay=s.delay > 0, graded=graded)
         mem += np.minimum(sparse, dense)
         in_ax += axons
         if co_src is not None:
-            out_ax += np.bincount(co_src[key % w.shape[1]], minlength=n_cores)
+            out_ax += np.bincount(co_src[key % w.shape[1]], minlength=n_cores) * entries
     for cu in pl.cores:
         c = cu.core
         got = {"neurons": int(neurons[c]), "synapse_bits": int(mem[c]), "input_axons": int(in_ax[c]),
@@ -181,7 +188,10 @@ def check_partitioned(p: Program, target: TargetSpec) -> None:
                "output_axons": cu.output_axons}
         if got != rec:
             raise ResourceError(f"core {c}: recorded usage {rec} differs from the placement's {got}", field="placement")
-        state = target.neuron_state_bits * got["neurons"] if target.shared_memory else 0
+        state = int(shared[c])
+        if target.neuron_memory_bits and state_mem[c] > target.neuron_memory_bits:
+            raise ResourceError(f"core {c} uses neuron_memory = {int(state_mem[c])} > limit "
+                                f"{target.neuron_memory_bits}", field="neuron_memory")
         for r, v, lim in (("neurons", got["neurons"], target.neurons_per_core),
                           ("synapse_memory", got["synapse_bits"] + state, target.synapse_memory_bits),
                           ("input_axons", got["input_axons"], target.input_axons_per_core),

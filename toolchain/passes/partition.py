@@ -5,7 +5,18 @@ actually used: per input axon, "dense" stores one weight per neuron of the chunk
 per stored synapse, whichever is cheaper; groups of synapses and words as in :meth:`TargetSpec.synapse_bits`;
 on shared-memory targets the neuron state is charged too), input axons (one per (synapse group, source neuron)
 with a stored synapse into the core), output axons (one per (synapse group, source neuron, destination core)),
-and neuron profiles (distinct (du, dv, vth, reset, spiking) sets) where the target limits them.
+and neuron profiles (distinct (du, dv, vth, reset, spiking) sets) where the target limits them; neuron memory
+(each neuron's :meth:`TargetSpec.state_bits` of its kind against ``neuron_memory_bits``) where the target sets it.
+
+Graded messages (issue 16): a synapse group whose source sends graded payloads (a sigma-delta group or a graded
+input port, ``Program.message_bits(src) > 0``) is charged ``graded_synapse_extra_bits`` more per synapse in every
+format (dense, sparse, shared conv taps), and each of the source's output axons costs
+:meth:`TargetSpec.axon_entries` entries (address plus payload words); a sigma-delta neuron's state (sigma, act,
+residue, error, bias: Lava's ``PySigmaDeltaModelFixed``) is charged at its own width, not LIF's u, v. Which of
+these figures are assumptions (no per-core figure for graded messages is published) is said, with the reasoning,
+in ``hw_targets/loihi2.toml``; each is one named parameter. A target without graded spikes (Loihi 1) refuses
+graded groups (:meth:`TargetSpec.check_graded`). The lower bound charges the same costs (graded rates in the
+memory floors, axon entries in the output-axon total, the neuron-memory total), so it stays a bound.
 
 Convolutions (:class:`~toolchain.ir.storage.Conv` storage) on a target with ``conv_encoding = "shared"`` (Loihi 2,
 calibrated on Intel's PilotNet table) are charged as one shared kernel per core: per channel group, the kernel taps
@@ -73,7 +84,7 @@ from . import storage_ops as so
 __all__ = ["partition", "format_report", "per_layer_cores", "conv_tap_ids", "conv_weight_bits", "RESOURCES",
            "MODES"]
 
-RESOURCES = ("neurons", "synapse_memory", "input_axons", "output_axons")
+RESOURCES = ("neurons", "synapse_memory", "input_axons", "output_axons", "neuron_memory")
 #: placement modes: "pack" (ours: maximal chunks packed first-fit-decreasing, layers may share cores) and
 #: "intel_halving" (our emulation of Intel's Loihi 2 compiler: each layer alone on its cores, cut by halving)
 MODES = ("pack", "intel_halving")
@@ -109,6 +120,8 @@ class _SG:
     cols: Optional[np.ndarray] = None  # live source position of every stored synapse
     conv: Optional[_ConvAcc] = None    # shared-weight accounting (Conv storage on a shared-conv target)
     src_chunk: Optional[np.ndarray] = None  # shared conv: the chunk of every live source position (current cut)
+    graded: bool = False     # the source sends graded payloads (Program.message_bits(src) > 0)
+    axon_entries: int = 1    # output-axon entries per route of the source (TargetSpec.axon_entries)
 
 
 def conv_tap_ids(w: Conv) -> np.ndarray:
@@ -232,10 +245,12 @@ def _accounting(p: Program, live: Dict[str, np.ndarray], pos: Dict[str, np.ndarr
     ports = {q.name: q for q in p.inputs}
     out = []
     for s in p.synapses:
+        mbits = int(p.message_bits(s.src))
+        gkw = {"graded": mbits > 0, "axon_entries": target.axon_entries(mbits)}
         dst_live = live[s.dst]
         src_live = np.ones(ports[s.src].size, bool) if s.src in ports else live[s.src]
         if isinstance(s.weight, Dense):
-            out.append(_SG(s.name, s.src, s.dst, s.delay > 0, True, int(src_live.sum())))
+            out.append(_SG(s.name, s.src, s.dst, s.delay > 0, True, int(src_live.sum()), **gkw))
             continue
         w = s.weight if isinstance(s.weight, Csr) else s.weight.to_csr()
         shared = isinstance(w, Conv) and target.shared_conv
@@ -283,7 +298,7 @@ def _accounting(p: Program, live: Dict[str, np.ndarray], pos: Dict[str, np.ndarr
                             int(w.in_shape[2]) * int(w.kernel.shape[2]) * int(w.kernel.shape[3]), c_out, groups,
                             conv_weight_bits(w))
         out.append(_SG(s.name, s.src, s.dst, s.delay > 0, False, int(src_live.sum()), ptr,
-                       c.astype(np.int64), conv))
+                       c.astype(np.int64), conv, **gkw))
     return out
 
 
@@ -291,8 +306,10 @@ class _Cutter:
     """Cuts one group's live neurons into chunks that each fit one core."""
 
     def __init__(self, name: str, n: int, incoming: List[_SG], profiles: np.ndarray, thresholds: np.ndarray,
-                 target: TargetSpec):
+                 target: TargetSpec, kind: str = "lif"):
         self.name, self.n, self.incoming, self.t = name, n, incoming, target
+        self.state_bits = target.state_bits(kind)         # neuron memory per neuron
+        self.shared_state = target.shared_state_bits(kind)  # synapse memory per neuron (shared-memory targets)
         self.profiles, self.thresholds = profiles, thresholds
         self.one_profile = np.unique(profiles).size <= 1
         self.one_vth = np.unique(thresholds).size <= 1
@@ -325,13 +342,14 @@ class _Cutter:
         self.evals += 1
         t = self.t
         k = b - a
-        mem = t.neuron_state_bits * k if t.shared_memory else 0
+        mem = self.shared_state * k
         axons = 0
         for sg in self.incoming:
             if sg.dense:
                 if sg.n_src:
                     axons += sg.n_src
-                    mem += sg.n_src * int(t.synapse_bits(np.array([k]), sparse=False, delay=sg.delay)[0])
+                    mem += sg.n_src * int(t.synapse_bits(np.array([k]), sparse=False, delay=sg.delay,
+                                                         graded=sg.graded)[0])
                 continue
             seg = sg.cols[sg.ptr[a]:sg.ptr[b]]
             if seg.size == 0:
@@ -341,7 +359,7 @@ class _Cutter:
                 lo, hi = cv.rptr[cv.rep_of[a]], cv.rptr[cv.rep_of[b - 1] + 1]
                 # shared-weight format: one input axon per source core (a spike carries its position and channel)
                 axons += 1 if sg.src_chunk is None else int(np.count_nonzero(np.bincount(sg.src_chunk[cv.rcols[lo:hi]])))
-                mem += _conv_bits(cv, cv.rtaps[lo:hi], cv.ch[a:b], t)
+                mem += _conv_bits(cv, cv.rtaps[lo:hi], cv.ch[a:b], t, sg.graded)
                 continue
             if seg.size * 8 < sg.n_src:
                 cnt = np.unique(seg, return_counts=True)[1]
@@ -350,19 +368,21 @@ class _Cutter:
                 cnt = cnt[cnt > 0]
             ax = int(cnt.size)
             axons += ax
-            sparse = int(t.synapse_bits(cnt, sparse=True, delay=sg.delay).sum())
-            dense = ax * int(t.synapse_bits(np.array([k]), sparse=False, delay=sg.delay)[0])
+            sparse = int(t.synapse_bits(cnt, sparse=True, delay=sg.delay, graded=sg.graded).sum())
+            dense = ax * int(t.synapse_bits(np.array([k]), sparse=False, delay=sg.delay, graded=sg.graded)[0])
             mem += min(sparse, dense)
         prof = 1 if self.one_profile else int(np.unique(self.profiles[a:b]).size)
         vths = 1 if self.one_vth else int(np.unique(self.thresholds[a:b]).size)
         return {"neurons": k, "synapse_memory": int(mem), "input_axons": axons,
-                "output_axons": int(self.fan_prefix[b] - self.fan_prefix[a]), "profiles": prof, "thresholds": vths}
+                "output_axons": int(self.fan_prefix[b] - self.fan_prefix[a]), "profiles": prof, "thresholds": vths,
+                "neuron_memory": k * self.state_bits}
 
     def violations(self, c: Dict[str, int]) -> List[Tuple[str, int, int]]:
         t = self.t
         lim = {"neurons": t.neurons_per_core, "synapse_memory": t.synapse_memory_bits,
                "input_axons": t.input_axons_per_core, "output_axons": t.output_axons_per_core,
-               "profiles": t.neuron_profiles_per_core, "thresholds": t.threshold_profiles_per_core}
+               "profiles": t.neuron_profiles_per_core, "thresholds": t.threshold_profiles_per_core,
+               "neuron_memory": t.neuron_memory_bits}
         return [(r, c[r], lim[r]) for r in lim if lim[r] > 0 and c[r] > lim[r]]
 
     def fits(self, a: int, b: int) -> bool:
@@ -385,7 +405,7 @@ class _Cutter:
             w = self.halving_state if self.halving_state is not None else 1 << (W - 1).bit_length()
             while w >= 1:
                 self.halving_state = w
-                if w * HC > self.t.neurons_per_core:  # the nominal slab of w columns, as Intel allocates it
+                if w * HC > self.max_neurons():  # the nominal slab of w columns, as Intel allocates it
                     w //= 2
                     continue
                 bounds = np.searchsorted(live_idx, np.arange(0, W + w, w).clip(max=W) * HC)
@@ -414,6 +434,13 @@ class _Cutter:
                 rs, need, limit = self.violations(self.cost(a, b))[0]
                 raise _single_neuron_error(self.name, rs, need, limit)
             r *= 2
+
+    def max_neurons(self) -> int:
+        """Neurons of this group one core can hold: ``neurons_per_core``, less where the neuron memory binds."""
+        lim = self.t.neurons_per_core
+        if self.t.neuron_memory_bits and self.state_bits:
+            lim = min(lim, self.t.neuron_memory_bits // self.state_bits)
+        return lim
 
     def cut(self) -> List[Tuple[int, int]]:
         """Greedy maximal chunks (exponential search from the previous chunk's length, then binary search)."""
@@ -455,16 +482,16 @@ class _Cutter:
         return chunks
 
 
-def _conv_bits(cv: _ConvAcc, taps: np.ndarray, ch: np.ndarray, t: TargetSpec) -> int:
+def _conv_bits(cv: _ConvAcc, taps: np.ndarray, ch: np.ndarray, t: TargetSpec, graded: bool = False) -> int:
     """Shared-weight synapse memory of one core: per conv group, (kernel taps its synapses use) x (one tap list for
     the group's output channels on the core, :meth:`TargetSpec.conv_tap_bits`)."""
     used = np.bincount(taps, minlength=cv.n_taps) > 0
     chans = np.bincount(ch, minlength=cv.c_out) > 0
     if cv.groups == 1:
-        return int(used.sum()) * int(t.conv_tap_bits(np.array([int(chans.sum())]), cv.bits)[0])
+        return int(used.sum()) * int(t.conv_tap_bits(np.array([int(chans.sum())]), cv.bits, graded)[0])
     n_t = used.reshape(cv.groups, -1).sum(axis=1)
     n_c = chans.reshape(cv.groups, -1).sum(axis=1)
-    return int((n_t * t.conv_tap_bits(n_c, cv.bits)).sum())
+    return int((n_t * t.conv_tap_bits(n_c, cv.bits, graded)).sum())
 
 
 _SUGGEST = {
@@ -474,6 +501,7 @@ _SUGGEST = {
                    "axons per core",
     "output_axons": "prune its fan-out or use a target with more output axons per core",
     "neurons": "use a target with more neurons per core",
+    "neuron_memory": "use a neuron kind with less state or a target with more neuron memory per core",
     "profiles": "use fewer distinct time constants/thresholds in the layer",
     "thresholds": "use fewer distinct thresholds in the layer",
     "fan_in": "prune the layer's inputs or use a target with a larger fan-in",
@@ -491,13 +519,14 @@ def _single_neuron_error(layer: str, resource: str, need: int, limit: int) -> Re
 
 def _fanout(sgs: List[_SG], chunks: Dict[str, List[Tuple[int, int]]], n_live: Dict[str, int]) -> Dict[str,
                                                                                                       np.ndarray]:
-    """Output axons each live source neuron needs: per synapse group, the chunks of its target it reaches."""
+    """Output axons each live source neuron needs: per synapse group, the chunks of its target it reaches (times
+    the group's :attr:`_SG.axon_entries`: a graded route costs more entries)."""
     fan = {g: np.zeros(n, np.int64) for g, n in n_live.items()}
     for sg in sgs:
         if sg.src not in fan:
             continue
         if sg.dense:
-            fan[sg.src] += len(chunks[sg.dst]) if sg.n_src else 0
+            fan[sg.src] += len(chunks[sg.dst]) * sg.axon_entries if sg.n_src else 0
             continue
         f = fan[sg.src]
         mark = np.zeros(f.size, bool)
@@ -506,52 +535,55 @@ def _fanout(sgs: List[_SG], chunks: Dict[str, List[Tuple[int, int]]], n_live: Di
             if seg.size:
                 mark[:] = False
                 mark[seg] = True
-                f += mark
+                f += mark * sg.axon_entries if sg.axon_entries != 1 else mark
     return fan
 
 
-def _unsplit_needs(sgs: List[_SG], n_live: Dict[str, int], target: TargetSpec) -> Dict[str, int]:
+def _unsplit_needs(sgs: List[_SG], n_live: Dict[str, int], target: TargetSpec,
+                   kinds: Optional[Dict[str, str]] = None) -> Dict[str, int]:
     """Total need per resource with every layer on one core (each axon's cheaper encoding for the whole layer).
 
     The neuron and axon totals are true lower bounds for any partition (every live neuron is placed once, every
     input axon with a synapse and every source neuron with a target is needed on at least one core); the synapse
     memory total is only an estimate: a split layer may choose dense on short chunks and need less.
     """
-    need = {"neurons": int(sum(n_live.values())), "synapse_memory": 0, "input_axons": 0, "output_axons": 0}
-    if target.shared_memory:
-        need["synapse_memory"] += target.neuron_state_bits * need["neurons"]
+    kinds = kinds or {}
+    need = {"neurons": int(sum(n_live.values())), "synapse_memory": 0, "input_axons": 0, "output_axons": 0,
+            "neuron_memory": int(sum(n * target.state_bits(kinds.get(g, "lif")) for g, n in n_live.items()))}
+    need["synapse_memory"] += int(sum(n * target.shared_state_bits(kinds.get(g, "lif")) for g, n in n_live.items()))
     for sg in sgs:
         n_dst = n_live[sg.dst]
         if sg.dense:
             if sg.n_src and n_dst:
                 need["synapse_memory"] += sg.n_src * int(target.synapse_bits(np.array([n_dst]), sparse=False,
-                                                                             delay=sg.delay)[0])
+                                                                             delay=sg.delay, graded=sg.graded)[0])
                 need["input_axons"] += sg.n_src
                 if sg.src in n_live:
-                    need["output_axons"] += sg.n_src
+                    need["output_axons"] += sg.n_src * sg.axon_entries
             continue
         if sg.cols.size == 0:
             continue
         cnt = np.bincount(sg.cols)
         cnt = cnt[cnt > 0]
         if sg.conv is not None:
-            need["synapse_memory"] += _conv_bits(sg.conv, sg.conv.rtaps, sg.conv.ch, target)
+            need["synapse_memory"] += _conv_bits(sg.conv, sg.conv.rtaps, sg.conv.ch, target, sg.graded)
             need["input_axons"] += 1  # one per source core, at least one
             if sg.src in n_live:
-                need["output_axons"] += int(cnt.size)
+                need["output_axons"] += int(cnt.size) * sg.axon_entries
             continue
-        sparse = int(target.synapse_bits(cnt, sparse=True, delay=sg.delay).sum())
-        dense = cnt.size * int(target.synapse_bits(np.array([n_dst]), sparse=False, delay=sg.delay)[0])
+        sparse = int(target.synapse_bits(cnt, sparse=True, delay=sg.delay, graded=sg.graded).sum())
+        dense = cnt.size * int(target.synapse_bits(np.array([n_dst]), sparse=False, delay=sg.delay,
+                                                   graded=sg.graded)[0])
         need["synapse_memory"] += min(sparse, dense)
         need["input_axons"] += int(cnt.size)
         if sg.src in n_live:
-            need["output_axons"] += int(cnt.size)
+            need["output_axons"] += int(cnt.size) * sg.axon_entries
     return need
 
 
-def _block_costs(target: TargetSpec, sparse: bool, delay: bool) -> np.ndarray:
+def _block_costs(target: TargetSpec, sparse: bool, delay: bool, graded: bool = False) -> np.ndarray:
     """``synapse_bits`` of one axon with 0..block_max_synapses synapses (index = count)."""
-    return target.synapse_bits(np.arange(target.block_max_synapses + 1), sparse=sparse, delay=delay)
+    return target.synapse_bits(np.arange(target.block_max_synapses + 1), sparse=sparse, delay=delay, graded=graded)
 
 
 class _DenseChunks:
@@ -566,8 +598,8 @@ class _DenseChunks:
     cost of the unsplit layer.
     """
 
-    def __init__(self, target: TargetSpec, delay: bool):
-        f = _block_costs(target, False, delay)
+    def __init__(self, target: TargetSpec, delay: bool, graded: bool = False):
+        f = _block_costs(target, False, delay, graded)
         self.B = B = target.block_max_synapses
         self.F = int(f[B])
         r = np.arange(B)
@@ -595,10 +627,10 @@ class _DenseChunks:
         return max(exact, rate)
 
 
-def _rate(target: TargetSpec, sparse: bool, delay: bool) -> float:
+def _rate(target: TargetSpec, sparse: bool, delay: bool, graded: bool = False) -> float:
     """The least bits per synapse of any axon's block list: ``min_m synapse_bits(m) / m`` (a full block, or a
     partial one when cheaper per synapse), so ``synapse_bits(m) >= m * rate`` for every m."""
-    f = _block_costs(target, sparse, delay).astype(np.float64)
+    f = _block_costs(target, sparse, delay, graded).astype(np.float64)
     m = np.arange(1, f.size)
     return float(min(f[-1] / (f.size - 1), (f[1:] / m).min()))
 
@@ -637,8 +669,9 @@ def _axon_floor(sg: _SG, n_dst: int, target: TargetSpec) -> Tuple[np.ndarray, np
     cnt_s, starts_s = cnt[by_len], starts[by_len]
     # two valid cost models, each with every penalty: (rate per synapse, no fixed cost) and (bits per synapse
     # without headers, one header per run)
-    s0, d0 = _rate(target, True, sg.delay), _rate(target, False, sg.delay)
-    per = target.weight_bits + (target.delay_bits if sg.delay else 0)
+    s0, d0 = _rate(target, True, sg.delay, sg.graded), _rate(target, False, sg.delay, sg.graded)
+    per = target.weight_bits + (target.delay_bits if sg.delay else 0) + \
+        (target.graded_synapse_extra_bits if sg.graded else 0)
     s1, d1, h = per + target.sparse_index_bits, per, target.block_header_bits
     pen = s0 * np.asarray(_RUN_PENALTIES)
     # (sparse bits per synapse, dense bits per position, fixed cost of a run, fixed cost of a dense run)
@@ -665,7 +698,8 @@ def _axon_floor(sg: _SG, n_dst: int, target: TargetSpec) -> Tuple[np.ndarray, np
 
 
 def _memory_bound(sgs: List[_SG], n_live: Dict[str, int], target: TargetSpec, unsplit: int,
-                  exact_cuts: bool = False, cache: Optional[dict] = None) -> Tuple[int, int]:
+                  exact_cuts: bool = False, cache: Optional[dict] = None,
+                  kinds: Optional[Dict[str, str]] = None) -> Tuple[int, int]:
     """The fewest cores C whose synapse memory can hold the network (a lower bound), and the memory need at C.
 
     need(1) = ``unsplit`` (:func:`_unsplit_needs`: every layer on one core, exact). For C >= 2: neuron state
@@ -680,9 +714,10 @@ def _memory_bound(sgs: List[_SG], n_live: Dict[str, int], target: TargetSpec, un
     one core, word rounding included). The capacity is what one core can really hold (:func:`_usable_memory`).
     """
     M = target.synapse_memory_bits
-    state = target.neuron_state_bits * int(sum(n_live.values())) if target.shared_memory else 0
+    kinds = kinds or {}
+    state = int(sum(n * target.shared_state_bits(kinds.get(g, "lif")) for g, n in n_live.items()))
     dense: List[Tuple[int, int, _DenseChunks]] = []
-    tables: Dict[bool, _DenseChunks] = {}
+    tables: Dict[Tuple[bool, bool], _DenseChunks] = {}
     floors: List[Tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     for sg in sgs:
         n_dst = n_live[sg.dst]
@@ -690,7 +725,10 @@ def _memory_bound(sgs: List[_SG], n_live: Dict[str, int], target: TargetSpec, un
             continue
         if sg.dense:
             if sg.n_src:
-                dense.append((sg.n_src, n_dst, tables.setdefault(sg.delay, _DenseChunks(target, sg.delay))))
+                key = (sg.delay, sg.graded)
+                if key not in tables:
+                    tables[key] = _DenseChunks(target, sg.delay, sg.graded)
+                dense.append((sg.n_src, n_dst, tables[key]))
             continue
         if sg.cols.size == 0:
             continue
@@ -698,13 +736,13 @@ def _memory_bound(sgs: List[_SG], n_live: Dict[str, int], target: TargetSpec, un
             # shared weights: every chunk holds at least the taps of one of its positions for one channel, and
             # there is at least one chunk
             per_row = np.diff(sg.ptr)
-            state += int(per_row.min()) * int(target.conv_tap_bits(np.array([1]), sg.conv.bits)[0])
+            state += int(per_row.min()) * int(target.conv_tap_bits(np.array([1]), sg.conv.bits, sg.graded)[0])
             continue
         cache = {} if cache is None else cache
         if sg.name not in cache:  # the same floors for a second call (``exact_cuts``)
             cache[sg.name] = _axon_floor(sg, n_dst, target)
         table, per_axon = cache[sg.name]
-        pen = _rate(target, True, sg.delay) * np.asarray(_RUN_PENALTIES)
+        pen = _rate(target, True, sg.delay, sg.graded) * np.asarray(_RUN_PENALTIES)
         floors.append((table, per_axon, np.tile(pen, table.shape[1] // pen.size),
                        _least_cut_memory(sg, n_dst, target) if exact_cuts else 0))
 
@@ -717,7 +755,7 @@ def _memory_bound(sgs: List[_SG], n_live: Dict[str, int], target: TargetSpec, un
 
     if unsplit <= M:
         return 1, int(unsplit)
-    M = _usable_memory(sgs, n_live, target)
+    M = _usable_memory(sgs, n_live, target, kinds=kinds)
     floor = state + sum(ns * t.bound(nd, nd) for ns, nd, t in dense) + csr_split(10 ** 12)
     c = max(2, int(-(-floor // M)))
     while need(c) > c * M:
@@ -746,8 +784,10 @@ def _least_cut_memory(sg: _SG, n_dst: int, target: TargetSpec, max_cells: int = 
     pairs = np.repeat(np.arange(n_dst, dtype=np.int64), np.diff(sg.ptr)) * n_src + sg.cols
     if np.unique(pairs).size != pairs.size:
         return 0  # a repeated (axon, neuron) pair: not tabulated (0 is a valid floor)
-    sparse_cost = target.synapse_bits(np.arange(kmax + 1), sparse=True, delay=sg.delay).astype(np.int64)
-    dense_cost = target.synapse_bits(np.arange(kmax + 1), sparse=False, delay=sg.delay).astype(np.int64)
+    sparse_cost = target.synapse_bits(np.arange(kmax + 1), sparse=True, delay=sg.delay,
+                                      graded=sg.graded).astype(np.int64)
+    dense_cost = target.synapse_bits(np.arange(kmax + 1), sparse=False, delay=sg.delay,
+                                     graded=sg.graded).astype(np.int64)
     table: List[np.ndarray] = []  # table[t - 1][a] = memory of [a, a + t) (inf when it does not fit)
     ptr, cols = sg.ptr, sg.cols.astype(np.int32)
     lens_all = np.diff(ptr)
@@ -793,7 +833,8 @@ def _least_cut_memory(sg: _SG, n_dst: int, target: TargetSpec, max_cells: int = 
     return int(best[n_dst]) if np.isfinite(best[n_dst]) else 0
 
 
-def _usable_memory(sgs: List[_SG], n_live: Dict[str, int], target: TargetSpec, max_units: int = 1 << 22) -> int:
+def _usable_memory(sgs: List[_SG], n_live: Dict[str, int], target: TargetSpec, max_units: int = 1 << 22,
+                   kinds: Optional[Dict[str, str]] = None) -> int:
     """The most synapse memory one core can really hold: the largest sum of the memory granules at most the
     capacity (unbounded subset sum). Every chunk's memory is a sum of granules: a dense group's chunk costs
     ``n_src * synapse_bits(k)`` and ``synapse_bits`` is a whole number of words, so ``n_src`` words at a time; a
@@ -805,8 +846,10 @@ def _usable_memory(sgs: List[_SG], n_live: Dict[str, int], target: TargetSpec, m
     gens = {w * sg.n_src for sg in sgs if sg.dense and sg.n_src and n_live[sg.dst]}
     if any(not sg.dense and n_live[sg.dst] and sg.cols.size for sg in sgs):
         gens.add(w)
-    if target.shared_memory and target.neuron_state_bits:
-        gens.add(int(target.neuron_state_bits))
+    for g, n in n_live.items():  # neuron state (shared memory): its kind's bits per neuron
+        b = target.shared_state_bits((kinds or {}).get(g, "lif"))
+        if n and b:
+            gens.add(int(b))
     if not gens:
         return M
     u = math.gcd(*gens)
@@ -827,7 +870,8 @@ def _usable_memory(sgs: List[_SG], n_live: Dict[str, int], target: TargetSpec, m
 def _cutters(p: Program, target: TargetSpec, n_live: Dict[str, int], into: Dict[str, List[_SG]],
              prof: Dict[str, np.ndarray], thr: Dict[str, np.ndarray], live: Dict[str, np.ndarray],
              live_idx: Dict[str, np.ndarray]) -> Dict[str, _Cutter]:
-    cut = {g: _Cutter(g, n_live[g], into[g], prof[g], thr[g], target) for g in p.groups}
+    cut = {g: _Cutter(g, n_live[g], into[g], prof[g], thr[g], target, p.groups[g].neuron)
+           for g in p.groups}
     for g in _channels_last(p):
         grp = p.groups[g]
         if len(grp.shape) == 3:
@@ -856,7 +900,8 @@ def _cut(p: Program, target: TargetSpec, sgs: List[_SG], n_live: Dict[str, int],
         fan = _fanout(sgs, chunks, n_live)
         for g, f in fan.items():
             if f.size and f.max() > target.max_fan_out_cores:
-                err = ResourceError(f"a neuron needs {int(f.max())} destination cores, the limit is "
+                err = ResourceError(f"a neuron needs {int(f.max())} destination cores (output-axon entries "
+                                    f"for graded sources), the limit is "
                                     f"{target.max_fan_out_cores}; suggestion: {_SUGGEST['fan_out']}", node=g,
                                     field="fan_out")
                 err.resource, err.need, err.limit = "fan_out", int(f.max()), target.max_fan_out_cores  # type: ignore
@@ -872,22 +917,32 @@ def _cut(p: Program, target: TargetSpec, sgs: List[_SG], n_live: Dict[str, int],
     raise ResourceError("output axons: the partition did not converge", field="output_axons")  # pragma: no cover
 
 
+def _caps(target: TargetSpec) -> np.ndarray:
+    """Per-core capacity in :data:`RESOURCES` order (neuron memory not modelled: no limit)."""
+    return np.array([target.neurons_per_core, target.synapse_memory_bits, target.input_axons_per_core,
+                     target.output_axons_per_core, target.neuron_memory_bits or np.inf], np.float64)
+
+
+def _vec(c: Dict[str, int]) -> np.ndarray:
+    """A chunk's cost (:meth:`_Cutter.cost`) in :data:`RESOURCES` order."""
+    return np.array([c["neurons"], c["synapse_memory"], c["input_axons"], c["output_axons"], c["neuron_memory"]],
+                    np.float64)
+
+
 def _pack(p: Program, target: TargetSpec, chunks: Dict[str, List[Tuple[int, int]]], cutters: Dict[str, _Cutter],
           prof: Dict[str, np.ndarray], thr: Dict[str, np.ndarray], share: bool):
     """Chunks onto cores: first fit decreasing when ``share`` (chunks of different groups may share a core), else
-    one core per chunk. Returns (n_cores, used[n, 4], core_groups, core_prof, core_of_chunk list)."""
-    caps = np.array([target.neurons_per_core, target.synapse_memory_bits, target.input_axons_per_core,
-                     target.output_axons_per_core], np.float64)
+    one core per chunk. Returns (n_cores, used[n, 5], core_groups, core_prof, core_of_chunk list)."""
+    caps = _caps(target)
     items = []
     for g in p.groups:
         for a, b in chunks[g]:
-            c = cutters[g].cost(a, b)
-            vec = np.array([c["neurons"], c["synapse_memory"], c["input_axons"], c["output_axons"]], np.float64)
+            vec = _vec(cutters[g].cost(a, b))
             items.append((float((vec / caps).max()), g, a, b, vec, set(prof[g][a:b].tolist()),
                           set(thr[g][a:b].tolist())))
     if share:
         items.sort(key=lambda it: -it[0])
-    used = np.zeros((max(len(items), 1), 4), np.float64)
+    used = np.zeros((max(len(items), 1), caps.size), np.float64)
     core_groups: List[set] = []
     core_prof: List[set] = []
     core_thr: List[set] = []
@@ -931,15 +986,13 @@ def _fill_pack(p: Program, target: TargetSpec, sgs: List[_SG], n_live: Dict[str,
     convolutions (their input axons depend on the source cut as well)."""
     if any(sg.conv is not None for sg in sgs):
         return None
-    caps = np.array([target.neurons_per_core, target.synapse_memory_bits, target.input_axons_per_core,
-                     target.output_axons_per_core], np.float64)
+    caps = _caps(target)
     P, TP = target.neuron_profiles_per_core, target.threshold_profiles_per_core
 
     def vec(g: str, a: int, b: int) -> Tuple[np.ndarray, bool]:
         c = cutters[g].cost(a, b)
         ok = not cutters[g].violations(c)
-        return np.array([c["neurons"], c["synapse_memory"], c["input_axons"], c["output_axons"]],
-                        np.float64), ok
+        return _vec(c), ok
 
     for _ in range(max_rounds):
         chunks: Dict[str, List[Tuple[int, int]]] = {g: [] for g in p.groups}
@@ -978,13 +1031,13 @@ def _fill_pack(p: Program, target: TargetSpec, sgs: List[_SG], n_live: Dict[str,
                 if lo == a:                # nothing fits beside the current core's contents: a new core
                     if cur >= 0 and not used[cur].any():
                         return None        # not even on an empty core (cannot happen after a successful cut)
-                    used.append(np.zeros(4, np.float64))
+                    used.append(np.zeros(caps.size, np.float64))
                     groups.append(set())
                     profs.append(set())
                     thrs.append(set())
                     continue
                 if cur < 0:
-                    used.append(np.zeros(4, np.float64))
+                    used.append(np.zeros(caps.size, np.float64))
                     groups.append(set())
                     profs.append(set())
                     thrs.append(set())
@@ -1002,7 +1055,7 @@ def _fill_pack(p: Program, target: TargetSpec, sgs: List[_SG], n_live: Dict[str,
             np.cumsum(f, out=cutters[g].fan_prefix[1:])
         for c in cutters.values():
             c.forget()
-        total = np.zeros((max(len(used), 1), 4), np.float64)
+        total = np.zeros((max(len(used), 1), caps.size), np.float64)
         good = True
         for g, a, b, core in placed:
             v, ok = vec(g, a, b)
@@ -1017,9 +1070,9 @@ def _layer_figures(p: Program, target: TargetSpec, chunks: Dict[str, List[Tuple[
                    cutters: Dict[str, _Cutter]) -> Dict[str, dict]:
     """Per group: cores, the largest per-core neurons / synapse memory (bits and words) / input axons, and the
     per-core grid shape where the halving cut set one."""
-    state = target.neuron_state_bits if target.shared_memory else 0
     out = {}
     for g in p.groups:
+        state = cutters[g].shared_state
         cs = [cutters[g].cost(a, b) for a, b in chunks[g]]
         mem = [c["synapse_memory"] - state * c["neurons"] for c in cs] or [0]
         out[g] = {"cores": len(chunks[g]), "max_neurons_per_core": max([c["neurons"] for c in cs] or [0]),
@@ -1046,6 +1099,8 @@ def partition(p: Program, target: TargetSpec, max_rounds: int = 12, mode: str = 
     """
     if mode not in MODES:
         raise ValueError(f"unknown partition mode {mode!r}; modes are {MODES}")
+    target.check_graded(p)
+    kinds = {g: grp.neuron for g, grp in p.groups.items()}
     live = _live_masks(p)
     n_live = {g: int(m.sum()) for g, m in live.items()}
     live_idx, pos = _live_order(p, live)
@@ -1103,8 +1158,7 @@ def partition(p: Program, target: TargetSpec, max_rounds: int = 12, mode: str = 
     core_of = {g: np.full(grp.size, -1, np.int32) for g, grp in p.groups.items()}
     for g, a, b, c in placed:
         core_of[g][live_idx[g][a:b]] = c
-    caps = np.array([target.neurons_per_core, target.synapse_memory_bits, target.input_axons_per_core,
-                     target.output_axons_per_core], np.float64)
+    caps = _caps(target)
     # renumber cores in order of first use by the groups (execution order) for a readable table
     seq = np.concatenate([core_of[g][core_of[g] >= 0] for g in p.groups] + [np.zeros(0, np.int32)])
     first = np.unique(seq, return_index=True)[1] if seq.size else np.zeros(0, np.int64)
@@ -1114,26 +1168,30 @@ def partition(p: Program, target: TargetSpec, max_rounds: int = 12, mode: str = 
     for g in core_of:
         m = core_of[g] >= 0
         core_of[g][m] = renum[core_of[g][m]]
-    state = target.neuron_state_bits if target.shared_memory else 0
+    shared_state = np.zeros(max(n_cores, 1), np.int64)  # synapse memory taken by neuron state, per core
+    for g, a, b, c in placed:
+        shared_state[c] += cutters[g].shared_state * (b - a)
     cores = []
     for new, old in enumerate(order):
         u = used[old]
+        st = int(shared_state[old])
         cores.append(CoreUsage(core=new, chip=new // target.cores_per_chip, neurons=int(u[0]),
-                               synapse_bits=int(u[1]) - state * int(u[0]), state_bits=state * int(u[0]),
+                               synapse_bits=int(u[1]) - st, state_bits=st,
                                input_axons=int(u[2]), output_axons=int(u[3]), profiles=len(core_prof[old]),
                                groups=tuple(x for x in p.groups if x in core_groups[old])))
-    unsplit = _unsplit_needs(sgs, n_live, target)
-    capd = dict(zip(RESOURCES, caps.astype(np.int64).tolist()))
-    est_per = {r: int(-(-unsplit[r] // capd[r])) for r in RESOURCES}
+    unsplit = _unsplit_needs(sgs, n_live, target, kinds)
+    capd = {r: (int(c) if np.isfinite(c) else 0) for r, c in zip(RESOURCES, caps)}  # 0: not modelled
+    est_per = {r: int(-(-unsplit[r] // capd[r])) if capd[r] else 0 for r in RESOURCES}
     lb_per = dict(est_per)
     need = dict(unsplit)
     if need["neurons"]:
         floors: dict = {}
         lb_per["synapse_memory"], need["synapse_memory"] = _memory_bound(sgs, n_live, target,
-                                                                            unsplit["synapse_memory"], cache=floors)
+                                                                            unsplit["synapse_memory"], cache=floors,
+                                                                            kinds=kinds)
         if max(lb_per.values()) < len(cores):  # a gap: the costlier bound that knows the cuts are shared
             lb_per["synapse_memory"], need["synapse_memory"] = _memory_bound(
-                sgs, n_live, target, unsplit["synapse_memory"], exact_cuts=True, cache=floors)
+                sgs, n_live, target, unsplit["synapse_memory"], exact_cuts=True, cache=floors, kinds=kinds)
     else:
         lb_per["synapse_memory"] = need["synapse_memory"] = 0
     lb = max(max(lb_per.values()), 1 if need["neurons"] else 0)
@@ -1141,8 +1199,11 @@ def partition(p: Program, target: TargetSpec, max_rounds: int = 12, mode: str = 
     layers = {}
     for g, grp in p.groups.items():
         cs = [cutters[g].cost(a, b) for a, b in chunks[g]]
+        state = cutters[g].shared_state
         layers[g] = {"neurons": grp.size, "placed": n_live[g], "pruned": grp.size - n_live[g],
-                     "cores": len(chunks[g]),
+                     "cores": len(chunks[g]), "kind": grp.neuron,
+                     "message_bits": int(p.message_bits(g)),
+                     "neuron_state_bits": n_live[g] * cutters[g].state_bits,
                      "synapses": int(sum((sg.n_src * n_live[g]) if sg.dense else int(sg.cols.size)
                                          for sg in into[g])),
                      "synapse_bits": int(sum(c["synapse_memory"] for c in cs)) - state * n_live[g],
