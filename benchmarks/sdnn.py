@@ -23,10 +23,17 @@ Parts (one run, side by side):
 3. **netx round trip.** Program -> ``export_netx`` -> ``load_netx``: the same payloads, sigma and act at every
    step (reference), and lava-dl 0.6.0's own reader of the exported file (``skip_layers=1``, fed our encoder's
    payloads) gives every later layer's payloads, sigma and act. ``RESULT sdnn_netx_roundtrip_exact 1``.
+4. **Cores.** The partitioner on Loihi 2 (``hw_targets/loihi2.toml``) with graded messages charged (wider
+   synapses, payload routing entries, sigma-delta neuron state; see :mod:`toolchain.passes.partition`), beside the
+   same network with LIF neurons and binary spikes (same weights): cores in both placement modes, lower bound,
+   synapse memory, output-axon entries and neuron state. ``RESULT sdnn_cores N`` (pack mode) and
+   ``RESULT sdnn_lif_equivalent_cores M``. The network is small: both fit one core in pack mode; the resource
+   columns show what the graded messages cost.
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 import tempfile
@@ -147,6 +154,35 @@ def roundtrip_part(program, x: np.ndarray, steps: int, tmp: Path) -> tuple:
     return ref_ok, dl_ok
 
 
+def lif_equivalent(program):
+    """The same network with CUBA LIF groups (the neutral LIF fields that sigma-delta groups carry) and binary
+    spike ports: what the partitioner would charge without graded messages."""
+    from toolchain.program import Program
+    groups = [dataclasses.replace(g, sdn=None) for g in program.groups.values()]
+    ports = [dataclasses.replace(q, num_message_bits=0) if q.kind == "spikes" else q for q in program.inputs]
+    return Program(groups, program.synapses, ports, program.output, target=program.target, dt=program.dt,
+                   metadata=dict(program.metadata))
+
+
+def cores_part(program) -> dict:
+    """Partition the SDNN Program and its LIF equivalent on Loihi 2 (both modes); a row of figures each."""
+    from toolchain.passes.checks import check_partitioned
+    from toolchain.passes.partition import partition
+    from toolchain.targets import load_target
+    t = load_target("loihi2")
+    rows = {}
+    for label, p in (("SDNN (graded)", program), ("LIF equivalent", lif_equivalent(program))):
+        q = partition(p, t, mode="pack", compare=True)
+        check_partitioned(q, t)
+        rep = q.report
+        lay = rep["layers"].values()
+        rows[label] = {"pack": rep["cores_used"], "halving": rep["modes"]["intel_halving"]["cores_used"],
+                       "bound": rep["lower_bound"], "syn_bits": rep["synapse_bits"],
+                       "out_axons": sum(v["output_axons"] for v in lay),
+                       "state_bits": sum(v["neuron_state_bits"] for v in lay)}
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="short Lava and lava-dl clips (about a minute or two)")
@@ -188,9 +224,24 @@ def main() -> None:
         ref_ok, dl_ok = roundtrip_part(program, x[:, :clip], clip, tmp)
         print(f"  re-imported Program equal: {ref_ok}; lava-dl reader equal: {dl_ok} "
               f"({time.perf_counter() - t0:.0f} s)")
+        print("\n4. cores on loihi2 (graded messages charged; LIF equivalent: same weights, binary spikes)")
+        crow = cores_part(program)
+        table = [("network", "cores (pack)", "cores (intel_halving)", "lower bound", "synapse bits",
+                  "out-axon entries", "neuron state bits")]
+        for label, r in crow.items():
+            table.append((label, str(r["pack"]), str(r["halving"]), str(r["bound"]), str(r["syn_bits"]),
+                          str(r["out_axons"]), str(r["state_bits"])))
+        g, lf = crow["SDNN (graded)"], crow["LIF equivalent"]
+        table.append(("ratio SDNN / LIF", f"{g['pack'] / lf['pack']:.2f}", f"{g['halving'] / lf['halving']:.2f}",
+                      f"{g['bound'] / lf['bound']:.2f}", f"{g['syn_bits'] / max(lf['syn_bits'], 1):.2f}",
+                      f"{g['out_axons'] / max(lf['out_axons'], 1):.2f}",
+                      f"{g['state_bits'] / max(lf['state_bits'], 1):.2f}"))
+        print("\n".join(table_lines(table)))
     print(f"\nRESULT sdnn_bit_exact {int(exact)}")
     print(f"RESULT sdnn_message_reduction {reduction:.2f}")
     print(f"RESULT sdnn_netx_roundtrip_exact {int(ref_ok and dl_ok)}")
+    print(f"RESULT sdnn_cores {g['pack']}")
+    print(f"RESULT sdnn_lif_equivalent_cores {lf['pack']}")
 
 
 if __name__ == "__main__":
