@@ -12,9 +12,13 @@ Graded messages (issue 16): a synapse group whose source sends graded payloads (
 input port, ``Program.message_bits(src) > 0``) is charged ``graded_synapse_extra_bits`` more per synapse in every
 format (dense, sparse, shared conv taps), and each of the source's output axons costs
 :meth:`TargetSpec.axon_entries` entries (address plus payload words); a sigma-delta neuron's state (sigma, act,
-residue, error, bias: Lava's ``PySigmaDeltaModelFixed``) is charged at its own width, not LIF's u, v. Which of
-these figures are assumptions (no per-core figure for graded messages is published) is said, with the reasoning,
-in ``hw_targets/loihi2.toml``; each is one named parameter. A target without graded spikes (Loihi 1) refuses
+residue, error, bias: Lava's ``PySigmaDeltaModelFixed``) is charged at its own width, not LIF's u, v. The state
+widths follow Lava 0.10's fixed_pt models (LIF 64, SigmaDelta 112, Delta 96, Sigma 24 bits per neuron); Intel
+publishes only that a graded payload has up to 32 bits, so on Loihi 2 three figures are assumptions, each one
+named parameter of ``hw_targets/loihi2.toml`` (where the reasoning is written): ``graded_synapse_extra_bits = 8``
+(a graded synapse stores 8 bits more), ``graded_axon_entry_bits = 32`` (a graded route takes its address entry
+plus one entry per 32 payload bits: 2) and ``neuron_memory_bits = 4096 x 112`` (state memory that never binds
+before the 4095-neuron limit, so sigma-delta layers are not cut finer than LIF ones). A target without graded spikes (Loihi 1) refuses
 graded groups (:meth:`TargetSpec.check_graded`). The lower bound charges the same costs (graded rates in the
 memory floors, axon entries in the output-axon total, the neuron-memory total), so it stays a bound.
 
