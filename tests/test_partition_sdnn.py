@@ -117,3 +117,14 @@ def test_payload_entries_follow_message_bits():
     assert dataclasses.replace(L2, graded_axon_entry_bits=0).axon_entries(24) == 1
     assert L2.state_bits("lif") == 64 and L2.state_bits("sigma_delta") == 112
     assert L2.state_bits("delta") == 96 and L2.state_bits("sigma") == 24
+
+
+def test_snnc_report_prints_the_cores_of_an_sdnn_build(tmp_path, capsys):
+    """A partitioned SDNN Program saved as a build: ``snnc report`` prints its cores."""
+    from toolchain.cli.main import main
+    q = partition(layered(np.random.default_rng(4), (1500, 1200, 20), True), L2, compare=False)
+    assert q.report["cores_used"] > 1
+    q.save(tmp_path / "build")
+    assert main(["report", str(tmp_path / "build")]) == 0
+    out = capsys.readouterr().out
+    assert any(line.split() == ["cores", str(q.report["cores_used"])] for line in out.splitlines()), out
