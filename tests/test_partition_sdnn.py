@@ -128,3 +128,21 @@ def test_snnc_report_prints_the_cores_of_an_sdnn_build(tmp_path, capsys):
     assert main(["report", str(tmp_path / "build")]) == 0
     out = capsys.readouterr().out
     assert any(line.split() == ["cores", str(q.report["cores_used"])] for line in out.splitlines()), out
+
+
+def test_graded_conv_taps_and_an_sdnn_netx_file(tmp_path):
+    """Shared-conv tap lists hold graded weights 8 bits wider (64 channels at 5 bits: 6 words binary, 14 graded);
+    an SDNN netx file (input, conv, flatten, dense, readout) places in both modes within the bound and every
+    core passes the independent check."""
+    from test_sdnn_netx import sdnn_conv_net
+
+    from toolchain.netx_io import load_netx
+    assert int(L2.conv_tap_bits(np.array([64]), 5)[0]) == 6 * 64
+    assert int(L2.conv_tap_bits(np.array([64]), 5, graded=True)[0]) == 14 * 64
+    p = load_netx(sdnn_conv_net(tmp_path / "s.net", np.random.default_rng(5), message_bits=24))
+    assert any(g.sdn is not None for g in p.groups.values())
+    for mode in ("pack", "intel_halving"):
+        q = partition(p, L2, mode=mode, compare=False)
+        check_partitioned(q, L2)
+        assert 1 <= q.report["lower_bound"] <= q.report["cores_used"]
+        assert all(v["message_bits"] == 24 for g, v in q.report["layers"].items() if p.groups[g].sdn.kind != "sigma")
