@@ -535,3 +535,58 @@ def test_graded_sums_beyond_int32_into_the_float_path(delay: int, sparse: bool) 
         want = _naive_simulate(p, x, 9)
         for f in ("u", "v", "spikes"):
             np.testing.assert_array_equal(getattr(runs["event=None"], f)["a"], want[f]["a"], err_msg=f"{f}, e={e}")
+
+
+@pytest.mark.parametrize("int_from", [1, 10 ** 9])
+def test_float_path_range_bounds_hold(monkeypatch, int_from: int) -> None:
+    """The scalar bounds that let the float LIF path skip its wrap/clip reductions hold every value of u and v
+    after every update and reset (extreme parameters: wraps and clips happen), and the records still equal the
+    int32 emulation."""
+    from toolchain.sim import reference as R
+    from toolchain.testing import make_active
+    monkeypatch.setattr(R, "_INT_STATE_BATCH", int_from)
+    checked = {"u": 0, "v": 0, "max_calls": 0}
+    ops_cls = R._InPlaceOps
+    wrap, clip, reset = ops_cls.wrap_current, ops_cls.clip, ops_cls.reset
+    orig_max = R._max
+
+    def counting_max(*a, **k):
+        checked["max_calls"] += 1
+        return orig_max(*a, **k)
+
+    def wrap_checked(self, x):
+        out = wrap(self, x)
+        if x.size:
+            assert self.u_lo <= x.min() and x.max() <= self.u_hi, (self.u_lo, x.min(), x.max(), self.u_hi)
+            checked["u"] += 1
+        return out
+
+    def clip_checked(self, x, lo, hi):
+        out = clip(self, x, lo, hi)
+        if x.size:
+            assert self.v_lo <= x.min() and x.max() <= self.v_hi
+            checked["v"] += 1
+        return out
+
+    def reset_checked(self, v, s, vth, subtract):
+        out = reset(self, v, s, vth, subtract)
+        if v.size:
+            assert self.v_lo <= v.min() and v.max() <= self.v_hi
+        return out
+
+    monkeypatch.setattr(ops_cls, "wrap_current", wrap_checked)
+    monkeypatch.setattr(ops_cls, "clip", clip_checked)
+    monkeypatch.setattr(ops_cls, "reset", reset_checked)
+    monkeypatch.setattr(R, "_max", counting_max)
+    for seed in range(4):
+        p = int_program((30, 20, 12, 6), seed=seed, recurrent=True, max_delay=2, reset_mode="mixed",
+                        extreme=seed % 2 == 1, v_init=True, weight_exp=(-3, 2))
+        x = int_inputs(p, 5, 20, rate=0.3, seed=seed)
+        if seed % 2:
+            p = make_active(p, x, saturate=True)
+        want = simulate(p, x, record=True, force_exact=True)
+        got = simulate(p, x, record=True)
+        assert want.first_mismatch(got) is None
+    assert checked["u"] > 0 and checked["v"] > 0
+    # without the bounds every wrap would run its max reduction: some were skipped
+    assert checked["max_calls"] < checked["u"]

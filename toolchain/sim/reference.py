@@ -48,7 +48,8 @@ with ``np.trunc`` on a float64 state (batches below :data:`_INT_STATE_BATCH`: pl
 call) or by the cast of the float64 product into an int32 state (larger batches: C casts truncate toward zero,
 and int32 halves the memory traffic). Every sum stays below 2^26 in magnitude, so it is exact in both and Lava's
 int32 wrap never happens on this path. The 24-bit wrap of ``u`` and the clip of ``v`` are applied where a
-max/min check says a value left the range; the zero reset is a multiplication by "no spike" and the subtract
+max/min check says a value left the range, and the check is skipped where scalar bounds on the state (carried
+from step to step: :class:`_InPlaceOps`) prove that no value can have left it; the zero reset is a multiplication by "no spike" and the subtract
 reset a subtraction of "spike · threshold" (no masked writes). Any other group runs the int32 emulation in
 :mod:`toolchain.fixedpoint`, which wraps exactly where Lava's numpy code wraps. Both paths (and the torch backend,
 :mod:`toolchain.sim.torch_backend`) run the one definition of the update,
@@ -185,7 +186,9 @@ def prepare_inputs(program: Program, x: Union[np.ndarray, Mapping[str, np.ndarra
             continue
         a = a.reshape(a.shape[0], a.shape[1], -1)
         hi = 1 if p.num_message_bits == 0 else 2 ** p.num_message_bits - 1
-        if a.size and (int(a.min()) < 0 or int(a.max()) > hi):
+        # (bool and unsigned inputs need no check of the minimum, bool none at all: one pass less over the input)
+        unsigned = a.dtype == np.bool_ or np.issubdtype(a.dtype, np.unsignedinteger)
+        if a.size and a.dtype != np.bool_ and ((not unsigned and int(a.min()) < 0) or int(a.max()) > hi):
             kind = "binary spikes" if p.num_message_bits == 0 else f"{p.num_message_bits}-bit graded payloads"
             raise InputError(f"expected {kind} in [0, {hi}], got values in [{int(a.min())}, {int(a.max())}]",
                              node=p.name, field="input")
@@ -408,19 +411,59 @@ class _Synapse:
             np.add(dest, a, out=dest, casting="unsafe")  # exact: the sum stays below 2^24
 
 
+class _InputChunks:
+    """The binary input ports' spikes as float32 0/1 for the dense products, into a buffer kept from step to step
+    and only when a dense product asks for them (the event-driven product reads the bool spikes); for small
+    batches several steps at once (a (steps, B, n) block of at most 2^14 values: one call instead of one per
+    step; a larger block is no faster per value)."""
+
+    _BLOCK = 1 << 14
+
+    def __init__(self, arrays: Mapping[str, np.ndarray], steps: int) -> None:
+        self.arrays = arrays     # name -> (B, steps, n) bool
+        self.steps = steps
+        self.rows: Any = slice(None)
+        self.blocks: Dict[str, Tuple[int, int, np.ndarray]] = {}  # name -> (first step, end step, block)
+
+    def select(self, rows: np.ndarray) -> None:
+        """Only the samples ``rows`` (original indices) run from now on (early exit)."""
+        self.rows = rows
+        self.blocks.clear()
+
+    def get(self, name: str, t: int) -> np.ndarray:
+        """Port ``name``'s spikes at step ``t`` as float32 (B, n) (a view of the block: read-only use)."""
+        blk = self.blocks.get(name)
+        if blk is None or not blk[0] <= t < blk[1]:
+            arr = self.arrays[name]
+            batch = arr.shape[0] if isinstance(self.rows, slice) else len(self.rows)
+            n = arr.shape[2]
+            c = max(1, min(self.steps - t, self._BLOCK // max(batch * n, 1)))
+            buf = blk[2] if blk is not None and blk[2].shape[0] >= c and blk[2].shape[1] == batch else \
+                np.empty((c, batch, n), np.float32)
+            np.copyto(buf[:c], arr[self.rows, t:t + c].transpose(1, 0, 2))  # 0/1: exact
+            blk = self.blocks[name] = (t, t + c, buf)
+        return blk[2][t - blk[0]]
+
+
 class _Outputs(dict):
     """This step's outputs, name -> (B, n): bool spikes of groups and binary ports, int32 payloads of graded
     ports. :meth:`as_float` gives them as a float array for the dense products, made once per step and dtype
-    (for the float LIF path's groups: one conversion of all their spikes)."""
+    (for the float LIF path's groups: one conversion of all their spikes; binary input ports: from
+    ``chunks``, converted for several steps at once)."""
 
-    def __init__(self, layer: "_FastLayer") -> None:
+    def __init__(self, layer: "_FastLayer", chunks: Optional[_InputChunks] = None, t: int = 0) -> None:
         super().__init__()
         self.layer = layer
         self.floats: Dict[Tuple[str, Any], np.ndarray] = {}
+        self.chunks = chunks
+        self.t = t
 
     def as_float(self, name: str, dt: Any) -> np.ndarray:
         f = self.floats.get((name, dt))
         if f is None:
+            if dt is np.float32 and self.chunks is not None and name in self.chunks.arrays:
+                f = self.floats[(name, dt)] = self.chunks.get(name, self.t)
+                return f
             sl = self.layer.sl.get(name)
             if sl is not None and dt is np.float32:
                 whole = self.floats.get(("", dt))
@@ -484,6 +527,7 @@ class _Group:
     sdn: Any = None              # SigmaDeltaParams of a sigma-delta group (int32 path only), else None
     sdn_vth: Any = None          # its scaled threshold and bias (toolchain.fixedpoint_sdn.scaled_param)
     sdn_bias: Any = None
+    in_bound: int = 0            # max |a_in| (sum of the out_bound of the synapse groups into it)
 
     def sdn_state(self, batch: int) -> Tuple[np.ndarray, np.ndarray]:
         """Zero state of a sigma-delta group: ``(sigma (B, n), rest (B, 3, n))`` int32 with rest = act, residue,
@@ -529,6 +573,7 @@ def _compile_group(program: Program, name: str, in_bound: int) -> _Group:
     out = _Group(name, g.size, in_bound < _FAST_LIF_BOUND and g.sdn is None, g.reset_mode == "subtract",
                  g.du.astype(np.int64), g.dv.astype(np.int64), g.vth.astype(np.int64), g.bias_mant.astype(np.int16),
                  g.bias_exp.astype(np.int16), g.v_init.astype(np.int32), g.reset_interval, g.reset_offset)
+    out.in_bound = int(in_bound)
     if g.sdn is not None:
         from ..fixedpoint_sdn import scaled_param
         out.sdn = g.sdn
@@ -561,15 +606,33 @@ class _InPlaceOps:
     cast) or float64 state (``np.trunc``); the 24-bit wrap and the clip only where a max/min check finds a value
     out of range; spikes into the layer's bool buffer; the zero and subtract resets without branches, per run of
     groups with the same reset mode (the ``subtract`` argument is not used: each group has its own). No int32
-    wrap is needed on this path (the caller passes ``wrap_free``; module docstring)."""
+    wrap is needed on this path (the caller passes ``wrap_free``; module docstring).
+
+    *Range checks from bounds.* The wrap's and the clip's max/min reductions are skipped where scalar bounds on
+    the state prove that no value can be out of range: ``[u_lo, u_hi]`` and ``[v_lo, v_hi]`` (always containing 0)
+    hold every value of ``u`` and ``v``; one step gives ``trunc(u · fu) + a`` in
+    ``[u_lo · fu_max - A, u_hi · fu_max + A]`` (``0 <= fu <= fu_max <= 1``, truncation toward zero, ``|a_in << 6|
+    <= A = 64 · max in_bound``) and ``trunc(v · fv) + u + bias`` likewise; a reduction that is run resets its
+    bound to the measured value (or to the range limit where it wrapped or clipped). Skipping a check that
+    cannot fire changes no value."""
 
     def __init__(self, layer: "_FastLayer") -> None:
         self.layer = layer
         self.trunc = self._trunc
+        self.int_state = False
+        self.reset_bounds()
+
+    def reset_bounds(self) -> None:
+        """Bounds of the initial state: u = 0, v = v_init."""
+        lay = self.layer
+        self.u_lo = self.u_hi = 0.0
+        self.v_lo = min(float(lay._v_init.min()), 0.0) if lay.n else 0.0
+        self.v_hi = max(float(lay._v_init.max()), 0.0) if lay.n else 0.0
 
     def state_type(self, int_state: bool) -> None:
         """int32 state: ``trunc`` is the identity (the cast truncated already); float64: ``np.trunc`` in place."""
         self.trunc = _identity if int_state else self._trunc
+        self.int_state = int_state
 
     @staticmethod
     def _trunc(x: np.ndarray) -> np.ndarray:
@@ -579,24 +642,54 @@ class _InPlaceOps:
     def mul(x: np.ndarray, y: Any) -> np.ndarray:
         return np.multiply(x, y, out=x, casting="unsafe")
 
-    @staticmethod
-    def add(x: np.ndarray, y: Any) -> np.ndarray:
-        return x if y is None else np.add(x, y, out=x, casting="unsafe")  # exact: integers below 2^26
+    def add(self, x: np.ndarray, y: Any) -> np.ndarray:
+        if y is None:
+            return x
+        if self.int_state and y.dtype != x.dtype:
+            # the float32 input slot into the int32 state: cast it first (exact integers below 2^24), then one
+            # int32 addition — numpy's mixed int32 + float32 loop casts both operands and the result, several
+            # times slower
+            np.copyto(self.layer._ai, y, casting="unsafe")
+            y = self.layer._ai
+        return np.add(x, y, out=x, casting="unsafe")  # exact: integers below 2^26
 
     def wrap_current(self, x: np.ndarray) -> np.ndarray:
-        c = self.layer._c[0]
-        if _max(x, axis=None) > fx.MAX_UV:                     # one correction of 2^24
-            np.subtract(x, c, out=x, where=x > fx.MAX_UV)
-        if _min(x, axis=None) <= -fx.MAX_UV:
-            np.add(x, c, out=x, where=x <= -fx.MAX_UV)
+        lay = self.layer
+        c = lay._c[0]
+        hi = self.u_hi * lay.fu_max + lay.a_max
+        lo = self.u_lo * lay.fu_max - lay.a_max
+        if not lay.bounded or hi > fx.MAX_UV:
+            m = float(_max(x, axis=None)) if x.size else 0.0
+            if m > fx.MAX_UV:                                   # one correction of 2^24
+                np.subtract(x, c, out=x, where=x > fx.MAX_UV)
+                hi, lo = fx.MAX_UV, -fx.MAX_UV                  # wrapped values lie in (-2^23, 2^23)
+            else:
+                hi = m
+        if not lay.bounded or lo <= -fx.MAX_UV:
+            m = float(_min(x, axis=None)) if x.size else 0.0
+            if m <= -fx.MAX_UV:
+                np.add(x, c, out=x, where=x <= -fx.MAX_UV)
+                lo, hi = -fx.MAX_UV, fx.MAX_UV                  # wrapped values lie in (-2^23, 2^23]
+            else:
+                lo = m
+        self.u_hi, self.u_lo = max(hi, 0.0), min(lo, 0.0)
         return x
 
     def clip(self, x: np.ndarray, lo: int, hi: int) -> np.ndarray:
         lay = self.layer
-        if _min(x, axis=None) < lo:
-            np.maximum(x, lay._c[1], out=x)
-        if lay.clip_high and _max(x, axis=None) > hi:
-            np.minimum(x, lay._c[2], out=x)
+        b_hi = self.v_hi * lay.fv_max + self.u_hi + lay.bias_hi
+        b_lo = self.v_lo * lay.fv_max + self.u_lo + lay.bias_lo
+        if not lay.bounded or b_lo < lo:
+            m = float(_min(x, axis=None)) if x.size else 0.0
+            if m < lo:
+                np.maximum(x, lay._c[1], out=x)
+            b_lo = max(m, lo)
+        if lay.clip_high and (not lay.bounded or b_hi > hi):
+            m = float(_max(x, axis=None)) if x.size else 0.0
+            if m > hi:
+                np.minimum(x, lay._c[2], out=x)
+            b_hi = min(m, hi)
+        self.v_hi, self.v_lo = max(b_hi, 0.0), min(b_lo, 0.0)
         return x
 
     def fire(self, v: np.ndarray, vth: np.ndarray) -> np.ndarray:
@@ -604,7 +697,9 @@ class _InPlaceOps:
 
     def reset(self, v: np.ndarray, s: np.ndarray, vth: np.ndarray, subtract: bool) -> np.ndarray:
         lay = self.layer
-        if lay.zero_runs:
+        if lay.zero_all and not self.int_state:   # small batches: one masked write (fewest calls)
+            np.copyto(v, 0.0, where=s)
+        elif lay.zero_runs:
             np.logical_not(s, out=lay._keep)
             for r in lay.zero_runs:                             # v = 0 where s
                 vr = v[:, r]
@@ -612,6 +707,8 @@ class _InPlaceOps:
         for r in lay.sub_runs:                                  # v -= vth << 6 where s
             vr = v[:, r]
             np.subtract(vr, np.multiply(s[:, r], vth[r]), out=vr)
+        # bounds after the reset: a zero reset leaves v <= vth << 6 or 0, a subtract reset moves v by -vth
+        self.v_hi = (self.v_hi + lay.vth_neg) if lay.sub_runs else min(self.v_hi, lay.vth_hi)
         return v
 
 
@@ -649,6 +746,7 @@ class _FastLayer:
         self.bias_exp = {g.name: g.bias_exp for g in groups}
         slices = [sl[g.name] for g in groups]
         self.zero_runs = _runs([not g.subtract for g in groups], slices)
+        self.zero_all = self.zero_runs == [slice(0, self.n)]
         self.sub_runs = _runs([g.subtract for g in groups], slices)
         # v above V_MAX needs the clip only where it could stay unspiked (a threshold at V_MAX or above) or is
         # kept after the spike (subtract reset); a zero-reset neuron with vth << 6 < V_MAX spikes and resets to
@@ -658,6 +756,19 @@ class _FastLayer:
         # int32 state needs the thresholds (compared with v) and biases (added to v) inside int32, with room:
         # Lava's 17-bit vth << 6 and 13-bit bias_mant << 3-bit bias_exp are far inside
         self._int_ok = bool(self.n == 0 or max(np.abs(self._vth).max(), np.abs(self._bias).max()) <= 2 ** 24)
+        # the scalar bounds of the range checks (:class:`_InPlaceOps`): largest |a_in << 6|, decay factors, bias
+        # (a bias input port's mantissa lies in [-4096, 4095]), thresholds
+        self.a_max = float(64 * max([g.in_bound for g in groups], default=0))
+        self.fu_max = float(self.fu.max()) if self.n else 0.0
+        self.fv_max = float(self.fv.max()) if self.n else 0.0
+        port_exp = max([int(np.max(g.bias_exp)) for g in groups if g.name in bias_ports], default=None)
+        port_hi, port_lo = (0, 0) if port_exp is None else (4095 << port_exp, -(4096 << port_exp))
+        self.bias_hi = float(max(int(self._bias.max()) if self.n else 0, port_hi, 0))
+        self.bias_lo = float(min(int(self._bias.min()) if self.n else 0, port_lo, 0))
+        self.vth_hi = float(max(int(self._vth.max()) if self.n else 0, 0))
+        self.vth_neg = float(max(-int(self._vth.min()) if self.n else 0, 0))
+        self.bounded = bool(self.n == 0 or (self.fu.min() >= 0 and self.fv.min() >= 0 and self.fu_max <= 1
+                                             and self.fv_max <= 1 and (port_exp is None or port_exp >= 0)))
         self.n_slots = n_slots
         # groups already written into a slot since it was last read. Every synapse group delivers at every step,
         # so a group's slice of a slot is written again before the slot is next read (zero before its first
@@ -677,12 +788,17 @@ class _FastLayer:
         self.u = np.zeros((batch, self.n), dt)
         self.v = np.repeat(self._v_init.astype(dt)[None, :], batch, axis=0)
         self.slots = [np.zeros((batch, self.n), np.float32) for _ in range(self.n_slots)]
+        self.ops.reset_bounds()
         self.init_buffers(batch)
 
     def init_buffers(self, batch: int) -> None:
         self.spikes = np.zeros((batch, self.n), bool)
+        self.spike_views = {g: self.spikes[:, sl] for g, sl in self.sl.items()}
+        self.slot_views = [{g: s[:, sl] for g, sl in self.sl.items()} for s in self.slots]
         self._keep = np.zeros((batch, self.n), bool)
         self._float = np.zeros((batch, self.n), np.float32)
+        # the input slot cast to int32 (int32 state), in the float spikes' buffer: that is free during the update
+        self._ai = self._float.view(np.int32) if self.int_state else None
 
     def spikes_float(self) -> np.ndarray:
         """This step's spikes as float32 0/1 (B, N), the dense products' operand."""
@@ -698,9 +814,10 @@ class _FastLayer:
     def dest(self, t_due: int, group: str) -> Tuple[np.ndarray, bool]:
         """The input slice of ``group`` due at step ``t_due`` and whether nothing was written there yet."""
         k = t_due % self.n_slots
-        first = group not in self.written[k]
-        self.written[k].add(group)
-        return self.slots[k][:, self.sl[group]], first
+        w = self.written[k]
+        first = group not in w
+        w.add(group)
+        return self.slot_views[k][group], first
 
     def step(self, t: int, resets: Sequence[str], port_bias: Sequence[Tuple[str, np.ndarray]]) -> None:
         """Step ``t`` of every group: ``u``, ``v`` and ``spikes`` (B, N; bool) in place. ``resets``: groups whose
@@ -772,6 +889,7 @@ def simulate(program: Program, x: Union[np.ndarray, Mapping[str, np.ndarray]], s
     # binary ports as bool (a view: their uint8 values are checked to be 0/1), graded ones int32
     spike_inputs = {k: (a.view(np.bool_) if kinds[k].num_message_bits == 0 else a) for k, a in inputs.items()
                     if kinds[k].kind == "spikes"}
+    chunks = _InputChunks({k: a for k, a in spike_inputs.items() if kinds[k].num_message_bits == 0}, steps)
     bias_of = {kinds[k].target: a for k, a in inputs.items() if kinds[k].kind == "bias"}
     syns = [_compile_synapse(program, s) for s in program.synapses]
     in_bound = {g: 0 for g in program.groups}
@@ -820,16 +938,15 @@ def simulate(program: Program, x: Union[np.ndarray, Mapping[str, np.ndarray]], s
             if active.size == 0:
                 break
             rows = slice(None) if all_active else active
-            outs = _Outputs(layer)
+            outs = _Outputs(layer, chunks, t)
             # 1.+2. the float LIF path's groups: input due now (ring slot), update, spikes
             if layer.names:
                 layer.step(t, [g.name for g in reset_groups if g.resets_at(t)] if reset_groups else (),
                            [(g, a[rows, t]) for g, a in fast_bias.items()] if fast_bias else ())
-                for g, sl in layer.sl.items():
-                    outs[g] = layer.spikes[:, sl]
+                outs.update(layer.spike_views)
                 for g, sl in fast_rec:
                     if g in spikes_rec:
-                        spikes_rec[g][rows, t] = layer.spikes[:, sl]
+                        spikes_rec[g][rows, t] = layer.spike_views[g]
                     if g in u_rec:
                         u_rec[g][rows, t] = layer.u[:, sl]
                     if g in v_rec:
@@ -898,6 +1015,7 @@ def simulate(program: Program, x: Union[np.ndarray, Mapping[str, np.ndarray]], s
                     keep = ~stop
                     active = active[keep]
                     all_active = False
+                    chunks.select(active)
                     layer.keep(keep)
                     state = {k: (u[keep], v[keep]) for k, (u, v) in state.items()}
                     for name in queues:
