@@ -440,7 +440,8 @@ def find_channel_groups(model: nn.Module) -> List[ChannelGroup]:
 @dataclass
 class SCAEvent:
     """One mask update: ``step``, target ``sparsity`` and ``regrow`` fraction, and per group the kept count,
-    the pruned and regrown channel indices and the regrowth criterion used."""
+    the pruned and regrown channel indices, the activity ``scores`` the update ranked (mean |U| per channel over
+    the steps since the previous update) and the regrowth criterion used."""
 
     step: int
     sparsity: float
@@ -450,6 +451,7 @@ class SCAEvent:
     pruned: Dict[str, List[int]] = field(default_factory=dict)
     regrown: Dict[str, List[int]] = field(default_factory=dict)
     criterion: str = "grad"
+    scores: Dict[str, List[float]] = field(default_factory=dict)
 
 
 class SCAScheduler:
@@ -586,10 +588,32 @@ class SCAScheduler:
         modules = dict(model.named_modules())
         return {g.name: (modules[g.layers[0]].channel_mask > 0.5).cpu().numpy() for g in self.groups}
 
+    def _reduce_scores(self) -> None:
+        """In a process group of more than one process: replace every group's score sums and counts by their
+        sums over the ranks (one all-reduce), i.e. the sums one process computes over the global batches. The
+        regrowth gradients need no reduction: read after the gradient average (``with_sca`` under ``fit``), they
+        are the global batch's on every rank."""
+        from ..train import distributed as _dist
+        ctx = _dist.current()
+        if ctx is None:
+            return
+        names = [g.name for g in self.groups]
+        buf = torch.cat([self._score_sum[n] for n in names]
+                        + [torch.tensor([self._score_n[n] for n in names], dtype=torch.float64)])
+        buf = _dist.all_reduce(buf, "sum", ctx)
+        off = 0
+        for n in names:
+            c = self._channels[n]
+            self._score_sum[n] = buf[off:off + c].clone()
+            off += c
+        for i, n in enumerate(names):
+            self._score_n[n] = float(buf[off + i])
+
     def update(self, model: nn.Module, step: int) -> SCAEvent:
         """Prune and regrow every group now, with the scores and gradients accumulated so far."""
         modules = dict(model.named_modules())
         sched = self.schedule
+        self._reduce_scores()
         event = SCAEvent(step=step, sparsity=sched.sparsity(step), regrow=sched.regrow(step))
         no_grad = []
         for g in self.groups:
@@ -611,6 +635,7 @@ class SCAScheduler:
             event.total[g.name] = c
             event.pruned[g.name] = res.pruned.tolist()
             event.regrown[g.name] = res.regrown.tolist()
+            event.scores[g.name] = [float(v) for v in scores]
         if no_grad:
             event.criterion = "magnitude"
             warnings.warn(f"SCA: no gradients for {no_grad}; regrowing by |γ| (or |W|) instead", RuntimeWarning,
@@ -627,18 +652,35 @@ def with_sca(batch_fn: Callable[[nn.Module, torch.Tensor, torch.Tensor], Tuple[f
     """Wrap a trainer's batch function (``batch_fn(model, x, y) -> (loss, output_sum)``, which writes
     ``param.grad``: :func:`toolchain.train.bptt.bptt_step`, :func:`toolchain.train.stop.stop_gradients`, ...) so
     that :meth:`SCAScheduler.step` runs after every batch's gradients, before the optimiser step. Scores come from
-    the hooks :meth:`SCAScheduler.attach` installs (attached here if not yet). Steps count from ``first_step``."""
+    the hooks :meth:`SCAScheduler.attach` installs (attached here if not yet). Steps count from ``first_step``.
+
+    In a ``torch.distributed`` group of more than one process the step runs instead in the wrapper's
+    ``after_gradients`` hook, which :func:`toolchain.train.loop.fit` calls on every rank (an idle rank of a short
+    last batch included) after the gradients are averaged: the regrowth gradients are then the global batch's
+    and the score sums are all-reduced at each update, so every rank sets the one-process masks."""
+    from ..train import distributed as _dist
     counter = [int(first_step)]
+
+    def _step(model: nn.Module) -> None:
+        if not sca._hooks:
+            sca.attach(model)
+        sca.step(model, None, counter[0])
+        counter[0] += 1
 
     def wrapped(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Tuple[float, torch.Tensor]:
         if not sca._hooks:
             sca.attach(model)
         out = batch_fn(model, x, y)
-        sca.step(model, None, counter[0])
-        counter[0] += 1
+        if _dist.current() is None:
+            _step(model)
         return out
 
+    def after_gradients(model: nn.Module) -> None:
+        if _dist.current() is not None:
+            _step(model)
+
     wrapped.sca = sca  # type: ignore[attr-defined]
+    wrapped.after_gradients = after_gradients  # type: ignore[attr-defined]
     return wrapped
 
 

@@ -83,4 +83,7 @@ def train_bptt(model: nn.Module, data: SplitDataset, config: Optional[TrainConfi
     def batch_fn(m: nn.Module, xb: torch.Tensor, yb: torch.Tensor) -> Tuple[float, torch.Tensor]:
         return bptt_step(m, xb, yb, kind, config.loss_start, regularizer)
 
+    idle = getattr(regularizer, "idle", None)  # a regulariser with collectives (RCS) on a rank without a share
+    if idle is not None:
+        batch_fn.idle = idle  # type: ignore[attr-defined]
     return fit(model, data, config, batch_fn, params, trainer=f"bptt-{kind}")

@@ -22,11 +22,18 @@ How :func:`toolchain.train.loop.fit` uses it (and so :func:`~toolchain.train.bpt
   and writes the checkpoint, then every rank waits for it (``barrier``), so ``resume=True`` reads a complete file
   on every rank.
 
-Equality with one process holds for the batch-mean losses (BPTT ``mean``/``sum``/``per_step``, STOP); the RCS
-regulariser takes a maximum over the correct samples of a batch and is computed per share under DDP, so a
-regularised run is not the one-process run (it is the same objective on smaller batches). SCA's mask updates
-(:class:`toolchain.prune.sca.SCAScheduler`) score channels on each rank's share and are not yet reduced over the
-ranks, so SCA under DDP is not supported: the ranks' masks may differ (not tested).
+* **Statistics that are not batch means** are reduced over the ranks as one process computes them:
+  SCA (:class:`toolchain.prune.sca.SCAScheduler`) sums its channel-activity sums and counts over the ranks
+  (:func:`all_reduce`, SUM) at every mask update and reads its regrowth gradients after they are averaged (the
+  ``after_gradients`` hook of :func:`toolchain.train.loop.fit`), so every rank computes the one-process masks; the
+  RCS regulariser (:class:`toolchain.train.rcs.RCSRegulariser`) takes the maximum over the correct samples of
+  the *global* batch (MAX over the ranks' share maxima; the rank holding it, the lowest on a tie, adds its term
+  scaled by ``n_global / n_rank`` so that the share-weighted gradient average is the one-process gradient).
+
+Equality with one process (to float tolerance) thus holds for BPTT (``mean``/``sum``/``per_step``, with or
+without RCS), STOP and SCA on either. Not covered: batch norm in training mode normalises with the statistics of
+the rank's share (as DDP without ``SyncBatchNorm``; torch's ``SyncBatchNorm`` needs CUDA), so a network with
+(Masked)BatchNorm2d trains on share statistics — equal to one process only when the global batch fits one share.
 """
 from __future__ import annotations
 
@@ -41,7 +48,7 @@ import torch.distributed as dist
 from ..errors import ToolchainError
 
 __all__ = ["DistContext", "init_distributed", "current", "shard_bounds", "shard", "average_gradients",
-           "broadcast_model", "all_sum", "is_main", "barrier", "shutdown"]
+           "broadcast_model", "all_sum", "all_reduce", "is_main", "barrier", "shutdown"]
 
 
 @dataclass(frozen=True)
@@ -139,6 +146,19 @@ def all_sum(values: Sequence[float], ctx: DistContext) -> List[float]:
     t = torch.tensor([float(v) for v in values], dtype=torch.float64, device=ctx.device)
     dist.all_reduce(t, op=dist.ReduceOp.SUM)
     return [float(v) for v in t.cpu()]
+
+
+_OPS = {"sum": dist.ReduceOp.SUM, "max": dist.ReduceOp.MAX, "min": dist.ReduceOp.MIN}
+
+
+def all_reduce(values: torch.Tensor, op: str, ctx: DistContext) -> torch.Tensor:
+    """``values`` reduced elementwise over the ranks (``op``: "sum", "max" or "min"), as a new float64 CPU tensor
+    of the same shape (the collective runs on ``ctx.device``). Every rank must call it with the same shape."""
+    if op not in _OPS:
+        raise ToolchainError(f"unknown reduction {op!r}; use one of {sorted(_OPS)}", field="op")
+    t = values.detach().to(device=ctx.device, dtype=torch.float64).clone()
+    dist.all_reduce(t, op=_OPS[op])
+    return t.cpu()
 
 
 def is_main() -> bool:

@@ -18,6 +18,14 @@ for the parameters it trains (BPTT: ``loss.backward()``; STOP: forward traces) a
   :func:`toolchain.train.distributed.init_distributed`), every rank trains on its share of each global batch and
   the gradients are averaged before the step, so the weights equal a one-process run's; rank 0 alone prints and
   writes checkpoints (:mod:`toolchain.train.distributed`).
+* **Device**: every batch is moved to the device of the model's first trained parameter (after the encoder, which
+  draws its noise on the CPU so that the noise does not depend on the device), so a model on ``cuda:k`` (NCCL)
+  trains on ``cuda:k``; the batch function returns its outputs on that device.
+* **Batch-function hooks** (optional attributes of ``batch_fn``): ``after_gradients(model)`` is called on every
+  rank after the gradients are final (averaged over the ranks) and before the optimiser step — SCA's scheduler
+  (:func:`toolchain.prune.sca.with_sca`) reads the regrowth gradients there; ``idle(model)`` is called instead of
+  the batch function on a rank whose share of a short last batch is empty, so that collectives issued inside the
+  batch function (the RCS regulariser's batch maximum) are matched on every rank.
 """
 from __future__ import annotations
 
@@ -164,9 +172,11 @@ def evaluate(model: nn.Module, x: np.ndarray, y: np.ndarray, batch_size: int = 2
     model.eval()
     gen = torch.Generator().manual_seed(_epoch_seed(seed, 2**31))  # an "epoch" no training run reaches
     correct = 0
+    first = next(iter(model.parameters()), None)
+    device = first.device if first is not None else torch.device("cpu")
     for xb, yb in iterate_batches(x, y, batch_size):
-        out = model(_prepare(xb, encoder, gen))
-        correct += int((predict(out, loss_start) == yb).sum())
+        out = model(_prepare(xb, encoder, gen).to(device))
+        correct += int((predict(out, loss_start).cpu() == yb).sum())
     model.train(was)
     return correct / len(y)
 
@@ -208,6 +218,9 @@ def fit(model: nn.Module, data: SplitDataset, config: TrainConfig, batch_fn: Bat
 
     from tqdm.auto import tqdm
 
+    device = params[0].device
+    after_gradients = getattr(batch_fn, "after_gradients", None)
+    idle = getattr(batch_fn, "idle", None)
     n_batches = math.ceil(len(data.y_train) / config.batch_size)
     if config.max_batches is not None:
         n_batches = min(n_batches, config.max_batches)
@@ -232,15 +245,20 @@ def fit(model: nn.Module, data: SplitDataset, config: TrainConfig, batch_fn: Bat
             n_global = len(yb)
             if ddp is not None:
                 xb, yb = _dist.shard(xb, yb, ddp)
+            xb, yb = xb.to(device), yb.to(device)
             if len(yb):
                 loss, out_sum = batch_fn(model, xb, yb)
             else:  # a rank with no share of a short last batch contributes nothing
-                loss, out_sum = 0.0, torch.zeros(0, 1)
+                if idle is not None:
+                    idle(model)
+                loss, out_sum = 0.0, torch.zeros(0, 1, device=device)
             n_correct = int((out_sum.argmax(-1) == yb).sum()) if len(yb) else 0
             if ddp is not None:
                 _dist.average_gradients(params, len(yb), n_global, ddp)
                 loss_n, n_correct = _dist.all_sum([loss * len(yb), n_correct], ddp)
                 loss, n_correct = loss_n / n_global, int(round(n_correct))
+            if after_gradients is not None:
+                after_gradients(model)
             if not math.isfinite(loss):
                 raise ToolchainError(f"the loss became {loss} in epoch {epoch + 1}, batch {b + 1}; lower the "
                                      f"learning rate", node=trainer, field="lr")

@@ -22,6 +22,14 @@ threshold), the pure functions default to the exact cosine (``norm_floor = 0``).
 
 Pure functions over tensors first; :class:`RCSRegulariser` is the thin object a training loop calls with the
 records of ``SpikingNet.forward(x, record=True)``.
+
+Data-parallel training (``torch.distributed``, :mod:`toolchain.train.distributed`): the maximum is taken over the
+correct samples of the *global* batch, as one process takes it. Each rank scores its share; the share maxima are
+all-reduced (MAX) per layer, and only the rank holding a layer's global maximum (the lowest rank on an exact tie)
+keeps that layer's term, multiplied by ``n_global / n_rank``: the trainer averages gradients with weights
+``n_rank / n_global``, so the averaged gradient and the reported loss equal the one-process ones (to float
+summation order). A rank with no share of a short last batch joins the collectives through
+:meth:`RCSRegulariser.idle`.
 """
 from __future__ import annotations
 
@@ -158,6 +166,59 @@ class RCSRegulariser:
         """The loss term ``alpha * mean_layers max_{correct samples} score``."""
         if self.alpha == 0.0:
             return torch.zeros((), device=output.device)
-        layers = list(self.layer_inputs(model, records).values())
-        return rcs_loss(layers, correct_mask(output, labels), self.alpha, self.tail_fraction, self.eps,
-                        self.norm_floor)
+        from . import distributed as _dist
+        ctx = _dist.current()
+        if ctx is None:
+            layers = list(self.layer_inputs(model, records).values())
+            return rcs_loss(layers, correct_mask(output, labels), self.alpha, self.tail_fraction, self.eps,
+                            self.norm_floor)
+        return self._distributed(model, records, correct_mask(output, labels), ctx, output.device)
+
+    def idle(self, model: torch.nn.Module) -> None:
+        """Join the collectives of a distributed step on a rank whose share of the batch is empty (called by
+        :func:`toolchain.train.loop.fit` through the batch function's ``idle`` hook)."""
+        from . import distributed as _dist
+        ctx = _dist.current()
+        if ctx is None or self.alpha == 0.0:
+            return
+        local = torch.full((len(list(model.named_modules())),), -math.inf, dtype=torch.float64)
+        self._holders(local, 0, ctx)
+
+    @staticmethod
+    def _holders(local: torch.Tensor, n_local: int, ctx: Any) -> Tuple[torch.Tensor, torch.Tensor, float]:
+        """(global max per slot, holding rank per slot, global batch size) from this rank's share maxima."""
+        from . import distributed as _dist
+        gmax = _dist.all_reduce(local, "max", ctx)
+        mine = (local == gmax) & torch.isfinite(gmax)
+        cand = torch.where(mine, torch.full_like(local, float(ctx.rank)), torch.full_like(local, float(ctx.world)))
+        holder = _dist.all_reduce(cand, "min", ctx)
+        n_global = _dist.all_reduce(torch.tensor([float(n_local)]), "sum", ctx)[0].item()
+        return gmax, holder, n_global
+
+    def _distributed(self, model: torch.nn.Module, records: Mapping[str, Mapping[str, torch.Tensor]],
+                     correct: torch.Tensor, ctx: Any, device: torch.device) -> torch.Tensor:
+        """The term of this rank's share such that the share-weighted average over the ranks is the
+        one-process term of the global batch (see the module docstring)."""
+        index = {name: i for i, (name, _) in enumerate(model.named_modules())}
+        inputs = self.layer_inputs(model, records)
+        mask = correct.reshape(-1).bool()
+        local = torch.full((len(index),), -math.inf, dtype=torch.float64)
+        scores: Dict[str, torch.Tensor] = {}
+        for name, (s, u, theta) in inputs.items():
+            sc = rcs_scores(s, u, theta, self.tail_fraction, self.eps, self.norm_floor)
+            if mask.shape[0] != sc.shape[0]:
+                raise ValueError(f"RCS: {mask.shape[0]} labels for a batch of {sc.shape[0]}")
+            scores[name] = sc
+            if bool(mask.any()):
+                local[index[name]] = float(sc[mask.to(sc.device)].max().detach())
+        n_local = int(mask.shape[0])
+        _, holder, n_global = self._holders(local, n_local, ctx)
+        if not scores:
+            return torch.zeros((), device=device)
+        terms = []
+        for name, sc in scores.items():
+            if int(holder[index[name]]) == ctx.rank:
+                terms.append(sc[mask.to(sc.device)].max() * (n_global / n_local))
+            else:
+                terms.append(sc.sum() * 0.0)
+        return self.alpha * torch.stack(terms).mean()
