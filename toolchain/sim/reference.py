@@ -234,6 +234,8 @@ _DTYPES = {"f32": np.float32, "f64": np.float64, "i64": np.int64}
 _max, _min = np.maximum.reduce, np.minimum.reduce
 #: Batches from this size up keep the float LIF path's state in int32, smaller ones in float64 (module docstring).
 _INT_STATE_BATCH = 8
+#: Batches below this size take the float LIF path's variants with the fewest calls (per-call cost dominates).
+_SMALL_BATCH = 8
 
 
 def _gather_sum(indptr: np.ndarray, cols: np.ndarray, data: np.ndarray, operand: np.ndarray,
@@ -620,6 +622,7 @@ class _InPlaceOps:
         self.layer = layer
         self.trunc = self._trunc
         self.int_state = False
+        self.small = False
         self.reset_bounds()
 
     def reset_bounds(self) -> None:
@@ -629,10 +632,12 @@ class _InPlaceOps:
         self.v_lo = min(float(lay._v_init.min()), 0.0) if lay.n else 0.0
         self.v_hi = max(float(lay._v_init.max()), 0.0) if lay.n else 0.0
 
-    def state_type(self, int_state: bool) -> None:
-        """int32 state: ``trunc`` is the identity (the cast truncated already); float64: ``np.trunc`` in place."""
+    def state_type(self, int_state: bool, small: bool = False) -> None:
+        """int32 state: ``trunc`` is the identity (the cast truncated already); float64: ``np.trunc`` in place.
+        ``small``: a small batch (fewest calls: mixed-dtype additions, the zero reset as one masked write)."""
         self.trunc = _identity if int_state else self._trunc
         self.int_state = int_state
+        self.small = small
 
     @staticmethod
     def _trunc(x: np.ndarray) -> np.ndarray:
@@ -645,7 +650,7 @@ class _InPlaceOps:
     def add(self, x: np.ndarray, y: Any) -> np.ndarray:
         if y is None:
             return x
-        if self.int_state and y.dtype != x.dtype:
+        if self.int_state and not self.small and y.dtype != x.dtype:
             # the float32 input slot into the int32 state: cast it first (exact integers below 2^24), then one
             # int32 addition — numpy's mixed int32 + float32 loop casts both operands and the result, several
             # times slower
@@ -697,8 +702,8 @@ class _InPlaceOps:
 
     def reset(self, v: np.ndarray, s: np.ndarray, vth: np.ndarray, subtract: bool) -> np.ndarray:
         lay = self.layer
-        if lay.zero_all and not self.int_state:   # small batches: one masked write (fewest calls)
-            np.copyto(v, 0.0, where=s)
+        if lay.zero_all and self.small:            # small batches: one masked write (fewest calls)
+            np.copyto(v, 0, where=s)
         elif lay.zero_runs:
             np.logical_not(s, out=lay._keep)
             for r in lay.zero_runs:                             # v = 0 where s
@@ -781,7 +786,7 @@ class _FastLayer:
         float64 product cast to int32 — the cast truncates toward zero — halves the memory traffic of large
         batches), float64 below (plain ufunc loops: less fixed cost per call for small arrays)."""
         self.int_state = batch >= _INT_STATE_BATCH and self._int_ok
-        self.ops.state_type(self.int_state)
+        self.ops.state_type(self.int_state, batch < _SMALL_BATCH)
         dt = np.int32 if self.int_state else np.float64
         self.vth, self.bias = self._vth.astype(dt), self._bias.astype(dt)
         self._c = (dt(2 * fx.MAX_UV), dt(fx.V_MIN), dt(fx.V_MAX))
