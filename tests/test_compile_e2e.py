@@ -178,6 +178,16 @@ def test_snnc_compile_writes_the_build_and_prints_the_report(tmp_path, capsys):
     assert prog.target == "loihi2" and prog.dt == 1e-4 and prog.report["cores_used"] == 1
 
 
+def test_snnc_compile_for_a_system_target_reports_the_chip_map(tmp_path, capsys):
+    out = tmp_path / "build"
+    rc = main(["compile", str(_data("lif_norse.nir")), "--target", "kapoho_point", "--dt", "1e-4", "-o", str(out)])
+    text = capsys.readouterr().out
+    assert rc == 0 and "chips used 1 (1 cores, 128 per chip)" in text and "inter-chip spikes/step" in text
+    mc = Program.load(out).report["multichip"]
+    assert mc["chip_of_core"] == [0] and mc["interchip_spikes_per_step"] == 0.0
+    assert mc["interchip_link_cost"] == 700.0
+
+
 @pytest.mark.parametrize("args,words", [
     (["compile", "MISSING.nir", "-o", "{out}"], "MISSING.nir"),
     (["compile", "{lif}", "--dt", "-1", "-o", "{out}"], "dt"),

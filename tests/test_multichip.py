@@ -212,3 +212,64 @@ def test_snnc_chips_with_recorded_rates(tmp_path, capsys):
     assert mc["interchip_spikes_per_step"] == pytest.approx(_brute_traffic(p, chip, rates_from_spikes(res.spikes)))
     assert f"RESULT interchip_spikes_per_step {mc['interchip_spikes_per_step']:.6g}" in text
     assert main(["chips", str(tmp_path / "nonesuch")]) == 1
+
+
+# ------------------------------------------------------------------------- the compile pipeline on a system target
+def test_compile_graph_assigns_chips_on_a_system_target(tmp_path):
+    from toolchain.compile import compile_graph
+    from toolchain.testing import random_lif_graph
+    t = _small_target(tmp_path)
+    g = random_lif_graph((20, 48, 40, 10), density=0.3, storage="csr", seed=1)
+    p = compile_graph(g, t)
+    mc = p.report["multichip"]
+    assert p.metadata["pipeline"][-2:] == ["partition", "chips"]
+    assert p.placement.cores_used > t.cores_per_chip and p.placement.chips_used == mc["chips_used"] >= 2
+    assert [c.chip for c in p.placement.cores] == mc["chip_of_core"]
+    assert mc["rates"].startswith("estimate") and mc["method"] == "hypergraph"
+    assert mc["traffic"]["hypergraph"] <= mc["traffic"]["inorder"]
+    assert mc["interchip_spikes_per_step"] == pytest.approx(_brute_traffic(p, np.asarray(mc["chip_of_core"])))
+    assert "chips used" in format_chip_report(p)
+    # recorded rates, another method, switched off, and a single-chip target: no chip step
+    x = int_inputs(p, 2, 8, seed=2)
+    rates = rates_from_spikes(simulate(p, x, record=True).spikes)
+    q = compile_graph(g, t, chip_rates=rates, chip_method="inorder")
+    assert q.report["multichip"]["rates"] == "recorded" and q.report["multichip"]["method"] == "inorder"
+    assert q.metadata["compile_options"]["chip_rates"] == "recorded"
+    assert "multichip" not in compile_graph(g, t, chips=False).report
+    assert "multichip" not in compile_graph(g, "loihi2").report
+    with pytest.raises(ToolchainError, match="chip_method"):
+        compile_graph(g, t, chip_method="greedy")
+
+
+def test_interchip_messages_enter_the_energy_and_latency_estimate(tmp_path):
+    import dataclasses as dc
+    from toolchain.compile import compile_graph
+    from toolchain.passes.multichip import interchip_fanout
+    from toolchain.runtime.metrics import energy_latency, workload_program
+    from toolchain.testing import random_lif_graph
+    t = _small_target(tmp_path)
+    p = compile_graph(random_lif_graph((20, 48, 40, 10), density=0.3, storage="csr", seed=1), t)
+    x = int_inputs(p, 3, 10, seed=4)
+    res = simulate(p, x, record=True)
+    rates = rates_from_spikes(res.spikes)
+    chip = np.asarray(p.report["multichip"]["chip_of_core"])
+    steps = next(iter(res.spikes.values())).shape[1]
+    fan = interchip_fanout(p)
+    assert sum(float(rates[g] @ fan[g]) for g in fan) == pytest.approx(_brute_traffic(p, chip, rates))
+    work = workload_program(p, res, x)
+    msgs = work.as_dict()["interchip_messages"]
+    assert msgs > 0 and msgs == pytest.approx(_brute_traffic(p, chip, rates) * steps)
+    el = energy_latency(work, t, fallback="loihi1")
+    base = energy_latency(dc.replace(work, interchip_messages=0.0), t, fallback="loihi1")
+    e_msg = 700.0 * 1.7e-12  # link cost x Loihi 1's within-tile spike message energy
+    assert el["interchip_link_cost"] == 700.0 and el["interchip_energy_j"] == pytest.approx(msgs * e_msg)
+    assert el["energy_j"] == pytest.approx(base["energy_j"] + msgs * e_msg)
+    assert el["interchip_latency_s"] is None and "spike_ns" in el["missing"]  # no target publishes it
+    timed = energy_latency(work, {"name": "x", "synop_pj": 1.0, "spike_pj": 2.0, "spike_ns": 3.0,
+                                  "system": {"interchip_link_cost": 10.0}})
+    assert timed["interchip_latency_s"] == pytest.approx(msgs * 10 * 3e-9)
+    assert timed["latency_s"] == pytest.approx(msgs * 10 * 3e-9)
+    assert timed["interchip_energy_j"] == pytest.approx(msgs * 10 * 2e-12)
+    # one chip: no inter-chip messages
+    one = compile_graph(random_lif_graph((20, 48, 40, 10), density=0.3, storage="csr", seed=1), "loihi2")
+    assert workload_program(one, simulate(one, x, record=True), x).interchip_messages == 0.0

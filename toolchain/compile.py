@@ -25,7 +25,7 @@ from .passes.quantise import QuantOptions
 from .program import Program
 from .targets import TargetSpec, load_target
 
-__all__ = ["compile_graph", "compile_file", "format_report", "OPTIONS"]
+__all__ = ["compile_graph", "compile_file", "format_report", "place_on_chips", "OPTIONS"]
 
 #: compile options (keyword arguments of :func:`compile_graph`) and their meaning
 OPTIONS = {
@@ -42,6 +42,12 @@ OPTIONS = {
     "v_headroom": "thresholds below zero a spiking group's v may reach before saturating (default None: the worst "
                   "case, every inhibitory input spiking every step)",
     "partition": "place the network on cores (default True); False stops after quantisation",
+    "chips": "on a system target (a [system] section: kapoho_point, hala_point) assign the cores to chips so that "
+             "the fewest spikes cross between chips (toolchain.passes.multichip; default True; the chip map and "
+             "inter-chip spikes per step go to report['multichip'])",
+    "chip_method": "chip assignment kept: 'hypergraph' (default, Mt-KaHyPar), 'edgecut' (METIS) or 'inorder'",
+    "chip_rates": "recorded spike rates {group: spikes per step of each neuron} (multichip.rates_from_spikes) "
+                  "weighting the axons (default: the estimate of 1 spike per neuron per step)",
     "verify": "run the stage-boundary checks (default True)",
 }
 
@@ -95,11 +101,46 @@ def compile_graph(graph: Graph, target: Union[str, os.PathLike, TargetSpec] = "l
                                 f"({exc.__cause__}); raise the memory limit, prune the network or store its "
                                 f"weights sparse", node=exc.node, field="memory") from exc.__cause__
         raise
-    prog.metadata["pipeline"] = [p.name for p in passes]
+    rates = options.get("chip_rates")
+    if bool(options.get("partition", True)) and bool(options.get("chips", True)):
+        prog = place_on_chips(prog, spec, rates, str(options.get("chip_method", "hypergraph")), ctx)
+    prog.metadata["pipeline"] = [p.name for p in passes] + (["chips"] if "multichip" in prog.report else [])
     prog.metadata["pass_seconds"] = {k: round(v, 6) for k, v in ctx.timings.items()}
     prog.metadata["target_file"] = os.path.basename(spec.source) if spec.source else None  # no host folder
-    prog.metadata["compile_options"] = {"dt": float(graph.dt), "reset": reset, **{k: options[k] for k in options}}
+    prog.metadata["compile_options"] = {"dt": float(graph.dt), "reset": reset,
+                                        **{k: ("recorded" if k == "chip_rates" else options[k]) for k in options}}
     return prog
+
+
+def place_on_chips(prog: Program, spec: TargetSpec, rates: Any = None, method: str = "hypergraph",
+                   ctx: Optional[CompileContext] = None) -> Program:
+    """The chip-assignment step of the compile pipeline: on a system target (:func:`multichip.is_system`) with
+    the Program placed on cores, :func:`~toolchain.passes.multichip.partition_chips` (every method side by side
+    in ``report["multichip"]``); any other Program is returned unchanged. ``rates``: recorded spike rates or
+    None (estimate). The seconds it took go to ``ctx.timings["chips"]``."""
+    from .passes.multichip import METHODS, is_system, partition_chips
+    if prog.placement is None or not is_system(spec):
+        return prog
+    if method not in METHODS:
+        raise ToolchainError(f"unknown chip_method {method!r}; use one of {list(METHODS)}", field="chip_method")
+    if rates is not None and not isinstance(rates, dict):
+        raise ToolchainError("chip_rates must map group names to spike rates per neuron", field="chip_rates")
+    import time
+    t0 = time.perf_counter()
+    try:
+        out = partition_chips(prog, spec, rates, method=method)
+    except ToolchainError as exc:
+        raise _annotate_chips(exc) from exc
+    if ctx is not None:
+        ctx.timings["chips"] = time.perf_counter() - t0
+    return out
+
+
+def _annotate_chips(exc: ToolchainError) -> ToolchainError:
+    try:
+        return type(exc)(f"{exc.message} [in pass 'chips']", file=exc.file, node=exc.node, field=exc.field)
+    except TypeError:
+        return ToolchainError(f"{exc.message} [in pass 'chips']", file=exc.file, node=exc.node, field=exc.field)
 
 
 def _v_headroom(v: Any) -> Optional[float]:
@@ -135,7 +176,11 @@ def compile_file(path: Union[str, os.PathLike], target: Union[str, os.PathLike, 
     for_netx = bool(options.pop("for_netx", False))
     source_dt = options.pop("source_dt", None)  # the dt the exporting framework simulated with (presets)
     if is_netx_file(path):
+        chip_opts = {k: options.pop(k) for k in ("chips", "chip_method", "chip_rates") if k in options}
         prog = compile_netx(path, target, dt=dt, reset=reset, preset=preset, source_dt=source_dt, **options)
+        if chip_opts.get("chips", True) and options.get("partition", True):
+            prog = place_on_chips(prog, load_target(target), chip_opts.get("chip_rates"),
+                                  str(chip_opts.get("chip_method", "hypergraph")))
         prog.metadata["file"] = os.path.basename(os.fspath(path))
         prog.metadata["file_sha256"] = _sha256(path)
         return prog

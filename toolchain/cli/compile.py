@@ -127,6 +127,10 @@ def compile_cmd(file: str, target: str, dt: Optional[float], reset: Optional[str
             click.echo(f"warning: {msg}", err=True)
     click.echo(format_report(prog))
     click.echo("")
+    if "multichip" in prog.report:  # a system target: the chip map of the compile pipeline's chips step
+        from ..passes.multichip import format_chip_report
+        click.echo(format_chip_report(prog))
+        click.echo("")
     if prog.metadata.get("source_format") == "netx":
         from ..netx_io import format_netx_layers
         click.echo(format_netx_layers(prog))

@@ -48,7 +48,7 @@ from ..program import Placement, Program
 from ..targets import TargetSpec
 
 __all__ = ["AxonHypergraph", "axon_hypergraph", "rates_from_spikes", "interchip_traffic", "assign_chips",
-           "partition_chips", "format_chip_report", "METHODS"]
+           "partition_chips", "format_chip_report", "interchip_fanout", "is_system", "METHODS"]
 
 METHODS = ("hypergraph", "edgecut", "inorder")
 
@@ -375,6 +375,43 @@ def partition_chips(program: Program, target: TargetSpec, rates: Optional[Mappin
         "interchip_link_cost": target.interchip_link_cost,
     }
     return dataclasses.replace(program, placement=Placement(program.placement.core_of, cores), report=rep)
+
+
+def is_system(target: TargetSpec) -> bool:
+    """True for a multi-chip system target: one with a ``[system]`` section (a system name or an
+    ``interchip_link_cost``); :func:`toolchain.compile.compile_graph` then assigns cores to chips."""
+    return bool(target.system_name) or target.interchip_link_cost is not None
+
+
+def interchip_fanout(program: Program) -> Dict[str, np.ndarray]:
+    """Inter-chip messages one spike of each neuron sends: ``group -> int64 (n,)`` of ``lambda - 1``, where
+    ``lambda`` is the number of chips holding the neuron's own core or a core it has a stored synapse into
+    (the traffic model of the module docstring, per neuron rather than per merged axon; 0 for unplaced
+    neurons and on a single chip). Chips are those of ``placement.cores[i].chip``."""
+    if program.placement is None:
+        raise ToolchainError("the Program is not partitioned (no placement): run the partition pass first",
+                             field="placement")
+    core_of = program.placement.core_of
+    chip_of_core = np.asarray([c.chip for c in program.placement.cores], np.int64)
+    out = {g: np.zeros(grp.size, np.int64) for g, grp in program.groups.items()}
+    if chip_of_core.size == 0 or np.unique(chip_of_core).size < 2:
+        return out
+    n_chips = int(chip_of_core.max()) + 1
+    for g, grp in program.groups.items():
+        own = np.asarray(core_of[g], np.int64)
+        placed = np.flatnonzero(own >= 0)
+        srcs, chips = [placed], [chip_of_core[own[placed]]]
+        for s in program.synapses:
+            if s.src != g:
+                continue
+            ps, pd = _synapse_pairs(s.weight, np.asarray(core_of[s.dst]))
+            keep = own[ps] >= 0
+            srcs.append(ps[keep])
+            chips.append(chip_of_core[pd[keep]])
+        key = np.unique(np.concatenate(srcs) * n_chips + np.concatenate(chips))
+        lam = np.bincount(key // n_chips, minlength=grp.size)
+        out[g] = np.maximum(lam - 1, 0).astype(np.int64)
+    return out
 
 
 def format_chip_report(program: Program) -> str:

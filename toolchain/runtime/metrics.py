@@ -37,6 +37,16 @@ Energy and latency (:func:`energy_latency`) take per-operation figures from a ta
 (``toolchain.targets.load_target``; the ``[energy]`` table in pJ and ns), with an optional fallback target for
 figures the first lacks (Loihi 2 publishes none; Loihi 1's are in ``hw_targets/loihi1.toml``); a figure needed
 and found nowhere is an error naming the target and the field.
+
+Inter-chip messages (**ours**, an estimate): on a Program whose cores were assigned to several chips
+(:mod:`toolchain.passes.multichip`, done by the compile pipeline on a system target), a spike of a neuron whose
+axon reaches ``lambda`` chips (its own and those of the cores it has stored synapses into) sends ``lambda - 1``
+messages over inter-chip links (``interchip_messages``; spikes from the host are not counted). A system target's
+``interchip_link_cost`` ``c`` is the cost of one such message in within-chip spike messages (the bandwidth
+ratio, ~700 on Loihi 2 systems), so :func:`energy_latency` charges each inter-chip message ``c`` within-chip
+messages: ``c·E_spike`` of energy and ``c·T_spike`` of latency (the time one within-chip spike message takes,
+``spike_ns``; serial, as the rest of the bound). ``E_spike`` is the within-chip spike figure above
+(``spike_within_tile_pj``); a term whose figure is unknown is left out and named in ``missing``.
 """
 from __future__ import annotations
 
@@ -94,6 +104,7 @@ class Workload:
     membrane_updates: Optional[int] = None  # neurons whose membrane changed in a step (None: not measured)
     sample_steps: int = 0        # sum over samples of the steps each ran
     steps_max: int = 0           # the time budget T
+    interchip_messages: float = 0.0  # spike messages over inter-chip links (module docstring; 0 on one chip)
 
     def as_dict(self) -> Dict[str, Any]:
         """Per-sample NeuroBench figures plus the hardware counts."""
@@ -111,6 +122,7 @@ class Workload:
             "neuron_updates": self.neuron_updates / n,
             "membrane_updates": None if self.membrane_updates is None else self.membrane_updates / n,
             "mean_steps": self.sample_steps / n,
+            "interchip_messages": self.interchip_messages / n,
             "steps": self.steps_max,
             "per_layer": {k: {"spiking_input": l.spiking_input, "effective": l.effective / n,
                               "dense": l.dense / n, "events": l.events / n} for k, l in self.layers.items()},
@@ -453,6 +465,12 @@ def workload_program(program: Any, sim: Any, inputs: Any, steps: Optional[Any] =
         lo.events = float(per_in @ stored_fan)
         lo.dense = float(work.sample_steps * int(s.weight.shape[0]) * int(s.weight.shape[1]))
         work.layers[s.name] = lo
+    placement = getattr(program, "placement", None)
+    if placement is not None and placement.chips_used > 1:
+        from ..passes.multichip import interchip_fanout
+        fan = interchip_fanout(program)
+        work.interchip_messages = float(sum(counted[g] @ fan[g].astype(np.float64)
+                                            for g in fan if g in counted))
     for name, g in program.groups.items():
         work.neuron_updates += int(g.size) * work.sample_steps
         if g.spiking and name in counted:
@@ -491,6 +509,19 @@ LATENCY_FIELDS: Dict[str, Tuple[Tuple[str, float], ...]] = {
     "neuron": (("neuron_update_ns", 1e-9), ("time_per_neuron_update_s", 1.0)),
     "step": (("step_overhead_ns", 1e-9), ("barrier_sync_ns", 1e-9), ("time_per_step_s", 1.0)),
 }
+#: the time of one within-chip spike message (for the inter-chip term only; no target publishes it yet)
+SPIKE_LATENCY_FIELDS: Tuple[Tuple[str, float], ...] = (("spike_ns", 1e-9), ("spike_within_tile_ns", 1e-9),
+                                                       ("time_per_spike_s", 1.0))
+
+
+def _link_cost(target: Any) -> Optional[float]:
+    """The target's ``interchip_link_cost`` (TargetSpec attribute or ``[system]`` table), or None."""
+    v = _get(target, "interchip_link_cost")
+    raw = _get(target, "raw")
+    for c in (_get(target, "system"), raw.get("system") if isinstance(raw, Mapping) else None):
+        if v is None and isinstance(c, Mapping):
+            v = c.get("interchip_link_cost")
+    return None if v is None else float(v)
 
 
 def _get(c: Any, name: str) -> Any:
@@ -538,6 +569,12 @@ def energy_latency(work: Workload, target: Any, *, fallback: Any = None,
     ``toolchain.targets.load_target``; a figure the target lacks is taken from ``fallback`` when given (Loihi 2
     publishes no per-operation figures; use ``fallback="loihi1"``), and ``sources`` says where each came from.
     A figure named in ``required`` found in neither raises :class:`ToolchainError` naming the target and field.
+
+    Inter-chip messages (``work.interchip_messages`` > 0: a Program spread over chips) add
+    ``interchip_messages·c·E_spike`` to the energy and ``interchip_messages·c·T_spike`` to the latency, with
+    ``c`` the target's ``interchip_link_cost`` (module docstring); the result also holds ``interchip_messages``
+    (per sample), ``interchip_link_cost`` and ``interchip_energy_j`` / ``interchip_latency_s`` (None when a
+    figure is unknown).
     """
     target = _load(target)
     fb = _load(fallback) if fallback is not None else None
@@ -568,5 +605,32 @@ def energy_latency(work: Workload, target: Any, *, fallback: Any = None,
             else:
                 latency += (d["mean_steps"] * v) if key == "step" else counts[key] * v
                 have_latency = True
+    msgs = float(d.get("interchip_messages") or 0.0)
+    cost = _link_cost(target)
+    e_ic = t_ic = None
+    if msgs > 0:
+        if cost is None:
+            missing.append("interchip_link_cost")
+        else:
+            sources["interchip_link_cost"] = tname
+            for names, is_energy in ((ENERGY_FIELDS["spike"], True), (SPIKE_LATENCY_FIELDS, False)):
+                v, src = _lookup(target, names), tname
+                if v is None and fb is not None:
+                    v, src = _lookup(fb, names), _target_name(fb)
+                label = names[0][0]
+                if v is None:
+                    if label not in missing:
+                        missing.append(label)
+                    continue
+                sources[label] = src
+                if is_energy:
+                    e_ic = msgs * cost * v
+                    energy += e_ic
+                    have_energy = True
+                else:
+                    t_ic = msgs * cost * v
+                    latency += t_ic
+                    have_latency = True
     return {"energy_j": energy if have_energy else None, "latency_s": latency if have_latency else None,
-            "sources": sources, "missing": missing}
+            "sources": sources, "missing": missing, "interchip_messages": msgs, "interchip_link_cost": cost,
+            "interchip_energy_j": e_ic, "interchip_latency_s": t_ic}
