@@ -457,24 +457,23 @@ class _Outputs(dict):
         super().__init__()
         self.layer = layer
         self.floats: Dict[Tuple[str, Any], np.ndarray] = {}
+        self.converted = False  # the float LIF path's spikes converted to float32 this step
         self.chunks = chunks
         self.t = t
 
     def as_float(self, name: str, dt: Any) -> np.ndarray:
+        if dt is np.float32:
+            f = self.layer.float_views.get(name)
+            if f is not None:  # a float LIF path group: one conversion of all their spikes per step
+                if not self.converted:
+                    self.layer.spikes_float()
+                    self.converted = True
+                return f
+            if self.chunks is not None and name in self.chunks.arrays:
+                return self.chunks.get(name, self.t)
         f = self.floats.get((name, dt))
         if f is None:
-            if dt is np.float32 and self.chunks is not None and name in self.chunks.arrays:
-                f = self.floats[(name, dt)] = self.chunks.get(name, self.t)
-                return f
-            sl = self.layer.sl.get(name)
-            if sl is not None and dt is np.float32:
-                whole = self.floats.get(("", dt))
-                if whole is None:
-                    whole = self.floats[("", dt)] = self.layer.spikes_float()
-                f = whole[:, sl]
-            else:
-                f = self[name].astype(dt)  # 0/1 or payloads below 2^24 (float32) / 2^53: exact
-            self.floats[(name, dt)] = f
+            f = self.floats[(name, dt)] = self[name].astype(dt)  # 0/1 or payloads below 2^24 / 2^53: exact
         return f
 
 
@@ -634,7 +633,7 @@ class _InPlaceOps:
 
     def state_type(self, int_state: bool, small: bool = False) -> None:
         """int32 state: ``trunc`` is the identity (the cast truncated already); float64: ``np.trunc`` in place.
-        ``small``: a small batch (fewest calls: mixed-dtype additions, the zero reset as one masked write)."""
+        ``small``: a small batch (fewest calls: mixed-dtype additions)."""
         self.trunc = _identity if int_state else self._trunc
         self.int_state = int_state
         self.small = small
@@ -677,7 +676,8 @@ class _InPlaceOps:
                 lo, hi = -fx.MAX_UV, fx.MAX_UV                  # wrapped values lie in (-2^23, 2^23]
             else:
                 lo = m
-        self.u_hi, self.u_lo = max(hi, 0.0), min(lo, 0.0)
+        self.u_hi = hi if hi > 0.0 else 0.0
+        self.u_lo = lo if lo < 0.0 else 0.0
         return x
 
     def clip(self, x: np.ndarray, lo: int, hi: int) -> np.ndarray:
@@ -688,13 +688,14 @@ class _InPlaceOps:
             m = float(_min(x, axis=None)) if x.size else 0.0
             if m < lo:
                 np.maximum(x, lay._c[1], out=x)
-            b_lo = max(m, lo)
+            b_lo = m if m > lo else lo
         if lay.clip_high and (not lay.bounded or b_hi > hi):
             m = float(_max(x, axis=None)) if x.size else 0.0
             if m > hi:
                 np.minimum(x, lay._c[2], out=x)
-            b_hi = min(m, hi)
-        self.v_hi, self.v_lo = max(b_hi, 0.0), min(b_lo, 0.0)
+            b_hi = m if m < hi else hi
+        self.v_hi = b_hi if b_hi > 0.0 else 0.0
+        self.v_lo = b_lo if b_lo < 0.0 else 0.0
         return x
 
     def fire(self, v: np.ndarray, vth: np.ndarray) -> np.ndarray:
@@ -702,9 +703,7 @@ class _InPlaceOps:
 
     def reset(self, v: np.ndarray, s: np.ndarray, vth: np.ndarray, subtract: bool) -> np.ndarray:
         lay = self.layer
-        if lay.zero_all and self.small:            # small batches: one masked write (fewest calls)
-            np.copyto(v, 0, where=s)
-        elif lay.zero_runs:
+        if lay.zero_runs:
             np.logical_not(s, out=lay._keep)
             for r in lay.zero_runs:                             # v = 0 where s
                 vr = v[:, r]
@@ -713,7 +712,10 @@ class _InPlaceOps:
             vr = v[:, r]
             np.subtract(vr, np.multiply(s[:, r], vth[r]), out=vr)
         # bounds after the reset: a zero reset leaves v <= vth << 6 or 0, a subtract reset moves v by -vth
-        self.v_hi = (self.v_hi + lay.vth_neg) if lay.sub_runs else min(self.v_hi, lay.vth_hi)
+        if lay.sub_runs:
+            self.v_hi += lay.vth_neg
+        elif self.v_hi > lay.vth_hi:
+            self.v_hi = lay.vth_hi
         return v
 
 
@@ -737,6 +739,7 @@ class _FastLayer:
             off += g.n
         self.sl: Dict[str, slice] = sl
         self.n = off
+        self.float_views: Dict[str, np.ndarray] = {}  # group -> its columns of the float32 spikes (init_buffers)
         cat = (lambda xs: np.concatenate(xs) if xs else np.zeros(0))  # noqa: E731
         self.fu = cat([np.broadcast_to(fx.decay_factor(g.du + fx.DS_OFFSET), (g.n,)) for g in groups]
                       ).astype(np.float64)
@@ -751,7 +754,6 @@ class _FastLayer:
         self.bias_exp = {g.name: g.bias_exp for g in groups}
         slices = [sl[g.name] for g in groups]
         self.zero_runs = _runs([not g.subtract for g in groups], slices)
-        self.zero_all = self.zero_runs == [slice(0, self.n)]
         self.sub_runs = _runs([g.subtract for g in groups], slices)
         # v above V_MAX needs the clip only where it could stay unspiked (a threshold at V_MAX or above) or is
         # kept after the spike (subtract reset); a zero-reset neuron with vth << 6 < V_MAX spikes and resets to
@@ -802,6 +804,7 @@ class _FastLayer:
         self.slot_views = [{g: s[:, sl] for g, sl in self.sl.items()} for s in self.slots]
         self._keep = np.zeros((batch, self.n), bool)
         self._float = np.zeros((batch, self.n), np.float32)
+        self.float_views = {g: self._float[:, sl] for g, sl in self.sl.items()}
         # the input slot cast to int32 (int32 state), in the float spikes' buffer: that is free during the update
         self._ai = self._float.view(np.int32) if self.int_state else None
 
