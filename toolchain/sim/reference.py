@@ -285,6 +285,7 @@ class _Synapse:
     _ones: Any = None            # float ones (the values of binary spikes in the event-driven product)
     _starts: Dict[int, np.ndarray] = field(default_factory=dict)  # batch -> row starts of the flat source
     _limit: Tuple[int, float] = (-1, 0.0)  # (batch, its _event_limit)
+    dtype: Any = np.float32      # the product's dtype (_DTYPES[product])
 
     def prepare(self, float_out: bool) -> None:
         """Choose the product dtype and operand for the destination's LIF path (see the module docstring)."""
@@ -302,7 +303,7 @@ class _Synapse:
         else:  # pragma: no cover - needs sums beyond 2^53
             self.product = "i64"
             self.fold = False
-        dt = _DTYPES[self.product]
+        dt = self.dtype = _DTYPES[self.product]
         scale = (64 << self.weight_exp) if self.fold else 1
         import scipy.sparse as sps
         n_out, n_in = self.w_eff.shape
@@ -369,9 +370,9 @@ class _Synapse:
         """``s @ operand`` (B, n_out) for the source's output ``s = src[self.src]``, exact (module docstring);
         written into ``out`` where given and possible."""
         s = src[self.src]
-        if self.use_event(s, event):
+        if self.event_ok and event is not False and self.use_event(s, event):
             return self._event_product(s)
-        sd = src.as_float(self.src, _DTYPES[self.product])
+        sd = src.as_float(self.src, self.dtype)
         if self.sparse:
             return (self.operand @ sd.T).T
         if out is not None and out.dtype == sd.dtype:
