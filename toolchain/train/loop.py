@@ -215,6 +215,11 @@ def fit(model: nn.Module, data: SplitDataset, config: TrainConfig, batch_fn: Bat
     main = ddp is None or ddp.rank == 0
     if ddp is not None:
         _dist.broadcast_model(model, ddp)
+        if main and any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+            import warnings
+            warnings.warn(f"{trainer}: batch norm in training mode normalises with each rank's share of the batch "
+                          f"(no synchronised statistics), so this run is not the one-process run", RuntimeWarning,
+                          stacklevel=2)
 
     from tqdm.auto import tqdm
 
