@@ -49,8 +49,11 @@ call) or by the cast of the float64 product into an int32 state (larger batches:
 and int32 halves the memory traffic). Every sum stays below 2^26 in magnitude, so it is exact in both and Lava's
 int32 wrap never happens on this path. The 24-bit wrap of ``u`` and the clip of ``v`` are applied where a
 max/min check says a value left the range, and the check is skipped where scalar bounds on the state (carried
-from step to step: :class:`_InPlaceOps`) prove that no value can have left it; the zero reset is a multiplication by "no spike" and the subtract
-reset a subtraction of "spike · threshold" (no masked writes). Any other group runs the int32 emulation in
+from step to step: :class:`_InPlaceOps`) prove that no value can have left it; the zero reset is a
+multiplication by "no spike" and the subtract reset a subtraction of "spike · threshold" (no masked writes). The
+int32 state adds its float32 input after one cast to int32 (numpy's mixed-dtype loops cost several times more).
+Binary inputs are converted to float32 into a buffer kept between steps (several steps per call for small
+batches), when a dense product asks for them. Any other group runs the int32 emulation in
 :mod:`toolchain.fixedpoint`, which wraps exactly where Lava's numpy code wraps. Both paths (and the torch backend,
 :mod:`toolchain.sim.torch_backend`) run the one definition of the update,
 :func:`toolchain.fixedpoint.lif_subthreshold` and :func:`toolchain.fixedpoint.lif_fire`: the float path with the
