@@ -1,6 +1,7 @@
 """Distributed data-parallel training (toolchain.train.distributed): 2 CPU processes with gloo train to the same
 weights as one process on the same global batches (BPTT and STOP, uneven last batch, checkpoint and resume; SCA
-masks and the RCS regulariser, with a last batch of one sample that leaves rank 1 idle)."""
+masks with and without MaskedBatchNorm2d and the RCS regulariser, with a last batch of one sample that leaves
+rank 1 idle)."""
 from __future__ import annotations
 
 import numpy as np
@@ -56,11 +57,20 @@ def _conv_model(seed):
                                    ("flatten", nn.Flatten(1)), ("fc", nn.Linear(576, 10)), ("out", LI(10))]))
 
 
+def _bn_model(seed):
+    from collections import OrderedDict
+    from toolchain.prune.sca import MaskedBatchNorm2d
+    torch.manual_seed(seed)
+    return SpikingNet(OrderedDict([("conv0", nn.Conv2d(1, 16, 3, padding=1, bias=False)),
+                                   ("bn0", MaskedBatchNorm2d(16)), ("lif0", LIF((16, 6, 6), alpha=0.9)),
+                                   ("flatten", nn.Flatten(1)), ("fc", nn.Linear(576, 10)), ("out", LI(10))]))
+
+
 # global batches of 23: 23, 23, 23 (12 + 11 per rank) and 1 (rank 1 has no share) per epoch
 _SMALL = dict(epochs=2, batch_size=23, lr=1e-2, progress=False, seed=5)
 
 
-def _train_sca(model):
+def _train_sca(model, group="conv0"):
     from toolchain.prune.sca import SCASchedule, train_sca
     sched = SCASchedule(target_sparsity=0.5, start=1, end=7, interval=2, regrow_fraction=0.5)
     hist, sca = train_sca(model, _image_data(), sched, TrainConfig(**_SMALL), trainer="bptt")
@@ -79,6 +89,10 @@ def _worker_stats(rank, out):
     hist, events = _train_sca(model)
     torch.save({"state": model.state_dict(), "events": events, "history": hist.to_dict()},
                f"{out}/sca_rank{rank}.pt")
+    model = _bn_model(seed=40 + rank)
+    hist, events = _train_sca(model)
+    torch.save({"state": model.state_dict(), "events": events, "history": hist.to_dict()},
+               f"{out}/scabn_rank{rank}.pt")
     model = _model(seed=30 + rank)
     hist = _train_rcs(model)
     torch.save({"state": model.state_dict(), "history": hist.to_dict()}, f"{out}/rcs_rank{rank}.pt")
@@ -142,21 +156,11 @@ def test_two_gloo_processes_equal_one_process(tmp_path):
 
 
 def _check_stats(tmp_path):
-    # SCA: the same prune/regrow events (hence masks) and weights as one process after 12 steps (4 updates)
-    single = _conv_model(seed=20)
-    hist, events = _train_sca(single)
-    r0, r1 = (torch.load(tmp_path / f"sca_rank{r}.pt") for r in (0, 1))
-    # masks equal; the ranked scores are the global batches' (float32 membranes; per-share sums are ~1e-3 off)
-    for ev in (r0["events"], r1["events"]):
-        assert [e[:4] for e in ev] == [e[:4] for e in events]
-        for e0, e in zip(ev, events):
-            assert np.allclose(e0[4]["conv0"], e[4]["conv0"], rtol=1e-6, atol=0)
-    assert [e[0] for e in events] == [1, 3, 5, 7] and events[-1][3] == {"conv0": 8}
-    assert sum(len(v) for e in events for v in e[2].values()) > 0  # regrowth happened (it used the gradients)
-    _assert_close(r0["state"], single.state_dict())
-    _assert_close(r1["state"], r0["state"])
-    for e0, e in zip(r0["history"]["epochs"], hist.epochs):
-        assert e0["loss"] == pytest.approx(e["loss"], rel=1e-5) and e0["train_acc"] == e["train_acc"]
+    # SCA: the same prune/regrow events (hence masks) and weights as one process after 12 steps (4 updates);
+    # without batch norm (masked conv) and with MaskedBatchNorm2d (statistics and running averages of the
+    # global batch; the state dict holds the running averages)
+    for name, build in (("sca", _conv_model(seed=20)), ("scabn", _bn_model(seed=40))):
+        _check_sca(tmp_path, name, build)
     # RCS: the maximum over the correct samples of the global batch (not of each share)
     single = _model(seed=30)
     hist = _train_rcs(single)
@@ -166,6 +170,23 @@ def _check_stats(tmp_path):
     _assert_close(r0["state"], single.state_dict())
     _assert_close(r1["state"], r0["state"])
     assert not torch.allclose(single.state_dict()["0.weight"], plain.state_dict()["0.weight"], atol=1e-4)
+    for e0, e in zip(r0["history"]["epochs"], hist.epochs):
+        assert e0["loss"] == pytest.approx(e["loss"], rel=1e-5) and e0["train_acc"] == e["train_acc"]
+
+
+def _check_sca(tmp_path, name, single):
+    hist, events = _train_sca(single)
+    r0, r1 = (torch.load(tmp_path / f"{name}_rank{r}.pt") for r in (0, 1))
+    # masks equal; the ranked scores are the global batches' (float32 membranes; per-share sums are ~1e-3 off)
+    for ev in (r0["events"], r1["events"]):
+        assert [e[:4] for e in ev] == [e[:4] for e in events]
+        for e0, e in zip(ev, events):
+            for g in e[4]:
+                assert np.allclose(e0[4][g], e[4][g], rtol=1e-6, atol=0)
+    assert [e[0] for e in events] == [1, 3, 5, 7] and list(events[-1][3].values()) == [8]
+    assert sum(len(v) for e in events for v in e[2].values()) > 0  # regrowth happened (it used the gradients)
+    _assert_close(r0["state"], single.state_dict())
+    _assert_close(r1["state"], r0["state"])
     for e0, e in zip(r0["history"]["epochs"], hist.epochs):
         assert e0["loss"] == pytest.approx(e["loss"], rel=1e-5) and e0["train_acc"] == e["train_acc"]
 

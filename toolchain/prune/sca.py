@@ -296,6 +296,9 @@ class MaskedBatchNorm2d(ChannelMasked, nn.BatchNorm2d):
     (default True) keeps γ/β gradients of pruned channels. Regrowth signal: ``|∂L/∂γ|``.
     """
 
+    #: in a torch.distributed group, training mode normalises with the global batch's statistics (fit checks it)
+    global_batch_stats = True
+
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: Optional[float] = 0.1, affine: bool = True,
                  track_running_stats: bool = True, keep_grad: bool = True, **kw: Any) -> None:
         super().__init__(num_features, eps=eps, momentum=momentum, affine=affine,
@@ -305,6 +308,11 @@ class MaskedBatchNorm2d(ChannelMasked, nn.BatchNorm2d):
                                                         if self.weight is not None else torch.float32))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        if self.training:
+            from ..train import distributed as _dist
+            ctx = _dist.current()
+            if ctx is not None:
+                return self._forward_global(x, ctx)
         if bool(torch.all(self.channel_mask > 0.5)):  # nothing pruned: plain batch norm (fused, faster)
             return super().forward(x)
         self._check_input_dim(x)
@@ -317,6 +325,27 @@ class MaskedBatchNorm2d(ChannelMasked, nn.BatchNorm2d):
         xhat = nn.functional.batch_norm(x, self.running_mean if track else None,
                                         self.running_var if track else None, None, None, use_batch, factor,
                                         self.eps)
+        return masked_bn_affine(xhat, self.weight, self.bias, self.channel_mask, self.keep_grad)
+
+    def _forward_global(self, x: torch.Tensor, ctx: Any) -> torch.Tensor:
+        """Training mode in a process group: normalise with the statistics of the global batch
+        (:func:`toolchain.train.distributed.batch_norm_stats`) and update the running averages with them as one
+        process does (momentum, unbiased variance ``var·N/(N − 1)``), so every rank keeps the one-process
+        running statistics and gradients."""
+        from ..train.distributed import batch_norm_stats
+        self._check_input_dim(x)
+        factor = 0.0 if self.momentum is None else self.momentum
+        if self.track_running_stats and self.num_batches_tracked is not None:
+            self.num_batches_tracked.add_(1)
+            factor = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
+        mean, var, n = batch_norm_stats(x, ctx)
+        if self.track_running_stats and self.running_mean is not None:
+            with torch.no_grad():
+                self.running_mean.mul_(1 - factor).add_(factor * mean.detach().to(self.running_mean.dtype))
+                unbiased = var.detach() * (n / max(n - 1, 1))
+                self.running_var.mul_(1 - factor).add_(factor * unbiased.to(self.running_var.dtype))
+        shape = (1, -1) + (1,) * (x.dim() - 2)
+        xhat = ((x.to(torch.float64) - mean.reshape(shape)) / torch.sqrt(var.reshape(shape) + self.eps)).to(x.dtype)
         return masked_bn_affine(xhat, self.weight, self.bias, self.channel_mask, self.keep_grad)
 
     def regrowth_signal(self) -> Optional[torch.Tensor]:

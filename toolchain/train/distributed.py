@@ -30,10 +30,15 @@ How :func:`toolchain.train.loop.fit` uses it (and so :func:`~toolchain.train.bpt
   the *global* batch (MAX over the ranks' share maxima; the rank holding it, the lowest on a tie, adds its term
   scaled by ``n_global / n_rank`` so that the share-weighted gradient average is the one-process gradient).
 
+* **Batch norm**: :class:`toolchain.prune.sca.MaskedBatchNorm2d` (SCA's networks) normalises in training mode
+  with the mean and variance of the *global* batch (:func:`batch_norm_stats`: the share sums all-reduced, with a
+  backward that keeps the share-weighted gradient average exact, :class:`_ShareSum`) and updates its running
+  averages with them; a rank with no share runs the empty share forward and backward to match the collectives
+  (:func:`toolchain.train.loop.fit`). torch's ``SyncBatchNorm`` is not used (it needs CUDA and assumes equal
+  shares). A plain ``nn.BatchNorm2d`` still uses its share's statistics; ``fit`` warns about it.
+
 Equality with one process (to float tolerance) thus holds for BPTT (``mean``/``sum``/``per_step``, with or
-without RCS), STOP and SCA on either. Not covered: batch norm in training mode normalises with the statistics of
-the rank's share (as DDP without ``SyncBatchNorm``; torch's ``SyncBatchNorm`` needs CUDA), so a network with
-(Masked)BatchNorm2d trains on share statistics — equal to one process only when the global batch fits one share.
+without RCS), STOP, and SCA on either, with or without MaskedBatchNorm2d (tested with 2 gloo processes).
 """
 from __future__ import annotations
 
@@ -48,7 +53,7 @@ import torch.distributed as dist
 from ..errors import ToolchainError
 
 __all__ = ["DistContext", "init_distributed", "current", "shard_bounds", "shard", "average_gradients",
-           "broadcast_model", "all_sum", "all_reduce", "is_main", "barrier", "shutdown"]
+           "broadcast_model", "all_sum", "all_reduce", "batch_norm_stats", "is_main", "barrier", "shutdown"]
 
 
 @dataclass(frozen=True)
@@ -159,6 +164,48 @@ def all_reduce(values: torch.Tensor, op: str, ctx: DistContext) -> torch.Tensor:
     t = values.detach().to(device=ctx.device, dtype=torch.float64).clone()
     dist.all_reduce(t, op=_OPS[op])
     return t.cpu()
+
+
+class _ShareSum(torch.autograd.Function):
+    """Sum of a tensor over the ranks whose backward makes the share-weighted gradient average exact: with this
+    rank's weight ``w = n_rank / n_global``, the gradient passed back is ``(sum over ranks of w_r g_r) / w``, so
+    that after :func:`average_gradients` (which multiplies by ``w``) the parameters get
+    ``dS/dtheta * sum_r w_r g_r``, the one-process gradient through the global statistic (0 when ``w`` = 0)."""
+
+    @staticmethod
+    def forward(fctx, t: torch.Tensor, weight: float) -> torch.Tensor:  # type: ignore[override]
+        out = t.detach().clone()
+        dist.all_reduce(out, op=dist.ReduceOp.SUM)
+        fctx.weight = float(weight)
+        return out
+
+    @staticmethod
+    def backward(fctx, g: torch.Tensor):  # type: ignore[override]
+        w = fctx.weight
+        g2 = (g * w).contiguous()
+        dist.all_reduce(g2, op=dist.ReduceOp.SUM)
+        return (g2 / w if w > 0 else torch.zeros_like(g2)), None
+
+
+def batch_norm_stats(x: torch.Tensor, ctx: DistContext) -> Tuple[torch.Tensor, torch.Tensor, int]:
+    """Batch-norm statistics of the *global* batch from this rank's share ``x`` (N, C, *): per-channel mean and
+    biased variance (float64, differentiable, exact one-process gradients under :func:`average_gradients`, see
+    :class:`_ShareSum`) and the global count ``N·prod(*)``. Two passes (the mean, then the squared deviations
+    from it), three collectives forward and two backward; a rank with an empty share takes part with zeros."""
+    dims = [0] + list(range(2, x.dim()))
+    n_local = x.numel() // max(1, x.shape[1])
+    cnt = torch.tensor([float(n_local)], dtype=torch.float64, device=ctx.device)
+    dist.all_reduce(cnt, op=dist.ReduceOp.SUM)
+    n_global = int(round(float(cnt.item())))
+    if n_global == 0:
+        raise ToolchainError("batch norm over an empty global batch", field="x")
+    w = n_local / n_global
+    xd = x.to(torch.float64)
+    mean = _ShareSum.apply(xd.sum(dim=dims).to(ctx.device), w).to(x.device) / n_global
+    shape = (1, -1) + (1,) * (x.dim() - 2)
+    dev = (xd - mean.reshape(shape)) ** 2
+    var = _ShareSum.apply(dev.sum(dim=dims).to(ctx.device), w).to(x.device) / n_global
+    return mean, var, n_global
 
 
 def is_main() -> bool:

@@ -24,8 +24,10 @@ for the parameters it trains (BPTT: ``loss.backward()``; STOP: forward traces) a
 * **Batch-function hooks** (optional attributes of ``batch_fn``): ``after_gradients(model)`` is called on every
   rank after the gradients are final (averaged over the ranks) and before the optimiser step — SCA's scheduler
   (:func:`toolchain.prune.sca.with_sca`) reads the regrowth gradients there; ``idle(model)`` is called instead of
-  the batch function on a rank whose share of a short last batch is empty, so that collectives issued inside the
-  batch function (the RCS regulariser's batch maximum) are matched on every rank.
+  the batch function (with the empty share ``idle(model, x, y)``) on a rank whose share of a short last batch is
+  empty, so that collectives issued inside the batch function (the RCS regulariser's batch maximum) are matched
+  on every rank; for a model with batch norm over the global batch (``global_batch_stats``:
+  :class:`toolchain.prune.sca.MaskedBatchNorm2d`) such a rank also runs the empty share forward and backward.
 """
 from __future__ import annotations
 
@@ -215,7 +217,8 @@ def fit(model: nn.Module, data: SplitDataset, config: TrainConfig, batch_fn: Bat
     main = ddp is None or ddp.rank == 0
     if ddp is not None:
         _dist.broadcast_model(model, ddp)
-        if main and any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+        if main and any(isinstance(m, nn.modules.batchnorm._BatchNorm) and not getattr(m, "global_batch_stats", False)
+                        for m in model.modules()):
             import warnings
             warnings.warn(f"{trainer}: batch norm in training mode normalises with each rank's share of the batch "
                           f"(no synchronised statistics), so this run is not the one-process run", RuntimeWarning,
@@ -224,6 +227,7 @@ def fit(model: nn.Module, data: SplitDataset, config: TrainConfig, batch_fn: Bat
     from tqdm.auto import tqdm
 
     device = params[0].device
+    synced_bn = any(getattr(m, "global_batch_stats", False) for m in model.modules())
     after_gradients = getattr(batch_fn, "after_gradients", None)
     idle = getattr(batch_fn, "idle", None)
     n_batches = math.ceil(len(data.y_train) / config.batch_size)
@@ -254,8 +258,13 @@ def fit(model: nn.Module, data: SplitDataset, config: TrainConfig, batch_fn: Bat
             if len(yb):
                 loss, out_sum = batch_fn(model, xb, yb)
             else:  # a rank with no share of a short last batch contributes nothing
+                # collectives inside the batch function: the empty share runs forward (global batch-norm
+                # statistics), the batch function's own (idle hook), then backward, in the busy ranks' order
+                out_e = model(xb) if ddp is not None and synced_bn else None
                 if idle is not None:
-                    idle(model)
+                    idle(model, xb, yb)
+                if out_e is not None:
+                    (out_e.sum() * 0.0).backward()
                 loss, out_sum = 0.0, torch.zeros(0, 1, device=device)
             n_correct = int((out_sum.argmax(-1) == yb).sum()) if len(yb) else 0
             if ddp is not None:

@@ -174,7 +174,7 @@ class RCSRegulariser:
                             self.norm_floor)
         return self._distributed(model, records, correct_mask(output, labels), ctx, output.device)
 
-    def idle(self, model: torch.nn.Module) -> None:
+    def idle(self, model: torch.nn.Module, *share: Any) -> None:
         """Join the collectives of a distributed step on a rank whose share of the batch is empty (called by
         :func:`toolchain.train.loop.fit` through the batch function's ``idle`` hook)."""
         from . import distributed as _dist
