@@ -270,10 +270,8 @@ def decay_factor(decay: ArrayLike) -> np.ndarray:
     return (DECAY_UNITY - np.asarray(decay, dtype=np.float64)) / float(DECAY_UNITY)
 
 
-class _NumpyOps:
-    """The primitives on numpy arrays: int32 results, Lava's numpy dtype flow (wraps by casting through int64)."""
-
-    trunc = staticmethod(np.trunc)
+class _ArithOps:
+    """Multiply and add (``None`` adds nothing): the same on numpy arrays and torch tensors."""
 
     @staticmethod
     def mul(x: Any, y: Any) -> Any:
@@ -282,6 +280,12 @@ class _NumpyOps:
     @staticmethod
     def add(x: Any, y: Any) -> Any:
         return x if y is None else x + y
+
+
+class _NumpyOps(_ArithOps):
+    """The primitives on numpy arrays: int32 results, Lava's numpy dtype flow (wraps by casting through int64)."""
+
+    trunc = staticmethod(np.trunc)
 
     @staticmethod
     def wrap32(x: Any) -> np.ndarray:
@@ -305,7 +309,7 @@ class _NumpyOps:
         return np.where(s, v - vth_eff if subtract else 0, v).astype(np.int32)
 
 
-class _TorchOps:
+class _TorchOps(_ArithOps):
     """The primitives on torch tensors holding exact integers (float64, or int64), on any device: results keep
     the input's dtype and device; spikes are 0/1 of ``v``'s dtype (so that a surrogate can stand in for them)."""
 
@@ -315,14 +319,6 @@ class _TorchOps:
         import torch
         self.torch = torch
         self.trunc = torch.trunc
-
-    @staticmethod
-    def mul(x: Any, y: Any) -> Any:
-        return x * y
-
-    @staticmethod
-    def add(x: Any, y: Any) -> Any:
-        return x if y is None else x + y
 
     def wrap32(self, x: Any) -> Any:
         if x.numel() == 0:

@@ -179,6 +179,17 @@ def _components(program: Program) -> List[List[str]]:
     return list(comps.values())
 
 
+def _lif_class(L: Dict[str, Any], name: str, g: Any) -> Tuple[Any, Dict[str, Any]]:
+    """The Lava LIF process class for group ``g`` and its extra keyword arguments: ``LIFReset`` (with
+    ``reset_interval``/``reset_offset``) for a periodic reset, ``LIFSubtract`` or ``LIF`` otherwise."""
+    if g.reset_interval:
+        if g.reset_mode == "subtract":
+            raise ToolchainError("periodic reset (LIFReset) with subtractive reset has no Lava model",
+                                 node=name, field="reset_interval")
+        return L["LIFReset"], dict(reset_interval=g.reset_interval, reset_offset=g.reset_offset)
+    return (L["LIFSubtract"] if g.reset_mode == "subtract" else L["LIF"]), {}
+
+
 def build_network(program: Program, inputs: Mapping[str, np.ndarray], steps: int,
                   record: Sequence[str] = (), monitor: bool = True) -> LavaNetwork:
     """Lava processes for one sample. ``inputs``: port name -> (steps, n) integers. ``record``: groups whose
@@ -201,15 +212,7 @@ def build_network(program: Program, inputs: Mapping[str, np.ndarray], steps: int
         if g.sdn is not None:
             neurons[name] = _sdn_process(L, name, g)
             continue
-        kw: Dict[str, Any] = {}
-        if g.reset_interval:
-            if g.reset_mode == "subtract":
-                raise ToolchainError("periodic reset (LIFReset) with subtractive reset has no Lava model",
-                                     node=name, field="reset_interval")
-            cls = L["LIFReset"]
-            kw = dict(reset_interval=g.reset_interval, reset_offset=g.reset_offset)
-        else:
-            cls = L["LIFSubtract"] if g.reset_mode == "subtract" else L["LIF"]
+        cls, kw = _lif_class(L, name, g)
         bias = bias_in[name][0] if name in bias_in and steps > 0 else g.bias_mant
         neurons[name] = cls(shape=(g.size,), v=_param(g.v_init), du=_param(g.du), dv=_param(g.dv),
                             vth=_param(g.vth), bias_mant=np.asarray(bias).astype(np.int64),
@@ -467,15 +470,7 @@ def build_batched_network(program: Program, inputs: Mapping[str, np.ndarray], st
     schedule = {g: b for g, b in bias_in.items() if steps > 1 and np.any(b != b[:1])}
     neurons = {}
     for name, g in program.groups.items():
-        kw: Dict[str, Any] = {}
-        if g.reset_interval:
-            if g.reset_mode == "subtract":
-                raise ToolchainError("periodic reset (LIFReset) with subtractive reset has no Lava model",
-                                     node=name, field="reset_interval")
-            cls = L["LIFReset"]
-            kw = dict(reset_interval=g.reset_interval, reset_offset=g.reset_offset)
-        else:
-            cls = L["LIFSubtract"] if g.reset_mode == "subtract" else L["LIF"]
+        cls, kw = _lif_class(L, name, g)
         n = g.size
         bias = bias_in[name][0] if name in bias_in and steps > 0 else _tile(g.bias_mant, n, B)
         neurons[name] = cls(shape=(B * n,), v=_param(_tile(g.v_init, n, B)), du=_param(_tile(g.du, n, B)),
