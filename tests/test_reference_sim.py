@@ -370,19 +370,8 @@ def test_event_dense_and_int32_paths_equal_on_every_spike_u_v(seed: int) -> None
     u and v of every group at every step is the same on the event-driven, dense and int32-emulation paths, and
     equals the plain per-sample fixedpoint loop."""
     from toolchain.sim import reference as R
-    from toolchain.testing import make_active
-    r = np.random.default_rng(100 + seed)
-    rate = (0.02, 0.5)[seed % 2]
-    batch = (3, R._INT_STATE_BATCH + 2)[(seed // 2) % 2]
-    opts = dict(storage=["dense", "csr", "structured", "mixed"][seed % 4], recurrent=seed % 3 != 0,
-                skip=seed % 4 == 1, graded_bits=[0, 0, 3, 0, 8, 0, 24, 0][seed % 8], max_delay=[0, 3, 1][seed % 3],
-                reset_mode=["zero", "subtract", "mixed"][(seed // 3) % 3], extreme=seed % 5 == 4,
-                readout=seed % 6 == 5, v_init=seed % 4 == 2, sign_modes=("mixed", "excitatory", "inhibitory"),
-                weight_bits=(4, 8), weight_exp=(-6, 3) if seed % 5 == 4 else (-1, 1))
-    sizes = [int(r.integers(20, 60))] + [int(r.integers(4, 30)) for _ in range(int(r.integers(1, 4)))]
-    p = int_program(sizes, seed=seed, **opts)
-    x = int_inputs(p, batch, 16, rate=rate, seed=seed)
-    p = make_active(p, x, steps=18, saturate=seed % 3 == 1)
+    from toolchain.testing import random_path_case
+    p, x = random_path_case(seed, batches=(3, R._INT_STATE_BATCH + 2))
     runs = _every_path(p, x, 18)
     _assert_same(runs)
     if seed < 6:  # the plain loop is slow: a subset

@@ -16,7 +16,8 @@ from toolchain.ir.storage import Csr, Dense
 from toolchain.program import InputPort, NeuronGroup, Program, SynapseGroup
 from toolchain.sim import torch_backend as TB
 from toolchain.sim.reference import simulate
-from toolchain.testing import int_inputs, int_program, make_active, random_spike_array, random_spiking_model
+from toolchain.testing import (int_inputs, int_program, make_active, random_path_case, random_spike_array,
+                               random_spiking_model)
 
 torch.set_num_threads(1)
 LAVA_DL = Path(__file__).resolve().parents[2] / "shared" / "data" / "lava-dl"
@@ -46,18 +47,7 @@ def test_torch_backend_equals_numpy_on_random_programs(seed: int, device: str) -
     """The random programs of tests/test_reference_sim.py's path test: storages, recurrence, skips, graded
     inputs (3, 8, 24 bits), delays, reset modes, extreme parameters (wraps and saturation), readouts, v_init,
     all sign modes and weight widths, weight exponents, low and high activity, batches 3 and 10."""
-    r = np.random.default_rng(100 + seed)
-    rate = (0.02, 0.5)[seed % 2]
-    batch = (3, 10)[(seed // 2) % 2]
-    opts = dict(storage=["dense", "csr", "structured", "mixed"][seed % 4], recurrent=seed % 3 != 0,
-                skip=seed % 4 == 1, graded_bits=[0, 0, 3, 0, 8, 0, 24, 0][seed % 8], max_delay=[0, 3, 1][seed % 3],
-                reset_mode=["zero", "subtract", "mixed"][(seed // 3) % 3], extreme=seed % 5 == 4,
-                readout=seed % 6 == 5, v_init=seed % 4 == 2, sign_modes=("mixed", "excitatory", "inhibitory"),
-                weight_bits=(4, 8), weight_exp=(-6, 3) if seed % 5 == 4 else (-1, 1))
-    sizes = [int(r.integers(20, 60))] + [int(r.integers(4, 30)) for _ in range(int(r.integers(1, 4)))]
-    p = int_program(sizes, seed=seed, **opts)
-    x = int_inputs(p, batch, 16, rate=rate, seed=seed)
-    p = make_active(p, x, steps=18, saturate=seed % 3 == 1)
+    p, x = random_path_case(seed)
     ref = assert_bit_exact(p, x, 18, device)
     assert any(ref.spikes[g].any() for g in p.groups if p.groups[g].spiking) or \
         not any(g.spiking for g in p.groups.values())

@@ -357,6 +357,25 @@ def int_inputs(program, batch: int, steps: int, rate: float = 0.3, seed: SeedLik
     return (on * r.integers(1, hi + 1, size=shape)).astype(np.int32)
 
 
+def random_path_case(seed: int, batches=(3, 10), steps: int = 18):
+    """A random integer Program and active inputs for the simulator path tests (``seed`` 0..15 covers every
+    storage, recurrence, skips, graded inputs of 3/8/24 bits, delays, reset modes, extreme parameters with wraps and
+    saturation, readouts, v_init, all sign modes, weight widths and exponents, low and high activity); the batch is
+    ``batches[(seed // 2) % 2]``. Returns ``(program, x)``."""
+    r = rng(100 + seed)
+    rate = (0.02, 0.5)[seed % 2]
+    batch = batches[(seed // 2) % 2]
+    opts = dict(storage=["dense", "csr", "structured", "mixed"][seed % 4], recurrent=seed % 3 != 0,
+                skip=seed % 4 == 1, graded_bits=[0, 0, 3, 0, 8, 0, 24, 0][seed % 8], max_delay=[0, 3, 1][seed % 3],
+                reset_mode=["zero", "subtract", "mixed"][(seed // 3) % 3], extreme=seed % 5 == 4,
+                readout=seed % 6 == 5, v_init=seed % 4 == 2, sign_modes=("mixed", "excitatory", "inhibitory"),
+                weight_bits=(4, 8), weight_exp=(-6, 3) if seed % 5 == 4 else (-1, 1))
+    sizes = [int(r.integers(20, 60))] + [int(r.integers(4, 30)) for _ in range(int(r.integers(1, 4)))]
+    p = int_program(sizes, seed=seed, **opts)
+    x = int_inputs(p, batch, 16, rate=rate, seed=seed)
+    return make_active(p, x, steps=steps, saturate=seed % 3 == 1), x
+
+
 def benchmark_program(kind: str = "ff", sizes=(784, 256, 256, 10), seed: SeedLike = 0):
     """The integer Programs of ``benchmarks/sim_vs_lava.py``: "ff" (feed-forward, dense 8-bit mixed-sign
     weights) or "rec" (the same with a recurrent synapse group on every hidden layer)."""

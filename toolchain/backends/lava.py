@@ -270,13 +270,19 @@ def build_network(program: Program, inputs: Mapping[str, np.ndarray], steps: int
             mon = L["Monitor"]()
             mon.probe(getattr(neurons[g], mon_vars.get(g, {}).get(var, var)), steps)
             monitors[g][var] = mon
+    roots = _roots(program, sources, neurons)
+    return LavaNetwork(sources, neurons, synapses, sinks, monitors, steps, roots, bias_schedule=schedule,
+                       mon_vars=mon_vars)
+
+
+def _roots(program: Program, sources: Mapping[str, Any], neurons: Mapping[str, Any]) -> List[Any]:
+    """One process per connected component of the network (its first source or neuron group), for Lava to run."""
     roots = []
     for comp in _components(program):
         first = next((c for c in comp if c in sources or c in neurons), None)
         if first is not None:
             roots.append(sources[first] if first in sources else neurons[first])
-    return LavaNetwork(sources, neurons, synapses, sinks, monitors, steps, roots, bias_schedule=schedule,
-                       mon_vars=mon_vars)
+    return roots
 
 
 def _sdn_process(L: Dict[str, Any], name: str, g: Any) -> Any:
@@ -514,11 +520,7 @@ def build_batched_network(program: Program, inputs: Mapping[str, np.ndarray], st
                               path=os.path.join(rec_dir, f"{var}{i}.npy"))
             mon.connect_var(getattr(neurons[g], var))
             monitors[g][var] = mon
-    roots = []
-    for comp in _components(program):
-        first_name = next((c for c in comp if c in sources or c in neurons), None)
-        if first_name is not None:
-            roots.append(sources[first_name] if first_name in sources else neurons[first_name])
+    roots = _roots(program, sources, neurons)
     return _FileRecordedNetwork(sources, neurons, synapses, sinks, monitors, steps, roots, bias_schedule=schedule,
                                 record_dir=rec_dir)
 
