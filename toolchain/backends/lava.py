@@ -251,10 +251,7 @@ def build_network(program: Program, inputs: Mapping[str, np.ndarray], steps: int
         src.s_out.connect(proc.s_in)
         proc.a_out.connect(neurons[s.dst].a_in)
         synapses[s.name] = proc
-    out = program.groups[program.output]
-    sink_groups = list(record) + ([program.output] if out.spiking and program.output not in record else [])
-    mon_groups = (list(record) if monitor else []) + \
-        ([program.output] if not out.spiking and not (monitor and program.output in record) else [])
+    sink_groups, mon_groups = _recorded_groups(program, record, monitor)
     sinks = {}
     for g in sink_groups:
         sinks[g] = L["Sink"](shape=(program.groups[g].size,), buffer=steps)
@@ -273,6 +270,16 @@ def build_network(program: Program, inputs: Mapping[str, np.ndarray], steps: int
     roots = _roots(program, sources, neurons)
     return LavaNetwork(sources, neurons, synapses, sinks, monitors, steps, roots, bias_schedule=schedule,
                        mon_vars=mon_vars)
+
+
+def _recorded_groups(program: Program, record: Sequence[str], monitor: bool) -> Tuple[List[str], List[str]]:
+    """The groups whose spikes are sunk and those whose u and v are monitored: the recorded groups, plus the
+    output group (spikes when it spikes, its voltage when it is a non-spiking readout)."""
+    out = program.groups[program.output]
+    sink_groups = list(record) + ([program.output] if out.spiking and program.output not in record else [])
+    mon_groups = (list(record) if monitor else []) + \
+        ([program.output] if not out.spiking and not (monitor and program.output in record) else [])
+    return sink_groups, mon_groups
 
 
 def _roots(program: Program, sources: Mapping[str, Any], neurons: Mapping[str, Any]) -> List[Any]:
@@ -502,10 +509,7 @@ def build_batched_network(program: Program, inputs: Mapping[str, np.ndarray], st
         proc.a_out.connect(neurons[s.dst].a_in)
         synapses[s.name] = proc
     from .lava_procs.recorder import SpikeRecorder, VarRecorder
-    out = program.groups[program.output]
-    sink_groups = list(record) + ([program.output] if out.spiking and program.output not in record else [])
-    mon_groups = (list(record) if monitor else []) + \
-        ([program.output] if not out.spiking and not (monitor and program.output in record) else [])
+    sink_groups, mon_groups = _recorded_groups(program, record, monitor)
     rec_dir = tempfile.mkdtemp(prefix="snnc_lava_")
     sinks = {}
     for i, g in enumerate(sink_groups):
