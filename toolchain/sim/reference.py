@@ -416,6 +416,43 @@ class _Synapse:
         else:
             np.add(dest, a, out=dest, casting="unsafe")  # exact: the sum stays below 2^24
 
+    def planned(self, event: Optional[bool], batch: int, layer: "_FastLayer", chunks: "_InputChunks"
+                ) -> Callable[["_Outputs", np.ndarray, bool], None]:
+        """:meth:`deliver` as one callable ``(outputs, dest, first)`` for a run of ``batch`` samples, with the
+        conditions that hold for the whole run decided once (the same integers: the same products and
+        conversions; only the per-step Python is less). The common case — float destination, folded dense
+        float32 operand — is inlined; every other case calls :meth:`deliver`."""
+        if not (self.float_out and self.fold and not self.sparse and self.dtype is np.float32):
+            deliver = self.deliver
+            return lambda outs, dest, first: deliver(outs, event, dest, first)
+        src, operand, matmul, add, f32 = self.src, self.operand, np.matmul, np.add, np.float32
+        as_float = _float_getter(src, layer, chunks)
+        event_path = self.event_ok and event is not False and batch > 0
+        if event_path and not event:
+            event_path = _event_limit(batch, len(operand), operand.shape[1]) > 0
+        if not event_path:  # dense at every step
+            def run(outs: "_Outputs", dest: np.ndarray, first: bool) -> None:
+                if first:
+                    matmul(as_float(outs), operand, out=dest)
+                else:
+                    add(dest, matmul(as_float(outs), operand), out=dest)
+            return run
+        use_event, event_product = self.use_event, self._event_product
+
+        def run_event(outs: "_Outputs", dest: np.ndarray, first: bool) -> None:
+            s = outs[src]
+            if use_event(s, event):
+                a = event_product(s)
+                if first:
+                    dest[...] = a
+                else:
+                    add(dest, a, out=dest)
+            elif first:
+                matmul(as_float(outs), operand, out=dest)
+            else:
+                add(dest, matmul(as_float(outs), operand), out=dest)
+        return run_event
+
 
 class _InputChunks:
     """The binary input ports' spikes as float32 0/1 for the dense products, into a buffer kept from step to step
@@ -479,6 +516,26 @@ class _Outputs(dict):
         if f is None:
             f = self.floats[(name, dt)] = self[name].astype(dt)  # 0/1 or payloads below 2^24 / 2^53: exact
         return f
+
+
+def _float_getter(name: str, layer: "_FastLayer", chunks: "_InputChunks") -> Callable[[_Outputs], np.ndarray]:
+    """``outputs.as_float(name, np.float32)`` as a callable of the outputs, with the lookups that hold for the
+    whole run (until the batch shrinks: the layer's buffers change) done once."""
+    f = layer.float_views.get(name)
+    if f is not None:
+        spikes_float = layer.spikes_float
+
+        def layer_float(outs: _Outputs) -> np.ndarray:
+            if not outs.converted:
+                spikes_float()
+                outs.converted = True
+            return f
+        return layer_float
+    if name in chunks.arrays:
+        get = chunks.get
+        return lambda outs: get(name, outs.t)
+    f32 = np.float32
+    return lambda outs: outs.as_float(name, f32)
 
 
 def _compile_synapse(program: Program, syn: SynapseGroup) -> _Synapse:
@@ -938,6 +995,37 @@ def simulate(program: Program, x: Union[np.ndarray, Mapping[str, np.ndarray]], s
     all_active = True
     acc_out = np.zeros((batch, out_group.size), np.int64) if early_exit is not None else None
 
+    # the synapse groups into the float path, planned once per run (and again when the batch shrinks):
+    # (deliver, its destination's slice of every ring slot, delay, first step from which it adds). A slot is
+    # overwritten by its first writer and added to by the others (the ring starts zeroed); every synapse group
+    # writes at every step, so group s is the first writer of the slot due at t + 1 + d unless a group of the same
+    # destination and delay precedes it, or one with a longer delay d2 wrote that slot earlier (at step
+    # t + d - d2 >= 0): first exactly while t < min(d2) - d.
+    fast_syns = [s for s in syns if fast_group[s.dst]]
+    exact_syns = [s for s in syns if not fast_group[s.dst]]
+    n_slots = layer.n_slots
+    first_until = []
+    for i, s in enumerate(fast_syns):
+        if any(s2.dst == s.dst and s2.delay == s.delay for s2 in fast_syns[:i]):
+            first_until.append(0)
+        else:
+            longer = [s2.delay for s2 in fast_syns if s2.dst == s.dst and s2.delay > s.delay]
+            first_until.append(min(longer) - s.delay if longer else steps + 1)
+
+    def plan_fast(b: int) -> List[Tuple[Callable[..., None], List[np.ndarray], int, int]]:
+        return [(s.planned(event, b, layer, chunks), [layer.slot_views[k][s.dst] for k in range(n_slots)],
+                 s.delay, f) for s, f in zip(fast_syns, first_until)]
+
+    fast_plan = plan_fast(batch)
+    fast_copies = []  # (record transposed to (steps, B, n), the layer's view it copies at every step)
+    for g, sl in fast_rec:
+        if g in spikes_rec:
+            fast_copies.append((spikes_rec[g].transpose(1, 0, 2), layer.spike_views[g]))
+        if g in u_rec:
+            fast_copies.append((u_rec[g].transpose(1, 0, 2), layer.u[:, sl]))
+        if g in v_rec:
+            fast_copies.append((v_rec[g].transpose(1, 0, 2), layer.v[:, sl]))
+
     if progress is None:
         progress = steps * batch * max(program.neuron_count, 1) > 5e7 and sys.stderr.isatty()
     if progress:
@@ -956,13 +1044,17 @@ def simulate(program: Program, x: Union[np.ndarray, Mapping[str, np.ndarray]], s
                 layer.step(t, [g.name for g in reset_groups if g.resets_at(t)] if reset_groups else (),
                            [(g, a[rows, t]) for g, a in fast_bias.items()] if fast_bias else ())
                 outs.update(layer.spike_views)
-                for g, sl in fast_rec:
-                    if g in spikes_rec:
-                        spikes_rec[g][rows, t] = layer.spike_views[g]
-                    if g in u_rec:
-                        u_rec[g][rows, t] = layer.u[:, sl]
-                    if g in v_rec:
-                        v_rec[g][rows, t] = layer.v[:, sl]
+                if all_active:  # the records' step t, time-major views: one plain copy each
+                    for rec_t, now in fast_copies:
+                        rec_t[t] = now
+                else:
+                    for g, sl in fast_rec:
+                        if g in spikes_rec:
+                            spikes_rec[g][rows, t] = layer.spike_views[g]
+                        if g in u_rec:
+                            u_rec[g][rows, t] = layer.u[:, sl]
+                        if g in v_rec:
+                            v_rec[g][rows, t] = layer.v[:, sl]
             # 1.+2. the int32 groups: synaptic input due now (int32, wrapping sum), update
             if exact_groups:
                 a_in: Dict[str, Optional[np.ndarray]] = {g.name: None for g in exact_groups}
@@ -1004,12 +1096,10 @@ def simulate(program: Program, x: Union[np.ndarray, Mapping[str, np.ndarray]], s
             # 3. activations leaving now, due at t + 1 + delay
             for name, arr in spike_inputs.items():
                 outs[name] = arr[rows, t]
-            for s in syns:
-                if fast_group[s.dst]:
-                    dest, first = layer.dest(t + 1 + s.delay, s.dst)
-                    s.deliver(outs, event, dest, first)
-                else:
-                    queues[s.name][t % (s.delay + 1)] = s.run(outs, event)
+            for run, views, d, first_to in fast_plan:
+                run(outs, views[(t + 1 + d) % n_slots], t < first_to)
+            for s in exact_syns:
+                queues[s.name][t % (s.delay + 1)] = s.run(outs, event)
             bar.update(1)
             # early exit
             if early_exit is not None:
@@ -1029,6 +1119,7 @@ def simulate(program: Program, x: Union[np.ndarray, Mapping[str, np.ndarray]], s
                     all_active = False
                     chunks.select(active)
                     layer.keep(keep)
+                    fast_plan = plan_fast(active.size)
                     state = {k: (u[keep], v[keep]) for k, (u, v) in state.items()}
                     for name in queues:
                         queues[name] = [None if c is None else c[keep] for c in queues[name]]
