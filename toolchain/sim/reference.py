@@ -111,6 +111,16 @@ def _event_limit(batch: int, n_in: int, n_out: int) -> float:
     return 0.08
 
 
+def _event_limit_row(n_in: int, n_out: int) -> float:
+    """:func:`_event_limit` for one sample of binary spikes taking :meth:`_Synapse.planned`'s one-row gather
+    (scipy's CSR kernel straight into the destination, no other call than the index array, which is also the
+    count): its crossover with the matrix-vector product measured side by side on the development machine (one
+    thread, per product, µs): 784x256 dense 16.5, gather 4.1 / 7.1 / 9.9 / 13.2 / 21.0 at 2 / 10 / 20 / 30 / 50%
+    of the inputs spiking; 256x256 dense 6.1, gather 3.9 / 4.5 / 5.6 / 6.1 / 8.4; 256x10 dense 2.5, gather
+    3.3-4.0 at any activity."""
+    return 0.3 if n_in * n_out >= 2 ** 17 else 0.2 if n_in * n_out >= 2 ** 16 else 0.0
+
+
 # ------------------------------------------------------------------------------------------------ helpers
 def synapse_process(syn: SynapseGroup) -> str:
     """Which Lava process the backend builds for a synapse group (and whose arithmetic both simulators follow):
@@ -437,6 +447,29 @@ class _Synapse:
                 else:
                     add(dest, matmul(as_float(outs), operand), out=dest)
             return run
+        if batch == 1 and not self.graded and _csr_matvecs is not None:
+            # one sample, binary spikes: the operand rows of the spiking inputs summed in place into ``dest``
+            # (scipy's CSR kernel with one row: the same exact float32 sums as :meth:`_event_product`), the count
+            # of spikes for the choice being the index array itself
+            n_in, n_out = operand.shape
+            limit = n_in if event else _event_limit_row(n_in, n_out) * n_in
+            flat_op, ones, indptr = operand.reshape(-1), np.ones(n_in, f32), np.zeros(2, np.int64)
+            flatnonzero, matvecs = np.flatnonzero, _csr_matvecs
+
+            def run_event1(outs: "_Outputs", dest: np.ndarray, first: bool) -> None:
+                nz = flatnonzero(outs[src])
+                k = nz.size
+                if k <= limit:
+                    flat = dest.reshape(-1)  # (1, n_out) with a unit last stride: a view
+                    if first:
+                        flat.fill(0)
+                    indptr[1] = k
+                    matvecs(1, n_in, n_out, indptr, nz, ones[:k], flat_op, flat)
+                elif first:
+                    matmul(as_float(outs), operand, out=dest)
+                else:
+                    add(dest, matmul(as_float(outs), operand), out=dest)
+            return run_event1
         use_event, event_product = self.use_event, self._event_product
 
         def run_event(outs: "_Outputs", dest: np.ndarray, first: bool) -> None:
