@@ -29,7 +29,10 @@ form the same product, chosen per synapse group and per step by the activity of 
 
 The event-driven path is taken when few of the source's outputs are non-zero (:func:`_event_limit`: below 8%
 for large batches), for dense operands (dense storage, or sparse storage dense enough to be held dense) and not
-for graded DelayDense products that can leave int32.
+for graded DelayDense products that can leave int32. A single sample of binary spikes into the float LIF path
+takes a one-row gather written straight into the input slot (:meth:`_Synapse.planned`, its own crossover
+:func:`_event_limit_row`); the deliveries into the float LIF path are planned once per run (the choices that hold
+for every step made before the first), which changes no value.
 
 *Shifts and the ``<< 6``.* Shifts by ``weight_exp`` are multiplications by powers of two and ``floor``
 (exact in binary floating point). For a destination on the float LIF path (below) and ``weight_exp >= 0`` the
