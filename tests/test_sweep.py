@@ -78,7 +78,8 @@ def _two_workers(tmp_path, capsys, executor, trials):
 
 
 def test_two_worker_processes_share_sqlite_and_find_the_front(tmp_path, capsys):
-    _two_workers(tmp_path, capsys, "processes", trials=2)
+    cfg_path, n = _two_workers(tmp_path, capsys, "processes", trials=2)  # asserts the study, front and Programs
+    assert cfg_path.is_file() and n >= 2
 
 
 @pytest.mark.slow
