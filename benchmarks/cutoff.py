@@ -183,7 +183,7 @@ def run_rows(prog, steps: int, x_cal, y_cal, x_te, y_te, eps: Optional[float], m
 
 def report(data: Dict[str, Any], reprint: Optional[Dict[str, Any]]) -> None:
     """The table (means over seeds) and RESULT lines of a run (``reprint``: the saved run being re-printed)."""
-    from provenance import result_line
+    from common.provenance import result_line
 
     seeds, summary = data["seeds"], data["summary"]
     print(f"\nmeans over {len(seeds)} seed(s) {seeds}; eps as chosen per seed")
@@ -251,7 +251,7 @@ def main(argv: List[str] | None = None) -> int:
     if args.from_json:
         import json
 
-        from provenance import reprint_banner
+        from common.provenance import reprint_banner
         saved = json.loads(Path(args.from_json).read_text())
         print(reprint_banner(Path(args.from_json), saved.get("run")))
         report(saved, dict(saved.get("run", {}), _file=args.from_json))
@@ -332,7 +332,7 @@ def main(argv: List[str] | None = None) -> int:
             "summary": summary}
     import json
 
-    from provenance import RESULTS_DIR, run_info
+    from common.provenance import RESULTS_DIR, run_info
     data["run"] = run_info({k: v for k, v in vars(args).items() if k != "from_json"} | {"seeds": seeds,
                                                                                        "config": CONFIG})
     report(data, None)

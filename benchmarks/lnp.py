@@ -429,7 +429,7 @@ def _ci(v: List[float]) -> str:
 
 def ablate_report(data: Dict[str, Any], reprint: Optional[Dict[str, Any]]) -> None:
     """Table (mean ± 95% half-width over seeds), paired comparisons and RESULT lines of an ``--ablate`` run."""
-    from provenance import result_line
+    from common.provenance import result_line
 
     from toolchain.textutil import table_lines
     results = [r for r in data["results"] if r.get("neuron_keep") is None]
@@ -548,7 +548,7 @@ def ablate_plot(data: Dict[str, Any], path: Path) -> Optional[Path]:
 def ablate_main(args: Any) -> int:
     """``--ablate``: jobs per (task, seed) and per sweep point, run in ``--jobs`` processes; JSON saved after every
     finished job (a run cut short keeps what it finished)."""
-    from provenance import RESULTS_DIR, run_info
+    from common.provenance import RESULTS_DIR, run_info
     s = _ablate_settings(args.quick)
     tasks = args.tasks or (["lorenz63", "rossler", "mackey_glass", "mnist1d"])
     seeds = list(range(args.seeds))
@@ -619,7 +619,7 @@ def main(argv: List[str] = None) -> int:
     ap.add_argument("--from-json", default=None, help="re-print a saved --ablate run (nothing is measured)")
     args = ap.parse_args(argv)
     if args.from_json:
-        from provenance import reprint_banner
+        from common.provenance import reprint_banner
         saved = json.loads(Path(args.from_json).read_text())
         print(reprint_banner(Path(args.from_json), saved.get("run")))
         ablate_report(saved, dict(saved.get("run", {}), _file=args.from_json))
@@ -647,7 +647,7 @@ def main(argv: List[str] = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     plot(summary, out / "lnp_benchmark.png")
     with open(out / "lnp_benchmark.json", "w") as f:
-        from provenance import run_info
+        from common.provenance import run_info
         json.dump({"run": run_info({"settings": settings, "tasks": tasks, "seeds": list(range(args.seeds))}),
                    "settings": settings, "results": results, "summary": {k: v for k, v in summary.items()
                                                                          if k != "table"}}, f, indent=1,

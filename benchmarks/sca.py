@@ -505,7 +505,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = ap.parse_args(argv)
 
     if args.from_json:
-        from provenance import reprint_banner
+        from common.provenance import reprint_banner
         with open(args.from_json) as f:
             blob = json.load(f)
         print(reprint_banner(Path(args.from_json), blob.get("run")))
@@ -568,7 +568,7 @@ def _report(rows: List[Dict[str, Any]], cfg: Dict[str, Any], seeds: List[int], o
             reprint: Optional[Dict[str, Any]] = None) -> int:
     """Summary over seeds, table, plot, JSON and RESULT lines (``reprint``: the saved run's record when re-printing:
     RESULT lines are marked, no JSON is written)."""
-    from provenance import RESULTS_DIR, result_line, run_info
+    from common.provenance import RESULTS_DIR, result_line, run_info
     def name(r: Dict[str, Any]) -> str:
         return model_name(r["kind"], r["level"])
 

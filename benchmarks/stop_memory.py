@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from provenance import RESULTS_DIR, reprint_banner, result_line, run_info  # noqa: E402
+from common.provenance import RESULTS_DIR, reprint_banner, result_line, run_info  # noqa: E402
 
 METHODS = ("bptt", "stop-W", "stop-WTL")
 MB = 2 ** 20

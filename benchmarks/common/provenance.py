@@ -17,7 +17,7 @@ from typing import Any, Dict, Optional
 
 __all__ = ["run_info", "reprint_banner", "result_line", "RESULTS_DIR"]
 
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
+RESULTS_DIR = Path(__file__).resolve().parent.parent / "results"
 
 
 def _git(*args: str) -> str:
