@@ -362,19 +362,22 @@ def select_ramp(cfg: Dict[str, Any], ds: Any, seeds: Sequence[int] = (0,),
         print(f"note: at {cfg['epochs']} epochs the candidate ramp ends {list(candidates)} end on the same "
               f"optimisation steps {ends}; use more epochs for a meaningful selection", flush=True)
     accs: Dict[str, List[float]] = {}
+    first: Dict[float, Dict[str, Any]] = {}  # the SCA network of seeds[0] per candidate, reused below
     t0 = time.perf_counter()
     for r in candidates:
         accs[str(r)] = []
         for seed in seeds:
             info = _train("sca", MAIN, seed, cfg, val, ramp_end=r)
+            if seed == seeds[0]:
+                first[r] = info
             accs[str(r)].append(float(evaluate(info["model"], val.x_test, val.y_test)))
             print(f"ramp selection: ramp end {r}, seed {seed}: validation accuracy {100 * accs[str(r)][-1]:.2f}%",
                   flush=True)
     chosen = max(candidates, key=lambda r: (float(np.mean(accs[str(r)])), -candidates.index(r)))
     # the magnitude baseline gets the same selection of its own ramp end, at the weight count of the SCA network
-    # trained (on the same validation split) with SCA's chosen ramp end
+    # trained (on the same validation split, seeds[0]) with SCA's chosen ramp end: that network was trained above
     from toolchain.prune import magnitude as M
-    sca_info = _train("sca", MAIN, seeds[0], cfg, val, ramp_end=chosen)
+    sca_info = first[chosen]
     n_keep = sum(int((w != 0).sum()) for w in M.prunable_weights(sca_info["model"]).values())
     mag: Dict[str, List[float]] = {}
     for r in candidates:
@@ -509,8 +512,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         with open(args.from_json) as f:
             blob = json.load(f)
         print(reprint_banner(Path(args.from_json), blob.get("run")))
+        if not any(r["kind"] == "dense" for r in blob["rows"]):
+            print(f"{args.from_json}: no model finished yet (partial: {blob.get('partial')})")
+            return 1
         return _report(blob["rows"], blob["config"], blob["config"]["seeds"], Path(args.out), float("nan"),
-                       reprint=dict(blob.get("run") or {}, _file=args.from_json))
+                       reprint=dict(blob.get("run") or {}, _file=args.from_json), partial=blob.get("partial"))
     try:  # Lava sets the multiprocessing start method on import; a tqdm bar created first fixes it (and Lava's
         import lava.magma.runtime.runtime  # noqa: F401  import then fails), so import Lava before any bar
     except ImportError:
@@ -548,7 +554,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         cfg["ramp_end_source"] = "--select-ramp (this run; magnitude pruning selected separately)"
     jobs_per_seed = [[("dense", 0.0)] + [("sca", s) for s in cfg["levels"] if s == MAIN or seed < cfg["level_seeds"]]
                      + [("magnitude", MAIN)] for seed in seeds]
-    bar = tqdm(total=sum(len(j) for j in jobs_per_seed), desc="sca benchmark", dynamic_ncols=True)
+    planned = sum(len(j) for j in jobs_per_seed)
+    if args.select_ramp:  # the selection alone takes a while: keep it even if the run stops before any model
+        _save(rows, cfg, seeds, out_dir, time.perf_counter() - t0, partial=(0, planned))
+    bar = tqdm(total=planned, desc="sca benchmark", dynamic_ncols=True)
     for seed, jobs in zip(seeds, jobs_per_seed):
         n_keep = None
         for kind, level in jobs:
@@ -558,17 +567,44 @@ def main(argv: Optional[List[str]] = None) -> int:
             if kind == "sca" and level == MAIN:
                 n_keep = row["weights"]  # magnitude pruning gets the same number of weights
             rows.append(row)
+            if len(rows) < planned:  # progress: a stopped run leaves a JSON marked partial (docstring)
+                _save(rows, cfg, seeds, out_dir, time.perf_counter() - t0, partial=(len(rows), planned))
             bar.update(1)
             bar.set_postfix(model=model_name(kind, level), acc=f"{row['acc']:.3f}")
     bar.close()
     return _report(rows, cfg, seeds, out_dir, time.perf_counter() - t0)
 
 
-def _report(rows: List[Dict[str, Any]], cfg: Dict[str, Any], seeds: List[int], out: Path, seconds: float,
-            reprint: Optional[Dict[str, Any]] = None) -> int:
-    """Summary over seeds, table, plot, JSON and RESULT lines (``reprint``: the saved run's record when re-printing:
-    RESULT lines are marked, no JSON is written)."""
-    from common.provenance import RESULTS_DIR, result_line, run_info
+def _shipped_path(cfg: Dict[str, Any]) -> Path:
+    from common.provenance import RESULTS_DIR
+    return RESULTS_DIR / f"sca{'_quick' if cfg.get('quick') else ''}.json"
+
+
+def _save(rows: List[Dict[str, Any]], cfg: Dict[str, Any], seeds: List[int], out: Path, seconds: float,
+          partial: Optional[Tuple[int, int]] = None) -> Path:
+    """Write the run's JSON (config, summary, rows, provenance) to ``<out>/sca_benchmark.json`` and to
+    ``benchmarks/results/sca[_quick].json``. ``partial = (done, planned)`` marks a run still in progress (or
+    stopped): ``"partial": {"models_done", "models_planned"}`` at the top level and in ``run.settings``; a finished
+    run has ``"partial": null``."""
+    from common.provenance import run_info
+    mark = None if partial is None else {"models_done": partial[0], "models_planned": partial[1]}
+    blob = {"partial": mark, "config": _jsonable({**cfg, "seeds": seeds}),
+            "summary": _summarise(rows) if any(r["kind"] == "dense" for r in rows) else {},
+            "rows": [{k: v for k, v in r.items() if k != "model"} for r in rows],
+            "run": _jsonable(run_info({**cfg, "seeds": seeds, "seconds": seconds, "partial": mark}))}
+    shipped = _shipped_path(cfg)
+    for path in (out / "sca_benchmark.json", shipped):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".json.tmp")
+        with open(tmp, "w") as f:
+            json.dump(blob, f, indent=1, default=str)
+        os.replace(tmp, path)  # never a half-written JSON
+    return shipped
+
+
+def _summarise(rows: List[Dict[str, Any]]) -> Dict[str, Dict[str, float]]:
+    """Per model name: the mean over seeds of every measured figure, the accuracy's std, channels, seed count and
+    the resources relative to dense."""
     def name(r: Dict[str, Any]) -> str:
         return model_name(r["kind"], r["level"])
 
@@ -589,6 +625,20 @@ def _report(rows: List[Dict[str, Any]], cfg: Dict[str, Any], seeds: List[int], o
     for s in summary.values():
         for key in ("synapses_placed", "syn_kbit", "cores"):
             s[f"{key}_rel"] = _ratio(s[key], dense[key])
+    return summary
+
+
+def _report(rows: List[Dict[str, Any]], cfg: Dict[str, Any], seeds: List[int], out: Path, seconds: float,
+            reprint: Optional[Dict[str, Any]] = None, partial: Optional[Dict[str, int]] = None) -> int:
+    """Summary over seeds, table, plot, JSON and RESULT lines (``reprint``: the saved run's record when re-printing:
+    RESULT lines are marked, no JSON is written; ``partial``: the saved run's partial mark, printed)."""
+    from common.provenance import result_line
+
+    def name(r: Dict[str, Any]) -> str:
+        return model_name(r["kind"], r["level"])
+
+    summary = _summarise(rows)
+    dense = summary["dense"]
 
     def rel(s: Dict[str, float], key: str, fmt: str = ".0f") -> str:
         return "-" if math.isnan(s[key]) else f"{s[key]:{fmt}} ({s[f'{key}_rel']:.2f})"
@@ -609,6 +659,9 @@ def _report(rows: List[Dict[str, Any]], cfg: Dict[str, Any], seeds: List[int], o
     widths = [max(len(str(l[i])) for l in lines) for i in range(len(hdr))]
     size = tuple(cfg.get("in_shape", (1, 8, 8)))[1:]
     print()
+    if partial:
+        print(f"PARTIAL RUN: {partial['models_done']} of {partial['models_planned']} models finished; the means "
+              f"below are over the seeds that finished (column 'seeds')")
     print(f"SCA benchmark: digits {size[0]}x{size[1]}, T={cfg['T']}, channels {tuple(cfg['channels'])}, "
           f"{cfg['epochs']} epochs, ramp end {cfg.get('ramp_end', 'not recorded')} (magnitude "
           f"{cfg.get('magnitude_ramp_end', 'not recorded: same as SCA')}), hardware-aware fine-tuning "
@@ -648,14 +701,7 @@ def _report(rows: List[Dict[str, Any]], cfg: Dict[str, Any], seeds: List[int], o
     out.mkdir(parents=True, exist_ok=True)
     _plot(summary, rows, out / "sca_benchmark.png", cfg)
     if reprint is None:
-        blob = {"config": _jsonable({**cfg, "seeds": seeds}), "summary": summary,
-                "rows": [{k: v for k, v in r.items()} for r in rows],
-                "run": _jsonable(run_info({**cfg, "seeds": seeds, "seconds": seconds}))}
-        shipped = RESULTS_DIR / f"sca{'_quick' if cfg.get('quick') else ''}.json"
-        for path in (out / "sca_benchmark.json", shipped):
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with open(path, "w") as f:
-                json.dump(blob, f, indent=1, default=str)
+        shipped = _save(rows, cfg, seeds, out, seconds)
         print(f"wrote {out / 'sca_benchmark.png'}, {out / 'sca_benchmark.json'} and {shipped}")
 
     missing = {k: float("nan") for k in ("channels_kept", "channels_total", "acc", "synapses_placed_rel",
