@@ -45,7 +45,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from toolchain.fixedpoint_sdn import message_stats  # noqa: E402
-from toolchain.netx_io import load_netx  # noqa: E402
+from toolchain.netx_io import load_netx, write_netx_layers  # noqa: E402
 from toolchain.sim.reference import simulate  # noqa: E402
 from toolchain.textutil import table_lines  # noqa: E402
 
@@ -53,8 +53,7 @@ W = H = 24
 
 
 def write_sdnn_net(path: Path, seed: int = 0) -> Path:
-    """The benchmark's SDNN netx file (module docstring)."""
-    import h5py
+    """The benchmark's SDNN netx file (module docstring), written with :func:`write_netx_layers`."""
     rng = np.random.default_rng(seed)
     k = np.array([[[-1, -2, -1], [0, 0, 0], [1, 2, 1]],
                   [[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]],
@@ -73,22 +72,7 @@ def write_sdnn_net(path: Path, seed: int = 0) -> Path:
         {"type": "dense", "shape": [4], "weight": rng.integers(-60, 61, (4, 32)).astype(np.float32),
          "neuron": {"type": "SDNN", "vThMant": 1, "sigma_output": True}},
     ]
-    with h5py.File(path, "w") as f:
-        top = f.create_group("layer")
-        for i, lay in enumerate(layers):
-            h = top.create_group(str(i))
-            h.create_dataset("type", (1,), "S10", [lay["type"].encode()])
-            for key, val in lay.items():
-                if key not in ("type", "neuron"):
-                    h.create_dataset(key, data=np.asarray(val))
-            if "neuron" in lay:
-                n = h.create_group("neuron")
-                for key, val in lay["neuron"].items():
-                    if key == "type":
-                        n.create_dataset("type", (1,), "S10", [val.encode()])
-                    else:
-                        n.create_dataset(key, data=np.asarray(val))
-    return path
+    return write_netx_layers(path, layers)
 
 
 def video(steps: int, hold: int = 2, seed: int = 0) -> np.ndarray:

@@ -6,8 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-import h5py
 import numpy as np
+
+from toolchain.netx_io import write_netx_layers
 
 
 def neuron(i_decay: Any = 1024, v_decay: Any = 512, vth: Any = 80, ntype: str = "CUBA") -> Dict[str, Any]:
@@ -15,25 +16,13 @@ def neuron(i_decay: Any = 1024, v_decay: Any = 512, vth: Any = 80, ntype: str = 
 
 
 def write_net(path: Path, layers: List[Dict[str, Any]]) -> Path:
-    """``layers``: dicts with ``type`` and the datasets of the layer (``neuron`` a dict, or None for none)."""
-    with h5py.File(path, "w") as f:
-        top = f.create_group("layer")
-        for i, lay in enumerate(layers):
-            h = top.create_group(str(i))
-            h.create_dataset("type", (1,), "S10", [lay["type"].encode()])
-            for key, val in lay.items():
-                if key in ("type", "neuron"):
-                    continue
-                h.create_dataset(key, data=np.asarray(val))
-            if lay.get("neuron") is not None:
-                n = h.create_group("neuron")
-                for key, val in lay["neuron"].items():
-                    if key == "type":
-                        n.create_dataset("type", (1,), "S10", [val.encode()])
-                    else:
-                        n.create_dataset(key, data=np.asarray(val))
-                n.create_dataset("refDelay", data=1)
-    return path
+    """``layers``: dicts with ``type`` and the datasets of the layer (``neuron`` a dict, or None for none); every
+    neuron group gets ``refDelay`` 1 (as lava-dl's exporters write it) unless it gives its own. Written by the
+    package's :func:`toolchain.netx_io.write_netx_layers`."""
+    return write_netx_layers(path, [lay if lay.get("neuron") is None
+                                    else {**lay, "neuron": {**lay["neuron"],
+                                                            "refDelay": lay["neuron"].get("refDelay", 1)}}
+                                    for lay in layers])
 
 
 def conv_net(path: Path, rng: np.random.Generator, reset: bool = False, padding=(1, 0), dilation=(1, 2),
