@@ -10,7 +10,7 @@ import pytest
 
 from toolchain.cli.main import main
 from toolchain.compile import compile_file, compile_graph
-from toolchain.passes.quantise import BIAS_GROUP
+from toolchain.passes.quantise import BIAS_GROUP, SPLIT_SUFFIX
 from toolchain.program import Program
 from toolchain.sim.float import simulate_float
 from toolchain.sim.reference import simulate
@@ -117,8 +117,10 @@ def test_braille_graphs_compile_with_reports(name, reset):
     assert (BIAS_GROUP in prog.groups) == ("bias" in name)
     assert hidden.startswith("lif1.") and out == prog.output == "lif2"
     assert prog.metadata["latency_steps"] == {hidden: 1, "lif2": 2}
+    # the default weight_split="auto" gives the recurrent group its remainder companion (".lo"): same path, delay
     rec = [s for s in prog.synapses if s.recurrent]
-    assert len(rec) == 1 and rec[0].src == rec[0].dst == hidden and rec[0].delay == 0
+    assert [s.name.endswith(SPLIT_SUFFIX) for s in rec] == [False, True]
+    assert all(s.src == s.dst == hidden and s.delay == 0 for s in rec)
     assert all(g.reset_mode == reset for g in prog.groups.values() if g.name != BIAS_GROUP)
     for s in prog.quant_report["synapses"].values():
         assert s["weight_rel_error_max"] < 0.01

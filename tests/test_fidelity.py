@@ -112,7 +112,7 @@ def test_weight_split_carries_the_rounding_remainder_bit_exactly_on_lava():
     from toolchain.backends.lava import run_lava
     from toolchain.fidelity import _realised
     g = _cuba_net(seed=3)
-    plain = _quiet(compile_graph, g, "loihi2", partition=False)
+    plain = _quiet(compile_graph, g, "loihi2", partition=False, weight_split=False)
     split = _quiet(compile_graph, g, "loihi2", partition=False, weight_split=True)
     lo = [s for s in split.synapses if s.name == "fc" + SPLIT_SUFFIX]
     assert len(lo) == 1 and lo[0].weight_exp >= 0 and lo[0].src == "in" and lo[0].dst == "c"
@@ -143,7 +143,7 @@ def test_weight_split_follows_delay_splits_and_sparse_storage():
                Delay("d", delay=np.array([2e-3, 1e-3, 3e-3, 0.0, 2e-3, 1e-3]), shape=(6,)),
                LIF("l", shape=(6,), tau=5e-3, r=1.0, v_threshold=0.2), Output("out", shape=(6,))],
               [("in", "fc"), ("fc", "d"), ("d", "l"), ("l", "out")], dt=DT)
-    plain = _quiet(compile_graph, g, "loihi2", partition=False)
+    plain = _quiet(compile_graph, g, "loihi2", partition=False, weight_split=False)
     split = _quiet(compile_graph, g, "loihi2", partition=False, weight_split=True)
     tot, names = _realised(split, "fc")
     assert sorted(n for n in names if SPLIT_SUFFIX in n) == [f"fc{SPLIT_SUFFIX}@d{k}" for k in range(4)]
@@ -157,16 +157,64 @@ def test_weight_split_follows_delay_splits_and_sparse_storage():
     assert np.abs(tot - ideal).max() < np.abs(_realised(plain, "fc")[0] - ideal).max() / 4
 
 
+def _lif_net() -> Graph:
+    from toolchain.ir import Linear
+    r = rng(0)
+    return Graph([Input("in", shape=(32,)), Linear("fc", weight=r.normal(0, 0.3, (16, 32))),
+                  LIF("l", shape=(16,), tau=5e-3, r=1.0, v_threshold=0.5), Output("out", shape=(16,))],
+                 [("in", "fc"), ("fc", "l"), ("l", "out")], dt=DT)
+
+
+def test_weight_split_auto_is_the_default_where_it_costs_no_core():
+    import dataclasses
+    from toolchain.targets import load_target
+    g = _lif_net()
+    spec = load_target("loihi2")
+    auto = _quiet(compile_graph, g, spec)
+    split = _quiet(compile_graph, g, spec, weight_split=True, v_headroom=16)
+    plain = _quiet(compile_graph, g, spec, weight_split=False)
+    pr = auto.metadata["precision"]
+    assert pr["split"] == ["fc"] and pr["v_headroom"] == 16.0 and pr["cores_plain"] == pr["cores_split"] == 1
+    assert pr["weight_error_split"] <= pr["weight_error_plain"] / 4
+    assert pr["note"].startswith("precision: weight_split on 1 synapse group(s) (fc)")
+    assert [(s.name, s.weight_exp) for s in auto.synapses] == [(s.name, s.weight_exp) for s in split.synapses]
+    assert all(np.array_equal(a.weight.to_dense(), b.weight.to_dense())
+               for a, b in zip(auto.synapses, split.synapses))
+    assert not any(s.name.endswith(SPLIT_SUFFIX) for s in plain.synapses) and "precision" in plain.metadata
+    # a target whose synapse memory holds the 8-bit group but not the pair on one core: auto keeps the plain one
+    small = dataclasses.replace(spec, synapse_memory_bits=int(plain.report["synapse_bits"] * 1.3))
+    tight = _quiet(compile_graph, g, small)
+    pr = tight.metadata["precision"]
+    assert pr["split"] == [] and (pr["cores_plain"], pr["cores_split"]) == (1, 2)
+    assert pr["note"] == "precision: no weight split (the split needs 2 cores against 1)"
+    assert tight.report["cores_used"] == 1 and not any(SPLIT_SUFFIX in s.name for s in tight.synapses)
+    # partition=False still decides on the cores (the candidates are placed to count them), and returns unplaced
+    unplaced = _quiet(compile_graph, g, small, partition=False)
+    assert unplaced.placement is None and unplaced.metadata["precision"]["split"] == []
+    for bad in ("yes", 2, None):
+        with pytest.raises(Exception, match="weight_split must be 'auto', True or False"):
+            _quiet(compile_graph, g, spec, weight_split=bad)
+
+
+def test_weight_split_auto_keeps_the_warnings_of_the_program_it_keeps():
+    g = _lif_net()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        prog = compile_graph(g, "loihi2", partition=False)
+    got = sorted({str(w.message) for w in caught})
+    assert got == sorted(set(prog.quant_report["warnings"])), (got, prog.quant_report["warnings"])
+
+
 def test_v_headroom_option_trades_the_worst_case_for_resolution():
     f = DATA / "braille_noDelay_noBias_subtract.nir"
     if not f.is_file():
         pytest.skip("../shared/data/nir-paper not present")
     from toolchain.nir_io import load
     g = _quiet(load, f, dt=1e-4, reset="subtract")
-    worst = _quiet(compile_graph, g, "loihi2", reset="subtract", partition=False)
+    worst = _quiet(compile_graph, g, "loihi2", reset="subtract", partition=False, weight_split=False)
     assert worst.quant_report["groups"]["lif1.lif"]["vth_limited_by"] == "v headroom"
     with pytest.warns(UserWarning, match=r"'lif1.lif': negative v headroom"):
-        opt = compile_graph(g, "loihi2", reset="subtract", partition=False, v_headroom=16)
+        opt = compile_graph(g, "loihi2", reset="subtract", partition=False, v_headroom=16, weight_split=False)
     assert opt.quant_report["groups"]["lif1.lif"]["vth"] > 4 * worst.quant_report["groups"]["lif1.lif"]["vth"]
     for bad in (0, -1.0, "x", float("inf")):
         with pytest.raises(Exception, match="v_headroom"):
@@ -175,6 +223,10 @@ def test_v_headroom_option_trades_the_worst_case_for_resolution():
     rep = _quiet(fidelity, g, random=8, steps=200, rate=0.3, seed=1, attribution=False, weight_split=True,
                  v_headroom=16)
     assert rep.agreement >= 0.99 and sum(rep.saturation.values()) == 0, (rep.agreement, rep.saturation)
+    # ... and that is what the default (weight_split="auto") compiles: the same figures without any option
+    auto = _quiet(fidelity, g, random=8, steps=200, rate=0.3, seed=1, attribution=False)
+    assert auto.agreement == rep.agreement and auto.precision["split"] == ["fc1", "fc2", "lif1.w_rec"]
+    assert auto.precision["v_headroom"] == 16.0 and auto.precision["cores_split"] == auto.precision["cores_plain"]
 
 
 def test_compare_spikes_figures():
@@ -213,7 +265,7 @@ def test_effect_graph_switches_one_cause_at_a_time():
 @pytest.mark.skipif(not DATA.is_dir(), reason="../shared/data/nir-paper not present")
 def test_braille_bias_zero_loses_no_more_than_its_weights():
     rep = _quiet(fidelity, str(DATA / "braille_noDelay_bias_zero.nir"), dt=1e-4, reset="zero", random=12,
-                 steps=200, rate=0.3, seed=0)
+                 steps=200, rate=0.3, seed=0, weight_split=False)
     assert all(v == 0 for v in rep.saturation.values()), rep.saturation  # the hidden layer used to saturate
     out = rep.layers["lif2"].agreement
     ceiling = rep.attribution["weights"]["lif2"].agreement
@@ -234,6 +286,15 @@ def test_cli_compile_and_fidelity_take_the_precision_options(tmp_path, capsys):
     assert main(["fidelity", str(f), "--dt", "1e-3", "--random", "2", "--steps", "30", "--weight-split",
                  "--no-attribution"]) == 0
     assert "agreement" in capsys.readouterr().out
+    assert main(["compile", str(f), "--dt", "1e-3", "-o", str(tmp_path / "auto")]) == 0
+    out = capsys.readouterr().out
+    assert "precision: weight_split on 1 synapse group(s) (fc)" in out
+    assert any(s.name == "fc" + SPLIT_SUFFIX for s in Program.load(tmp_path / "auto").synapses)
+    assert main(["compile", str(f), "--dt", "1e-3", "--no-weight-split", "-o", str(tmp_path / "off")]) == 0
+    assert "precision:" not in capsys.readouterr().out
+    assert not any(SPLIT_SUFFIX in s.name for s in Program.load(tmp_path / "off").synapses)
+    assert main(["fidelity", str(f), "--dt", "1e-3", "--random", "2", "--steps", "30", "--no-attribution"]) == 0
+    assert "precision: weight_split on" in capsys.readouterr().out
     assert main(["compile", str(f), "--dt", "1e-3", "--v-headroom", "0", "-o", str(tmp_path / "c")]) == 1
     err = capsys.readouterr().err
     assert "v_headroom" in err and "Traceback" not in err and not (tmp_path / "c").exists()

@@ -13,7 +13,11 @@ from __future__ import annotations
 import math
 import os
 import re
-from typing import Any, Optional, Union
+import warnings
+from dataclasses import replace
+from typing import Any, Optional, Tuple, Union
+
+import numpy as np
 
 from .errors import GraphError, QuantisationError, ResourceError, ToolchainError
 from .ir.graph import Graph
@@ -25,7 +29,11 @@ from .passes.quantise import QuantOptions
 from .program import Program
 from .targets import TargetSpec, load_target
 
-__all__ = ["compile_graph", "compile_file", "format_report", "place_on_chips", "OPTIONS"]
+__all__ = ["compile_graph", "compile_file", "format_report", "place_on_chips", "OPTIONS", "AUTO_V_HEADROOM"]
+
+#: v headroom (thresholds below zero) of the split candidate under ``weight_split="auto"`` when the user gives none:
+#: the companion group only carries bits where the threshold mantissa may grow past the inhibitory worst case
+AUTO_V_HEADROOM = 16.0
 
 #: compile options (keyword arguments of :func:`compile_graph`) and their meaning
 OPTIONS = {
@@ -37,10 +45,14 @@ OPTIONS = {
                   "network is the float one delayed by its latency (default True)",
     "cuba_bias": "'current' (default: an Affine bias into a CubaLIF reaches its synaptic current exactly, through "
                  "synapses from an always-on neuron) or 'fold' (into the voltage bias: inexact, warns)",
-    "weight_split": "give each synapse group a companion group carrying its rounding remainder (about 7 more bits "
-                    "of weight precision where the exponent allows; twice the synapses; default False)",
+    "weight_split": "'auto' (default), True or False: give each synapse group a companion group carrying its "
+                    "rounding remainder (about 7 more bits of weight precision where the exponent allows; twice "
+                    "the synapses); 'auto' compiles both ways and keeps the split (with v_headroom 16 unless given) "
+                    "only when it needs no more cores and at least halves the worst weight error "
+                    "(metadata['precision'] says what was chosen)",
     "v_headroom": "thresholds below zero a spiking group's v may reach before saturating (default None: the worst "
-                  "case, every inhibitory input spiking every step)",
+                  "case, every inhibitory input spiking every step; weight_split='auto' uses 16 for its split "
+                  "candidate)",
     "partition": "place the network on cores (default True); False stops after quantisation",
     "chips": "on a system target (a [system] section: kapoho_point, hala_point) assign the cores to chips so that "
              "the fewest spikes cross between chips (toolchain.passes.multichip; default True; the chip map and "
@@ -89,24 +101,23 @@ def compile_graph(graph: Graph, target: Union[str, os.PathLike, TargetSpec] = "l
                      reset=reset, search_vth=bool(options.get("search_vth", True)),
                      align_bias=bool(options.get("align_bias", True)),
                      cuba_bias=str(options.get("cuba_bias", QuantOptions.cuba_bias)),
-                     weight_split=bool(options.get("weight_split", False)),
-                     v_headroom=_v_headroom(options.get("v_headroom")))
-    ctx = CompileContext(spec, q, verify=bool(options.get("verify", True)))
+                     weight_split=False, v_headroom=_v_headroom(options.get("v_headroom")))
+    split = _weight_split(options.get("weight_split", "auto"))
+    verify = bool(options.get("verify", True))
     passes = pipeline_for(spec, partition=bool(options.get("partition", True)))
-    try:
-        prog: Program = run_pipeline(graph, passes, ctx)
-    except ToolchainError as exc:
-        if isinstance(exc.__cause__, MemoryError):  # not a bug: the machine ran out
-            raise ResourceError(f"out of memory in pass '{getattr(exc, 'pass_name', None) or _pass_of(exc)}' "
-                                f"({exc.__cause__}); raise the memory limit, prune the network or store its "
-                                f"weights sparse", node=exc.node, field="memory") from exc.__cause__
-        raise
+    precision: dict = {"weight_split": split}
+    if split == "auto":
+        prog, ctx, precision = _auto_split(graph, spec, q, verify, passes, options.get("v_headroom") is None)
+    else:
+        ctx = CompileContext(spec, replace(q, weight_split=split), verify=verify)
+        prog = _run(graph, passes, ctx)
     rates = options.get("chip_rates")
     if bool(options.get("partition", True)) and bool(options.get("chips", True)):
         prog = place_on_chips(prog, spec, rates, str(options.get("chip_method", "hypergraph")), ctx)
     prog.metadata["pipeline"] = [p.name for p in passes] + (["chips"] if "multichip" in prog.report else [])
     prog.metadata["pass_seconds"] = {k: round(v, 6) for k, v in ctx.timings.items()}
     prog.metadata["target_file"] = os.path.basename(spec.source) if spec.source else None  # no host folder
+    prog.metadata["precision"] = precision
     prog.metadata["compile_options"] = {"dt": float(graph.dt), "reset": reset,
                                         **{k: ("recorded" if k == "chip_rates" else options[k]) for k in options}}
     return prog
@@ -141,6 +152,101 @@ def _annotate_chips(exc: ToolchainError) -> ToolchainError:
         return type(exc)(f"{exc.message} [in pass 'chips']", file=exc.file, node=exc.node, field=exc.field)
     except TypeError:
         return ToolchainError(f"{exc.message} [in pass 'chips']", file=exc.file, node=exc.node, field=exc.field)
+
+
+def _run(graph: Graph, passes: list, ctx: CompileContext) -> Program:
+    try:
+        return run_pipeline(graph, passes, ctx)
+    except ToolchainError as exc:
+        if isinstance(exc.__cause__, MemoryError):  # not a bug: the machine ran out
+            raise ResourceError(f"out of memory in pass '{getattr(exc, 'pass_name', None) or _pass_of(exc)}' "
+                                f"({exc.__cause__}); raise the memory limit, prune the network or store its "
+                                f"weights sparse", node=exc.node, field="memory") from exc.__cause__
+        raise
+
+
+def _weight_split(v: Any) -> Union[bool, str]:
+    if isinstance(v, str) and v.lower() == "auto":
+        return "auto"
+    if isinstance(v, (bool, np.bool_)) or v in (0, 1):
+        return bool(v)
+    raise QuantisationError(f"weight_split must be 'auto', True or False, got {v!r}", field="weight_split")
+
+
+def _worst_weight_error(prog: Program) -> float:
+    """Largest relative weight error over the synapse groups that carry weights (a split pair reports the pair's,
+    on its companion group), bias synapses left out."""
+    from .passes.quantise import BIAS_GROUP, SPLIT_SUFFIX
+    rep = prog.quant_report.get("synapses", {})
+    err: dict = {}
+    for name, r in rep.items():
+        if r.get("src") == BIAS_GROUP:
+            continue
+        base = name.split("@d")[0]
+        pair = base[:-len(SPLIT_SUFFIX)] if base.endswith(SPLIT_SUFFIX) else base
+        e = float(r.get("weight_rel_error_max", 0.0))
+        err[pair] = e if base.endswith(SPLIT_SUFFIX) else min(err.get(pair, e), e)
+    return max(err.values(), default=0.0)
+
+
+def _cores(prog: Program, spec: TargetSpec) -> Optional[int]:
+    """Cores the Program needs on ``spec`` (partitioning it when it is not placed yet); None when it does not fit."""
+    if prog.report.get("cores_used") is not None:
+        return int(prog.report["cores_used"])
+    from .passes.partition import partition
+    try:
+        return int(partition(prog, spec).report["cores_used"])
+    except ToolchainError:
+        return None
+
+
+def _auto_split(graph: Graph, spec: TargetSpec, q: QuantOptions, verify: bool, passes: list,
+                default_headroom: bool) -> Tuple[Program, CompileContext, dict]:
+    """``weight_split="auto"``: compile without and with the companion groups (the split candidate with
+    :data:`AUTO_V_HEADROOM` unless the user gave ``v_headroom``) and keep the split when it needs no more cores
+    on ``spec`` and at least halves the worst relative weight error; otherwise the plain Program. Warnings of the
+    Program kept are re-issued, the other's dropped. Returns the Program, its context and the account that goes
+    to ``metadata["precision"]`` (with a one-line ``note``)."""
+    ctx0 = CompileContext(spec, q, verify=verify)
+    with warnings.catch_warnings(record=True) as w0:
+        warnings.simplefilter("always")
+        plain = _run(graph, passes, ctx0)
+    q1 = replace(q, weight_split=True, v_headroom=AUTO_V_HEADROOM if default_headroom else q.v_headroom)
+    ctx1 = CompileContext(spec, q1, verify=verify)
+    split: Optional[Program] = None
+    why = ""
+    with warnings.catch_warnings(record=True) as w1:
+        warnings.simplefilter("always")
+        try:
+            split = _run(graph, passes, ctx1)
+        except ToolchainError as exc:
+            why = f"the split does not compile ({exc.message})"
+    acc: dict = {"weight_split": "auto", "split": [], "v_headroom": q.v_headroom}
+    if split is not None:
+        from .passes.quantise import SPLIT_SUFFIX
+        c0, c1 = _cores(plain, spec), _cores(split, spec)
+        e0, e1 = _worst_weight_error(plain), _worst_weight_error(split)
+        acc.update(cores_plain=c0, cores_split=c1, weight_error_plain=e0, weight_error_split=e1)
+        lo = sorted({s.name.split("@d")[0][:-len(SPLIT_SUFFIX)] for s in split.synapses
+                     if s.name.split("@d")[0].endswith(SPLIT_SUFFIX)})
+        if not lo:
+            why = "no synapse group has a remainder to carry"
+        elif c1 is None or (c0 is not None and c1 > c0):
+            why = f"the split needs {c1 if c1 is not None else 'more'} cores against {c0}"
+        elif not e1 <= 0.5 * e0:
+            why = f"the split would only take the worst weight error from {e0:.2g} to {e1:.2g}"
+        else:
+            acc.update(split=lo, v_headroom=q1.v_headroom)
+            acc["note"] = (f"precision: weight_split on {len(lo)} synapse group(s) ({', '.join(lo)}), v_headroom "
+                           f"{q1.v_headroom:g}: worst weight error {e0:.2g} -> {e1:.2g}, cores {c0} -> {c1} "
+                           f"(weight_split=False turns it off)")
+            for m in w1:
+                warnings.warn_explicit(m.message, m.category, m.filename, m.lineno)
+            return split, ctx1, acc
+    acc["note"] = f"precision: no weight split ({why})"
+    for m in w0:
+        warnings.warn_explicit(m.message, m.category, m.filename, m.lineno)
+    return plain, ctx0, acc
 
 
 def _v_headroom(v: Any) -> Optional[float]:

@@ -70,6 +70,7 @@ class FidelityReport:
     saturation: Dict[str, int] = field(default_factory=dict)
     warnings: List[str] = field(default_factory=list)
     source: str = ""
+    precision: Dict[str, Any] = field(default_factory=dict)
 
     @property
     def agreement(self) -> float:
@@ -80,7 +81,8 @@ class FidelityReport:
         return {"source": self.source, "output": self.output, "steps": self.steps, "batch": self.batch,
                 "layers": {k: v.to_dict() for k, v in self.layers.items()},
                 "attribution": {e: {k: v.to_dict() for k, v in d.items()} for e, d in self.attribution.items()},
-                "saturation": dict(self.saturation), "warnings": list(self.warnings)}
+                "saturation": dict(self.saturation), "warnings": list(self.warnings),
+                "precision": dict(self.precision)}
 
 
 # ------------------------------------------------------------------------------------------------- metrics
@@ -348,7 +350,8 @@ def fidelity(source: Union[str, os.PathLike, ir.Graph, Program], x: Optional[np.
     ref = _with_readout(_float_run(graph, x), graph, program)
     got, sat = _int_run(program, x, T)
     rep = FidelityReport(_compare_all(ref, got, program, pops), out_name, T, int(x.shape[0]), saturation=sat,
-                         source=label, warnings=list(program.quant_report.get("warnings", [])))
+                         source=label, warnings=list(program.quant_report.get("warnings", [])),
+                         precision=dict(program.metadata.get("precision", {})))
     if attribution:
         gn = normalised_graph(graph, program.target)
         for eff in list(EFFECTS) + ["all"]:

@@ -751,6 +751,8 @@ def compile_for_netx(graph: Any, target: Any = "loihi2", dt: Optional[float] = N
         opts["align_bias"] = False
         changes.append("align_bias off: netx cannot set initial voltages, so biased groups integrate their bias "
                        "from step 0, not from their input's arrival")
+    if "weight_split" not in opts:  # one synapse matrix per connection in a netx layer: no companion groups
+        opts["weight_split"] = False
     requested = int(opts.pop("vth_max", 2 ** 14))
     vth = requested
     while True:

@@ -53,9 +53,11 @@ def quant_summary(program) -> str:
               help="Build directory to write the Program to.")
 @click.option("--vth-max", type=int, default=None, help="Largest threshold mantissa of a spiking layer.")
 @click.option("--no-partition", is_flag=True, help="Stop after quantisation (no core placement).")
-@click.option("--weight-split", is_flag=True,
+@click.option("--weight-split/--no-weight-split", default=None,
               help="Each synapse group gets a companion group carrying its rounding remainder (about 7 more bits of "
-                   "weight precision where the exponent allows; twice the synapses).")
+                   "weight precision where the exponent allows; twice the synapses). Default: auto, the split "
+                   "(with --v-headroom 16 unless given) is kept only when it needs no more cores and at least "
+                   "halves the worst weight error; the choice is printed.")
 @click.option("--v-headroom", type=float, default=None,
               help="Thresholds below zero v may reach before saturating (default: the worst case, every inhibitory "
                    "input spiking every step; a number trades guaranteed headroom for finer integers).")
@@ -73,7 +75,7 @@ def quant_summary(program) -> str:
 def compile_cmd(file: str, target: str, dt: Optional[float], reset: Optional[str], preset: Optional[str],
                 output: str, vth_max: Optional[int], no_partition: bool, no_align_bias: bool = False,
                 netx_file: Optional[str] = None, reset_interval: Optional[int] = None, reset_offset: int = 0,
-                sparse_fc: bool = False, source_dt: Optional[float] = None, weight_split: bool = False,
+                sparse_fc: bool = False, source_dt: Optional[float] = None, weight_split: Optional[bool] = None,
                 v_headroom: Optional[float] = None) -> None:
     """Compile a NIR file (or read a lava-dl netx .net file) for a Loihi-style target and write the Program to
     OUTPUT."""
@@ -87,8 +89,8 @@ def compile_cmd(file: str, target: str, dt: Optional[float], reset: Optional[str
         opts["partition"] = False
     if no_align_bias:
         opts["align_bias"] = False
-    if weight_split:
-        opts["weight_split"] = True
+    if weight_split is not None:
+        opts["weight_split"] = weight_split
     if v_headroom is not None:
         opts["v_headroom"] = v_headroom
     if source_dt is not None:
@@ -127,6 +129,8 @@ def compile_cmd(file: str, target: str, dt: Optional[float], reset: Optional[str
             click.echo(f"warning: {msg}", err=True)
     click.echo(format_report(prog))
     click.echo("")
+    if prog.metadata.get("precision", {}).get("note"):
+        click.echo(prog.metadata["precision"]["note"])
     if "multichip" in prog.report:  # a system target: the chip map of the compile pipeline's chips step
         from ..passes.multichip import format_chip_report
         click.echo(format_chip_report(prog))

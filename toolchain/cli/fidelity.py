@@ -2,8 +2,8 @@
 follows its float source, per layer, and which cause of drift costs what (:func:`toolchain.fidelity.fidelity`).
 
 A ``.nir`` file is loaded with ``--dt/--reset/--preset/--source-dt`` and compiled for ``--target`` (``--cuba-bias`` chooses
-how CubaLIF biases are mapped, ``--weight-split`` and ``--v-headroom`` trade synapses and guaranteed headroom for
-precision); a build folder is compared with the source file its metadata names (``--nir``
+how CubaLIF biases are mapped, ``--weight-split/--no-weight-split`` and ``--v-headroom`` trade synapses and
+guaranteed headroom for precision; by default the compiler's ``weight_split="auto"`` decides and the choice is printed); a build folder is compared with the source file its metadata names (``--nir``
 gives the file when the build does not lie next to it). ``--json OUT.json`` writes every figure.
 """
 from __future__ import annotations
@@ -53,7 +53,8 @@ def _read_x(path: str) -> np.ndarray:
 @click.option("--target", default="loihi2", show_default=True)
 @click.option("--cuba-bias", type=click.Choice(["current", "fold"]), default="current", show_default=True,
               help="How an Affine bias reaches a CubaLIF (fold: into the voltage bias, inexact).")
-@click.option("--weight-split", is_flag=True, help="Compile with weight_split (a remainder group per synapse group).")
+@click.option("--weight-split/--no-weight-split", default=None,
+              help="Compile with / without weight_split (a remainder group per synapse group); default: auto.")
 @click.option("--v-headroom", type=float, default=None, help="Compile with this v_headroom (thresholds below zero).")
 @click.option("--nir", "nir_path", type=click.Path(), default=None, help="Source .nir of a build folder.")
 @click.option("--no-attribution", is_flag=True, help="Skip the per-cause float models.")
@@ -61,7 +62,7 @@ def _read_x(path: str) -> np.ndarray:
 def fidelity_command(source: str, input_path: Optional[str], n_random: Optional[int], rate: float, seed: int,
                      steps: Optional[int], dt: Optional[float], reset: Optional[str], preset: Optional[str],
                      source_dt: Optional[float], target: str, cuba_bias: str, nir_path: Optional[str], no_attribution: bool,
-                     json_path: Optional[str], weight_split: bool = False, v_headroom: Optional[float] = None
+                     json_path: Optional[str], weight_split: Optional[bool] = None, v_headroom: Optional[float] = None
                      ) -> None:
     """Float source vs integer program, per layer, with the attribution of the drift."""
     if input_path and n_random is not None:
@@ -99,15 +100,17 @@ def fidelity_command(source: str, input_path: Optional[str], n_random: Optional[
                        **({} if program is not None else {"cuba_bias": cuba_bias, **_extra(weight_split, v_headroom)}))
     rep.source = source
     click.echo(format_fidelity(rep))
+    if rep.precision.get("note"):
+        click.echo(rep.precision["note"])
     if json_path:
         Path(json_path).write_text(json.dumps(rep.to_dict(), indent=1, default=_jsonable))
         click.echo(f"wrote {json_path}")
 
 
-def _extra(weight_split: bool, v_headroom: Optional[float]) -> dict:
+def _extra(weight_split: Optional[bool], v_headroom: Optional[float]) -> dict:
     out: dict = {}
-    if weight_split:
-        out["weight_split"] = True
+    if weight_split is not None:
+        out["weight_split"] = weight_split
     if v_headroom is not None:
         out["v_headroom"] = v_headroom
     return out
