@@ -62,6 +62,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
+from toolchain.backends import lava as lava_backend  # noqa: E402
 from toolchain.backends.lava import run_lava  # noqa: E402
 from toolchain.sim.reference import simulate  # noqa: E402
 from toolchain.testing import benchmark_program, int_inputs  # noqa: E402
@@ -103,28 +104,51 @@ def steady_rate(b: int, steps: int, short: int, t_long: list, t_short: list, mor
     return b * steps / float(np.median(t_long)), "per run (long - short <= 0)"
 
 
+def _cpu_wall(fn) -> tuple:
+    """(CPU seconds of this process and its finished children — Lava's process models run in children that
+    its runtime joins on stop —, wall seconds) of ``fn()``."""
+    a, t0 = os.times(), time.perf_counter()
+    fn()
+    w, b = time.perf_counter() - t0, os.times()
+    return (b.user - a.user) + (b.system - a.system) + (b.children_user - a.children_user) + \
+        (b.children_system - a.children_system), w
+
+
 def lava_batched_vs_single(prog, LB: int, steps: int, short: int, repeats: int) -> dict:
     """One network per sample (``batch_mode="per_sample"``: Lava's Dense processes, Sink/Monitor read-back) against
-    ``LB`` samples in one batched network, and the batched builder on one sample (separates what batching gains
-    from what its Sparse processes and file recorders change): steady (long minus short run) and per-run
-    sample-steps/s of each, medians over ``repeats`` measured alternately (so that load from other processes falls
-    on all three); bit-exactness of the batch's outputs and of a recorded batched run of 4 samples."""
+    ``LB`` samples in one batched network — pooled (``BATCH_POOL``, the default) and one process per group and
+    synapse group (before pooling) —, and the pooled builder on one sample (separates what batching gains from
+    what its Sparse processes and file recorders change): steady (long minus short run) and per-run
+    sample-steps/s of each, and CPU milliseconds per sample-step (long minus short, all processes), medians over
+    ``repeats`` measured alternately (so that load from other processes falls on all); bit-exactness of the
+    batch's outputs and of a recorded batched run of 4 samples."""
     x = int_inputs(prog, LB, steps, rate=0.2, seed=2).astype(np.uint8)
     run_lava(prog, x[:2], steps=2, batch_mode="batched")  # warm-up: Sparse's process model, the recorders
-    modes = {"single": ("per_sample", 1), "batched1": ("batched", 1), "batched": ("batched", LB)}
+    modes = {"single": ("per_sample", 1, True), "batched1": ("batched", 1, True),
+             "unpooled": ("batched", LB, False), "batched": ("batched", LB, True)}
+
+    def run(mode: str, b: int, pool: bool, lo: int, T: int) -> tuple:
+        lava_backend.BATCH_POOL = pool
+        try:
+            return _cpu_wall(lambda: run_lava(prog, x[lo:lo + b, :T], batch_mode=mode))
+        finally:
+            lava_backend.BATCH_POOL = True
+
     t = {(m, T): [] for m in modes for T in (steps, short)}
     for i in range(repeats):
-        for m, (mode, b) in modes.items():
+        for m, (mode, b, pool) in modes.items():
             lo = 0 if b > 1 else i
             for T in (short, steps):
-                t[(m, T)].append(_wall(lambda: run_lava(prog, x[lo:lo + b, :T], batch_mode=mode)))
+                t[(m, T)].append(run(mode, b, pool, lo, T))
     res = {}
-    for m, (mode, b) in modes.items():
+    for m, (mode, b, pool) in modes.items():
+        wl, ws = [w for _, w in t[(m, steps)]], [w for _, w in t[(m, short)]]
         res[m + "_steady"], res[m + "_how"] = steady_rate(
-            b, steps, short, t[(m, steps)], t[(m, short)],
-            lambda mode=mode, b=b: tuple(reversed([_wall(lambda: run_lava(prog, x[:b, :T], batch_mode=mode))
-                                                   for T in (short, steps)])))
-        res[m + "_run"] = b * steps / float(np.median(t[(m, steps)]))
+            b, steps, short, wl, ws,
+            lambda mode=mode, b=b, pool=pool: tuple(reversed([run(mode, b, pool, 0, T)[1] for T in (short, steps)])))
+        res[m + "_run"] = b * steps / float(np.median(wl))
+        cpu = float(np.median([c for c, _ in t[(m, steps)]])) - float(np.median([c for c, _ in t[(m, short)]]))
+        res[m + "_cpu"] = 1e3 * cpu / (b * (steps - short))
     out = run_lava(prog, x, batch_mode="batched").output
     mm = simulate(prog, x[:4, :short], record=True).first_mismatch(
         run_lava(prog, x[:4, :short], record=True, batch_mode="batched"))
@@ -153,7 +177,7 @@ def main(argv=None) -> int:
 
     rows = []
     lava_rows = []
-    batched_ratio, batched_ratio_run = [], []
+    batched_ratio, batched_ratio_run, unpooled_ratio, cpu_ratio = [], [], [], []
     per_run = {1: [], B: []}
     steady = {1: [], B: []}
     lava_steady = []
@@ -198,12 +222,16 @@ def main(argv=None) -> int:
         exact = exact and b_ok
         batched_ratio.append(cmp["batched_steady"] / cmp["single_steady"])
         batched_ratio_run.append(cmp["batched_run"] / cmp["single_run"])
+        unpooled_ratio.append(cmp["unpooled_steady"] / cmp["single_steady"])
+        cpu_ratio.append(cmp["single_cpu"] / cmp["batched_cpu"])
         for m, label, b in (("single", "one network per sample", 1), ("batched1", "batched builder, 1 sample", 1),
-                            ("batched", "batched (one network)", LB)):
+                            ("unpooled", "batched, a process per group (before pooling)", LB),
+                            ("batched", "batched, pooled (default)", LB)):
             lava_rows.append((kind, label, str(b), f"{cmp[m + '_steady']:,.0f}", cmp[m + "_how"],
-                              f"{cmp[m + '_run']:,.0f}",
+                              f"{cmp[m + '_run']:,.0f}", f"{cmp[m + '_cpu']:.3f}",
                               f"{cmp[m + '_steady'] / cmp['single_steady']:,.1f}x",
                               f"{cmp[m + '_run'] / cmp['single_run']:,.1f}x",
+                              f"{cmp['single_cpu'] / cmp[m + '_cpu']:,.1f}x",
                               ("yes" if ok else "NO") if m == "single" else ("yes" if b_ok else "NO")))
         for b in (1, B):
             t_long, t_short = ref_t[b]
@@ -229,8 +257,8 @@ def main(argv=None) -> int:
           f"a batch of {LB} in one network (run_lava batch_mode='batched'); sample-steps per second, medians, "
           f"measured alternately; ratio = over one network per sample")
     print("\n".join(table_lines([("network", "Lava mode", "samples per network", "steady/s", "steady from",
-                                   "per run/s",
-                                   "ratio steady", "ratio per run", "bit-exact")] + lava_rows)))
+                                   "per run/s", "CPU ms per sample-step",
+                                   "ratio steady", "ratio per run", "ratio CPU", "bit-exact")] + lava_rows)))
     print(f"RESULT speedup_b{B} {min(per_run[B]):.1f}")
     print(f"RESULT speedup_b1 {min(per_run[1]):.1f}")
     print(f"RESULT speedup_steady_b{B} {min(steady[B]):.1f}")
@@ -238,6 +266,8 @@ def main(argv=None) -> int:
     print(f"RESULT lava_steady_steps_per_s {min(lava_steady):.0f}")
     print(f"RESULT lava_batch{LB}_vs_single {min(batched_ratio):.1f}")
     print(f"RESULT lava_batch{LB}_vs_single_per_run {min(batched_ratio_run):.1f}")
+    print(f"RESULT lava_batch{LB}_unpooled_vs_single {min(unpooled_ratio):.1f}")
+    print(f"RESULT lava_batch{LB}_vs_single_cpu {min(cpu_ratio):.1f}")
     print(f"RESULT bit_exact {int(exact)}")
     return 0 if exact else 1
 

@@ -21,8 +21,9 @@ from toolchain.sim.reference import simulate  # noqa: E402
 from toolchain.testing import int_inputs, int_program, make_active  # noqa: E402
 
 
-def assert_batched_bit_exact(program: Program, x, steps=None, max_batch=None, active: bool = True) -> None:
-    """Every spike, u and v of every group and sample equal to the reference, run as batched Lava networks."""
+def assert_batched_bit_exact(program: Program, x, steps=None, max_batch=None, active: bool = True) -> list:
+    """Every spike, u and v of every group and sample equal to the reference, run as batched Lava networks.
+    Returns the networks built."""
     ref = simulate(program, x, steps=steps, record=True)
     if active:
         silent = [g for g, grp in program.groups.items() if grp.spiking and not ref.spikes[g].any()]
@@ -43,6 +44,43 @@ def assert_batched_bit_exact(program: Program, x, steps=None, max_batch=None, ac
     mm = ref.first_mismatch(lav)
     assert mm is None, f"reference vs batched Lava: first mismatch at {mm}"
     assert lav.batch == ref.batch and all(g in lav.u and g in lav.v and g in lav.spikes for g in program.groups)
+    return built
+
+
+def _processes(net) -> tuple:
+    """(LIF processes, synapse processes) of a built network."""
+    lifs = {id(p) for p in net.neurons.values()}
+    syns = {id(q) for p in net.synapses.values() for q in (p if isinstance(p, list) else [p])}
+    return len(lifs), len(syns)
+
+
+def test_pooled_layout_split_matrices_and_right_shifts(monkeypatch) -> None:
+    """The pooled layout (``BATCH_POOL``): groups of one LIF class share a process, synapse groups with the same
+    source, destination pool and parameters share a ``Sparse``, big matrices are split by rows (here every
+    matrix of two synapses or more, into up to 3 parts); groups into the same destination with a right shift
+    (``weight_exp < 0``: feed-forward plus recurrent) stay in separate processes. Bit-exact, and the process
+    counts are those of the layout."""
+    monkeypatch.setattr(lava_backend, "SPLIT_SYNAPSES", 2)
+    monkeypatch.setattr(lava_backend, "SPLIT_MAX_PARTS", 3)
+    x = None
+    for wexp, expect_syn in ((0, 2 * 3), (-2, 3 * 3)):
+        # zero reset everywhere: one pool; in -> g0 (one matrix), g0 -> g1, g1 -> g2 and the recurrent g0 -> g0,
+        # g1 -> g1 from the pool into the pool: one matrix with weight_exp 0, two with a right shift (g1 gets
+        # g0 -> g1 and g1 -> g1); every matrix split in 3
+        p = int_program((7, 6, 5, 4), seed=31, recurrent=True, weight_exp=(wexp, wexp))
+        x = int_inputs(p, 3, 10, rate=0.4, seed=4) if x is None else x
+        net = assert_batched_bit_exact(make_active(p, x), x)[0]
+        assert _processes(net) == (1, expect_syn)
+    # per group and per synapse group (the layout before pooling), and mixed reset modes: several pools
+    p = int_program((7, 6, 5, 4), seed=32, recurrent=True, reset_mode="mixed")
+    x = int_inputs(p, 3, 10, rate=0.4, seed=5)
+    pools = len({lava_backend._lif_class(lava_backend._lava(), n, g)[0] for n, g in p.groups.items()})
+    assert pools == 2
+    net = assert_batched_bit_exact(make_active(p, x), x)[0]
+    assert _processes(net)[0] == 2
+    monkeypatch.setattr(lava_backend, "BATCH_POOL", False)
+    net = assert_batched_bit_exact(make_active(p, x), x)[0]
+    assert _processes(net) == (len(p.groups), len(p.synapses))
 
 
 # Option sets of toolchain.testing.int_program that cover every batched path: dense and sparse storage

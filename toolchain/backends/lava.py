@@ -351,17 +351,24 @@ def _stored_csr(syn: Any) -> Any:
     return sps.csr_matrix(m, dtype=np.int32)
 
 
-def _row_abs_bound(program: Program, syn: Any) -> int:
-    """The largest ``sum |w| · payload`` over the rows of one copy, with the weights Lava really uses
+def _row_abs(program: Program, syn: Any) -> np.ndarray:
+    """``sum |w| · payload`` of every row of one copy (int64, length n_out), with the weights Lava really uses
     (:func:`toolchain.fixedpoint.lava_weights`) and the largest payload of the source (1 for binary spikes)."""
     from ..fixedpoint import lava_weights
     m = _stored_csr(syn)
     if m.nnz == 0:
-        return 0
+        return np.zeros(m.shape[0], np.int64)
     a = np.abs(lava_weights(m.data, syn.num_weight_bits, syn.sign_mode).astype(np.int64))
     rows = np.repeat(np.arange(m.shape[0]), np.diff(m.indptr))
     payload = 1 if syn.src in program.groups else 2 ** program.input_port(syn.src).num_message_bits - 1
-    return int(np.bincount(rows, weights=a, minlength=m.shape[0]).max()) * max(payload, 1)
+    sums = np.zeros(m.shape[0], np.int64)
+    np.add.at(sums, rows, a)
+    return sums * max(payload, 1)
+
+
+def _row_abs_bound(program: Program, syn: Any) -> int:
+    """The largest ``sum |w| · payload`` over the rows of one copy (:func:`_row_abs`)."""
+    return int(_row_abs(program, syn).max(initial=0))
 
 
 def batch_blocker(program: Program) -> Optional[str]:
@@ -438,35 +445,92 @@ def _tile(a: Any, n: int, copies: int) -> np.ndarray:
     return np.tile(np.broadcast_to(np.asarray(a).astype(np.int64), (n,)), copies)
 
 
+def _csr32(m: Any) -> Any:
+    """``m`` (scipy CSR) with int32 values and column indices, and int32 row pointers where they fit."""
+    import scipy.sparse as sps
+    return sps.csr_matrix((m.data.astype(np.int32), m.indices.astype(np.int32),
+                           m.indptr.astype(np.int32 if m.nnz < _INT32 else np.int64)), shape=m.shape)
+
+
+def _row_parts(m: Any, parts: int) -> List[Any]:
+    """``m`` split by rows into ``parts`` matrices of its shape with about equal stored synapses: part ``k`` holds
+    the rows of one contiguous row range, the other rows are empty (every row is in exactly one part)."""
+    import scipy.sparse as sps
+    if parts <= 1:
+        return [m]
+    n = m.shape[0]
+    edges = [0] + [int(c) for c in np.searchsorted(m.indptr, np.linspace(0, m.nnz, parts + 1)[1:-1])] + [n]
+    out = []
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        a, b = int(m.indptr[lo]), int(m.indptr[hi])
+        ptr = np.concatenate([np.zeros(lo, np.int64), m.indptr[lo:hi + 1].astype(np.int64) - a,
+                              np.full(n - hi, b - a, np.int64)])
+        out.append(_csr32(sps.csr_matrix((m.data[a:b], m.indices[a:b], ptr), shape=m.shape)))
+    return out
+
+
+#: Batched networks pool processes (:func:`build_batched_network`); False builds one process per group and per
+#: synapse group (the layout before pooling; ``benchmarks/sim_vs_lava.py`` measures both).
+BATCH_POOL = True
+#: A pooled synapse matrix is split by rows into parts of at least this many stored synapses, one Lava ``Sparse``
+#: process each (at most one per CPU core): Lava runs every process model in its own OS process, so the parts'
+#: mat-vecs run on separate cores.
+SPLIT_SYNAPSES = 2 ** 21
+#: The most parts one matrix is split into (None: the number of CPU cores).
+SPLIT_MAX_PARTS: Optional[int] = None
+
+
 def build_batched_network(program: Program, inputs: Mapping[str, np.ndarray], steps: int,
-                          record: Sequence[str] = (), monitor: bool = True) -> LavaNetwork:
+                          record: Sequence[str] = (), monitor: bool = True, pool: Optional[bool] = None
+                          ) -> LavaNetwork:
     """One Lava network that runs B samples side by side. ``inputs``: port name -> (B, steps, n) integers.
 
-    Every process of :func:`build_network` exists once, B times wider, sample-major (neuron ``i`` of sample ``b``
-    is entry ``b·n + i``): one ``RingBuffer`` per port, one ``LIF``/``LIFReset``/``LIFSubtract`` per group (its
-    per-neuron parameters tiled), and per synapse group one ``Sparse`` (``DelaySparse`` with a delay) whose
-    weights are the block-diagonal CSR of the B copies; ``weight_exp``, ``num_weight_bits`` and ``sign_mode`` are
-    the group's, so Lava's clip, truncation and shift act on every copy as on one. Why each choice is exact:
+    Layout (``pool``, default :data:`BATCH_POOL`): every group of a connected component whose Lava LIF class
+    and class arguments are the same (``LIF``, ``LIFSubtract``, ``LIFReset`` with one interval and offset) is
+    one B-wide LIF process (a *pool*: group-major, then sample-major — neuron ``i`` of sample ``b`` of group
+    ``g`` is entry ``start(g) + b·n_g + i``; per-neuron parameters tiled and concatenated); synapse groups from
+    the same source (an input port's ``RingBuffer`` or a pool) into the same pool with the same ``weight_exp``,
+    ``num_weight_bits``, ``sign_mode`` and payload are one ``Sparse`` whose weights hold the block-diagonal CSR
+    of the B copies of each, placed at their groups' rows and columns; a matrix of more than
+    :data:`SPLIT_SYNAPSES` stored synapses is split by rows into several ``Sparse`` processes (one per core at
+    most, :data:`SPLIT_MAX_PARTS`; :data:`SPLIT_SYNAPSES` each at least), whose outputs Lava sums into the
+    pool's ``a_in``. Without pooling every group is its own LIF process and every synapse group its own ``Sparse``. Delayed synapse groups
+    are never merged nor split (one ``DelaySparse`` each). Why this computes what the per-sample processes
+    compute:
 
     * a ``Dense`` (per-sample) and a ``Sparse`` (batched) fixed_pt model compute the same integers: the same clip
-      and truncation (``proc/dense/models.py`` L87-90, ``proc/sparse/models.py`` L87-90), for binary input the
-      sum of the active columns in int64 (L102), for graded input the int32 product ``weights.dot(s_in)`` (L99,
-      wrapping the same way in numpy and scipy), then the shift (L103-107); the zero blocks add nothing;
+      and truncation (``proc/dense/models.py`` L87-90, ``proc/sparse/models.py`` L87-90), elementwise with the
+      shared ``num_weight_bits``/``sign_mode``; for binary input the sum of the active columns in int64 (L102),
+      for graded input the int32 product ``weights.dot(s_in)`` (L99, wrapping the same way in numpy and scipy),
+      then the shift by ``weight_exp`` (L103-107); the zero blocks add nothing;
+    * merged synapse groups: a row holds the synapses of one destination neuron; two groups into the same
+      destination group share rows only when ``weight_exp >= 0`` — the left shift of the int32 sum equals the sum
+      of the shifted int32 sums modulo 2^32, which is what the LIF's ``a_in`` forms when it adds the messages of
+      separate processes (``PyInPortVectorDense.recv``, ``magma/core/model/py/ports.py`` L346-351); with a right
+      shift they go to separate processes, as per sample;
+    * split matrices: every row is in one part, the others send 0 for it, and ``a_in`` adds the parts' messages;
     * binary sources are given ``num_message_bits=1``: Lava's Sparse then forms ``weights.dot(s_in)``
       (``proc/sparse/models.py`` L97-99, scipy's CSR mat-vec, work in proportion to the synapses) instead of the
       column selection of L101-102 (which copies the selected columns every step and costs several times more);
-      for 0/1 inputs both are the sum of the active columns, identical while no row sum reaches 2^31 — checked
-      per group (:func:`_row_abs_bound`), otherwise the binary path is kept;
+      for 0/1 inputs both are the sum of the active columns, identical while no row sum (over every merged group
+      of the row) reaches 2^31 — checked per matrix (:func:`_row_abs`), otherwise the binary path is kept;
     * ``DelaySparse`` with every synapse's delay = the group's delay equals ``DelayDense`` while no sum leaves
       int32 (:func:`batch_blocker` refuses the rest);
     * a convolution (Conv storage) becomes the block-diagonal ``Sparse`` of its unrolled weights: where the
       per-sample network uses Lava's ``Conv`` (:func:`lava_conv_exact`) the kernel passes the clip and truncation
       unchanged, the weight exponent is 0 and no sum reaches Conv's 24-bit clamp, so both compute the same; the
       unrolled matrix can be large (:func:`batch_plan` keeps within :data:`BATCH_SYNAPSE_BUDGET`);
-    * bias ports: the ``bias_mant`` of the wide group holds every sample's bias (set before each step when it
-      changes over time, as per sample); ``LIFReset``'s interval and offset are shared by all samples.
+    * per-neuron ``du``, ``dv``, ``vth``, ``bias`` arrays are used elementwise by the LIF models (see the module
+      docstring), so groups with different parameters share a pool;
+    * bias ports: the ``bias_mant`` of the pool holds every sample's bias (set before each step when it
+      changes over time, as per sample); ``LIFReset``'s interval and offset are shared by its pool.
+
+    Records come from our recorders (:mod:`toolchain.backends.lava_procs.recorder`), one per pool and record
+    kind, keeping the recorded groups' entries only.
     """
+    import scipy.sparse as sps
     L = _lava()
+    pool = BATCH_POOL if pool is None else bool(pool)
     sign = {"mixed": L["SignMode"].MIXED, "excitatory": L["SignMode"].EXCITATORY,
             "inhibitory": L["SignMode"].INHIBITORY}
     first = next(iter(inputs.values()))
@@ -480,71 +544,156 @@ def build_batched_network(program: Program, inputs: Mapping[str, np.ndarray], st
                                                                  ).astype(np.int32))
     bias_in = {q.target: np.asarray(inputs[q.name]).reshape(B, steps, -1).transpose(1, 0, 2).reshape(steps, -1)
                for q in program.inputs if q.kind == "bias"}
-    schedule = {g: b for g, b in bias_in.items() if steps > 1 and np.any(b != b[:1])}
-    neurons = {}
+    # pools: component, LIF class and its arguments
+    comp = {n: i for i, c in enumerate(_components(program)) for n in c}
+    pools: Dict[Any, List[str]] = {}
     for name, g in program.groups.items():
         cls, kw = _lif_class(L, name, g)
-        n = g.size
-        bias = bias_in[name][0] if name in bias_in and steps > 0 else _tile(g.bias_mant, n, B)
-        neurons[name] = cls(shape=(B * n,), v=_param(_tile(g.v_init, n, B)), du=_param(_tile(g.du, n, B)),
-                            dv=_param(_tile(g.dv, n, B)), vth=_param(_tile(g.vth, n, B)),
-                            bias_mant=np.asarray(bias).astype(np.int64), bias_exp=_tile(g.bias_exp, n, B),
-                            name=f"lif_{name}", **kw)
-    synapses = {}
+        key = (comp[name], cls.__name__, tuple(sorted(kw.items()))) if pool else (name,)
+        pools.setdefault(key, []).append(name)
+    start: Dict[str, int] = {}
+    neurons: Dict[str, Any] = {}
+    schedule: Dict[str, np.ndarray] = {}
+    width: Dict[Any, int] = {}
+    pool_of: Dict[str, Any] = {}
+    procs: Dict[Any, Any] = {}
+    for key, names in pools.items():
+        o = 0
+        for g in names:
+            start[g], pool_of[g] = o, key
+            o += B * program.groups[g].size
+        width[key] = o
+        grp = [program.groups[g] for g in names]
+
+        def cat(f, grp=grp):
+            return np.concatenate([_tile(f(g), g.size, B) for g in grp])
+
+        def bias_at(t, names=names):
+            return np.concatenate([bias_in[g][t].astype(np.int64) if g in bias_in
+                                   else _tile(program.groups[g].bias_mant, program.groups[g].size, B)
+                                   for g in names])
+
+        cls, kw = _lif_class(L, names[0], grp[0])
+        proc = cls(shape=(o,), v=_param(cat(lambda g: g.v_init)), du=_param(cat(lambda g: g.du)),
+                   dv=_param(cat(lambda g: g.dv)), vth=_param(cat(lambda g: g.vth)),
+                   bias_mant=bias_at(0) if steps > 0 else cat(lambda g: g.bias_mant),
+                   bias_exp=cat(lambda g: g.bias_exp), name=f"lif_{names[0]}" + ("_pool" if len(names) > 1 else ""),
+                   **kw)
+        procs[key] = proc
+        for g in names:
+            neurons[g] = proc
+        if steps > 1 and any(g in bias_in and np.any(bias_in[g] != bias_in[g][:1]) for g in names):
+            schedule[names[0]] = np.stack([bias_at(t) for t in range(steps)])
+    # synapse matrices: source, destination pool, Lava parameters (delayed groups alone; with a right shift,
+    # groups into the same destination group in separate matrices)
+    bundles: Dict[Any, List[List[Any]]] = {}
     for s in program.synapses:
-        nmb = 0 if s.src in program.groups else program.input_port(s.src).num_message_bits
-        w = _block_diagonal(_stored_csr(s), B)
-        if nmb == 0 and s.delay == 0 and _row_abs_bound(program, s) < _INT32:
-            nmb = 1  # binary spikes through the CSR mat-vec (see the docstring)
-        kw = dict(weight_exp=s.weight_exp, num_weight_bits=s.num_weight_bits, sign_mode=sign[s.sign_mode],
-                  num_message_bits=nmb, name=f"syn_{s.name}")
-        if s.delay > 0:
-            import scipy.sparse as sps
-            delays = sps.csr_matrix((np.full(w.nnz, s.delay, dtype=int), w.indices, w.indptr), shape=w.shape)
-            from lava.proc.sparse.process import DelaySparse  # imported once _lava() prepared the runtime
-            proc = DelaySparse(weights=w, delays=delays, max_delay=s.delay, **kw)
+        src = ("port", s.src) if s.src in sources else ("pool", pool_of[s.src])
+        key = (src, pool_of[s.dst], s.weight_exp, s.num_weight_bits, s.sign_mode, s.delay,
+               s.name if (s.delay > 0 or not pool) else "")
+        lists = bundles.setdefault(key, [])
+        for members in lists:
+            if s.weight_exp >= 0 or all(m.dst != s.dst for m in members):
+                members.append(s)
+                break
         else:
-            proc = L["Sparse"](weights=w, **kw)
-        (sources[s.src] if s.src in sources else neurons[s.src]).s_out.connect(proc.s_in)
-        proc.a_out.connect(neurons[s.dst].a_in)
-        synapses[s.name] = proc
+            lists.append([s])
+    synapses = {}
+    for key, lists in bundles.items():
+        (kind, src), dst_key, wexp, nwb, smode, delay, _ = key
+        src_proc = sources[src] if kind == "port" else procs[src]
+        n_cols = B * program.input_port(src).size if kind == "port" else width[src]
+        for members in lists:
+            rows, bounds = [], []
+            for g in pools[dst_key]:
+                n_rows = B * program.groups[g].size
+                block = sps.csr_matrix((n_rows, n_cols), dtype=np.int32)
+                bound = np.zeros(program.groups[g].size, np.int64)
+                for m in members:
+                    if m.dst != g:
+                        continue
+                    bd = _block_diagonal(_stored_csr(m), B)
+                    col0 = 0 if kind == "port" else start[m.src]
+                    block = block + sps.csr_matrix((bd.data, bd.indices.astype(np.int64) + col0, bd.indptr),
+                                                   shape=(n_rows, n_cols))
+                    bound = bound + _row_abs(program, m)
+                rows.append(block)
+                bounds.append(int(bound.max(initial=0)))
+            w = _csr32(sps.vstack(rows, format="csr") if len(rows) > 1 else rows[0].tocsr())
+            nmb = program.input_port(src).num_message_bits if kind == "port" else 0
+            if nmb == 0 and delay == 0 and max(bounds) < _INT32:
+                nmb = 1  # binary spikes through the CSR mat-vec (see the docstring)
+            kw = dict(weight_exp=wexp, num_weight_bits=nwb, sign_mode=sign[smode], num_message_bits=nmb)
+            label = members[0].name + (f"+{len(members) - 1}" if len(members) > 1 else "")
+            if delay > 0:
+                delays = sps.csr_matrix((np.full(w.nnz, delay, dtype=int), w.indices, w.indptr), shape=w.shape)
+                from lava.proc.sparse.process import DelaySparse  # imported once _lava() prepared the runtime
+                parts = [DelaySparse(weights=w, delays=delays, max_delay=delay, name=f"syn_{label}", **kw)]
+            else:
+                cap = SPLIT_MAX_PARTS if SPLIT_MAX_PARTS is not None else (os.cpu_count() or 1)
+                n_parts = max(1, min(cap, w.nnz // SPLIT_SYNAPSES)) if pool else 1
+                parts = [L["Sparse"](weights=m, name=f"syn_{label}_{k}", **kw)
+                         for k, m in enumerate(_row_parts(w, n_parts))]
+            for proc in parts:
+                src_proc.s_out.connect(proc.s_in)
+                proc.a_out.connect(procs[dst_key].a_in)
+            for m in members:
+                synapses[m.name] = parts[0] if len(parts) == 1 else parts
     from .lava_procs.recorder import SpikeRecorder, VarRecorder
     sink_groups, mon_groups = _recorded_groups(program, record, monitor)
     rec_dir = tempfile.mkdtemp(prefix="snnc_lava_")
-    sinks = {}
-    for i, g in enumerate(sink_groups):
-        sinks[g] = SpikeRecorder(shape=(B * program.groups[g].size,), steps=steps,
-                                 path=os.path.join(rec_dir, f"s{i}.npy"))
-        neurons[g].s_out.connect(sinks[g].a_in)
+    sinks: Dict[str, Any] = {}
     monitors: Dict[str, Dict[str, Any]] = {}
-    for i, g in enumerate(mon_groups):
-        monitors[g] = {}
-        for var in ("u", "v"):
-            mon = VarRecorder(shape=(B * program.groups[g].size,), steps=steps,
-                              path=os.path.join(rec_dir, f"{var}{i}.npy"))
-            mon.connect_var(getattr(neurons[g], var))
-            monitors[g][var] = mon
+    cols: Dict[Tuple[str, str], Tuple[int, int]] = {}
+    for i, key in enumerate(pools):
+        for kind, groups in (("s", [g for g in sink_groups if pool_of[g] == key]),
+                             ("m", [g for g in mon_groups if pool_of[g] == key])):
+            if not groups:
+                continue
+            select, o = [], 0
+            for g in groups:
+                n = B * program.groups[g].size
+                select.append((start[g], start[g] + n))
+                cols[(kind, g)] = (o, o + n)
+                o += n
+            if kind == "s":
+                rec = SpikeRecorder(shape=(width[key],), steps=steps, path=os.path.join(rec_dir, f"s{i}.npy"),
+                                    select=select)
+                procs[key].s_out.connect(rec.a_in)
+                for g in groups:
+                    sinks[g] = rec
+                continue
+            recs = {}
+            for var in ("u", "v"):
+                recs[var] = VarRecorder(shape=(width[key],), steps=steps,
+                                        path=os.path.join(rec_dir, f"{var}{i}.npy"), select=select)
+                recs[var].connect_var(getattr(procs[key], var))
+            for g in groups:
+                monitors[g] = recs
     roots = _roots(program, sources, neurons)
     return _FileRecordedNetwork(sources, neurons, synapses, sinks, monitors, steps, roots, bias_schedule=schedule,
-                                record_dir=rec_dir)
+                                record_dir=rec_dir, cols=cols)
 
 
 @dataclass
 class _FileRecordedNetwork(LavaNetwork):
     """A :class:`LavaNetwork` whose spikes and states come from our recorders
     (:mod:`toolchain.backends.lava_procs.recorder`: one file per record, written by the recorder's model after the
-    last step) instead of ``Var.get()``, which sends one channel message per value; the files' folder is removed
-    on :meth:`stop`."""
+    last step) instead of ``Var.get()``, which sends one channel message per value; ``cols[("s"|"m", group)]``:
+    the group's columns in its recorder's file. The files' folder is removed on :meth:`stop`."""
 
     record_dir: str = ""
+    cols: Dict[Tuple[str, str], Tuple[int, int]] = field(default_factory=dict)
 
     def spikes(self, group: str) -> np.ndarray:
-        """(steps, n) int64 spikes of a recorded group."""
-        return np.load(self.sinks[group].proc_params["path"])
+        """(steps, B·n) int64 spikes of a recorded group."""
+        lo, hi = self.cols[("s", group)]
+        return np.load(self.sinks[group].proc_params["path"])[:, lo:hi]
 
     def states(self, group: str) -> Dict[str, np.ndarray]:
-        """``{"u": (steps, n), "v": (steps, n)}`` int64."""
-        return {k: np.load(rec.proc_params["path"]) for k, rec in self.monitors[group].items()}
+        """``{"u": (steps, B·n), "v": (steps, B·n)}`` int64."""
+        lo, hi = self.cols[("m", group)]
+        return {k: np.load(rec.proc_params["path"])[:, lo:hi] for k, rec in self.monitors[group].items()}
 
     def stop(self) -> None:
         """Stop the runtimes, then remove the record files (never raises)."""

@@ -8,7 +8,9 @@ about 50-70 us per value on two shared cores — reading the spikes, u and v of 
 for a hundred steps takes longer than running it. These recorders keep the record in their model (the values
 Lava's own processes sent or hold, nothing computed) and, once their last step has run, write it with
 ``numpy.save`` to ``path``, which the caller reads after ``run`` returns (``run`` blocks until every process
-finished the step, the write included). They record ``steps`` steps; the run must not go beyond them.
+finished the step, the write included). They record ``steps`` steps; the run must not go beyond them. With
+``select`` (a list of ``(lo, hi)`` entry ranges) a recorder keeps only those entries of each message, concatenated
+in the order given (a batched network records the groups it needs out of a process that holds several).
 
 Only absolute imports here: Lava's model search executes this file as a stand-alone module.
 """
@@ -25,20 +27,21 @@ from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 
 
 class SpikeRecorder(AbstractProcess):
-    """Receives a (n,) message on ``a_in`` every step; writes the (steps, n) int64 record to ``path`` (.npy)
-    after step ``steps``."""
+    """Receives a (n,) message on ``a_in`` every step; writes the (steps, n) int64 record (or the ``select``ed
+    entries) to ``path`` (.npy) after step ``steps``."""
 
-    def __init__(self, *, shape, steps: int, path: str, **kwargs) -> None:
-        super().__init__(shape=shape, steps=steps, path=path, **kwargs)
+    def __init__(self, *, shape, steps: int, path: str, select=None, **kwargs) -> None:
+        super().__init__(shape=shape, steps=steps, path=path, select=select, **kwargs)
         self.a_in = InPort(shape=shape)
 
 
 class VarRecorder(AbstractProcess):
     """Reads the Var it is connected to (:meth:`connect_var`) after every step (post-management phase, as Lava's
-    Monitor); writes the (steps, n) int64 record to ``path`` (.npy) after step ``steps``."""
+    Monitor); writes the (steps, n) int64 record (or the ``select``ed entries) to ``path`` (.npy) after step
+    ``steps``."""
 
-    def __init__(self, *, shape, steps: int, path: str, **kwargs) -> None:
-        super().__init__(shape=shape, steps=steps, path=path, **kwargs)
+    def __init__(self, *, shape, steps: int, path: str, select=None, **kwargs) -> None:
+        super().__init__(shape=shape, steps=steps, path=path, select=select, **kwargs)
         self.ref = RefPort(shape=shape)
 
     def connect_var(self, var) -> None:
@@ -52,13 +55,19 @@ class _Record:
     def _setup(self) -> None:
         if getattr(self, "_buf", None) is None:
             self._steps = int(self.proc_params["steps"])
-            self._buf = np.zeros((self._steps, int(np.prod(self.proc_params["shape"]))), np.int64)
+            n = int(np.prod(self.proc_params["shape"]))
+            self._sel = self.proc_params.get("select")
+            width = n if self._sel is None else sum(int(hi) - int(lo) for lo, hi in self._sel)
+            self._buf = np.zeros((self._steps, width), np.int64)
 
     def _store(self, values) -> None:
         self._setup()
         t = self.time_step - 1
         if 0 <= t < self._steps:
-            self._buf[t] = np.asarray(values).reshape(-1)
+            values = np.asarray(values).reshape(-1)
+            if self._sel is not None:
+                values = np.concatenate([values[int(lo):int(hi)] for lo, hi in self._sel])
+            self._buf[t] = values
         if t == self._steps - 1:
             np.save(self.proc_params["path"], self._buf)
 
