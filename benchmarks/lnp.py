@@ -286,9 +286,11 @@ def plot(summary: Dict[str, Any], path: Path) -> None:
 #: LNP with one step switched off (the rest as in LNPConfig): name -> LNPConfig overrides
 ABLATIONS = {"lnp": {}, "lnp-no-lyapunov": {"lyapunov_gamma": 0.0},
              "lnp-random-removal": {"neuron_removal": "random"}, "lnp-no-delocalise": {"regrow_fraction": 0.0},
-             "lnp-no-stability": {"max_unstable_removals": 0}, "lnp-no-bo": {"bo_init": 0, "bo_iter": 0}}
+             "lnp-no-stability": {"max_unstable_removals": 0}, "lnp-no-bo": {"bo_init": 0, "bo_iter": 0},
+             "lnp-dense-limit": {"stability_reference": "dense"}}
 #: candidate improvements (not ablations): run with --variants lnp lnp-edge
-CANDIDATES = {"lnp-edge": {"stability_reference": "zero"}}
+CANDIDATES = {"lnp-edge": {"stability_reference": "zero"}, "lnp-mc0": {"mc_min_delay": 0},
+              "lnp-mc0-narrow": {"mc_min_delay": 0, "tau_range": 1.5, "max_spread": 1.0}}
 BASELINES = ("dense", "random", "ap", "magnitude")
 
 

@@ -41,9 +41,20 @@ applies it to the *surrogate-smoothed* network: the spike ``H(U − θ)`` is rep
 :mod:`toolchain.nn.functional` with width ``β = smoothing·θ``; the smoothed network is run on the noise drive and
 its exact Jacobians are used (state (I, U) for CubaLIF: 2N exponents; U for LIF: N). One exponent per neuron
 (ours, :func:`local_exponents`): the Lyapunov vectors are orthonormal, so the time-averaged squared entries
-``P[s, k] = ⟨Q[s, k]²⟩`` of the state rows s of neuron i say how much of direction k lives on neuron i;
-``λ_i = Σ_k P_ik λ_k / Σ_k P_ik`` (``P_ik`` summed over the neuron's state rows). For an uncoupled LIF network far
-below threshold, ``λ_i = log(α_m,i)/dt ≈ −1/τ_m,i``.
+``P[s, k] = ⟨Q[s, k]²⟩`` of the state rows s say how much of direction k lives on row s;
+``λ_i = Σ_k P_ik λ_k / Σ_k P_ik`` with ``P_ik`` the participation on the neuron's *membrane* row (U: the state the
+neuron's spikes are read from). For uncoupled neurons far below threshold this is ``log(α_m,i)/dt ≈ −1/τ_m,i``
+(LIF, and CubaLIF whenever τ_m,i > τ_s,i). Until issue 17 the synaptic-current rows were averaged in as well; in the
+benchmark's CubaLIF networks (τ_s of 1–5 ms, α_s down to 0) that made every neuron's exponent mostly its synaptic
+filter's (median −670 1/s against a slowest membrane decay of −34 1/s) rather than how long the neuron remembers.
+
+**Leak reference (ours).** ``leak`` holds, per neuron, the largest exponent of its own *uncoupled* tangent map
+(W = 0) along the same smoothed trajectory: ``max(log α_s,i, ⟨log|∂U_i[t]/∂U_i[t−1]|⟩_t)/dt`` (the current row is a
+pure leak, the membrane row the leak times the reset/threshold factor of the step). ``LyapunovSpectrum.excess`` =
+``λ_max − max_i leak_i`` is how far the recurrent coupling moves the leading exponent from the slowest single-neuron
+decay. In a weakly coupled heterogeneous network ``λ_max`` is, to within a few percent, the slowest neuron's leak
+(dense HRSNN of the benchmark: λ_max −34.7 1/s, slowest membrane log(α_m)/dt −34.2 1/s), so comparing the raw λ_max
+of two networks compares their slowest time constants; the excess compares their coupling.
 """
 from __future__ import annotations
 
@@ -316,11 +327,20 @@ class LyapunovSpectrum:
     steps: int
     dt: float
     local: Optional[np.ndarray] = field(default=None)
+    leak: Optional[np.ndarray] = field(default=None)
 
     @property
     def max(self) -> float:
         """The largest Lyapunov exponent (1/s)."""
         return float(np.max(self.exponents))
+
+    @property
+    def excess(self) -> float:
+        """``λ_max − max(leak)`` (1/s): the leading exponent above the slowest uncoupled neuron's (module
+        docstring); NaN when no leak reference was measured."""
+        if self.leak is None or self.leak.size == 0:
+            return float("nan")
+        return self.max - float(np.max(self.leak))
 
 
 def lyapunov_spectrum(jvp: Callable[[int, np.ndarray], np.ndarray], n_state: int, steps: int, dt: float, *,
@@ -364,19 +384,22 @@ def lyapunov_spectrum(jvp: Callable[[int, np.ndarray], np.ndarray], n_state: int
 
 def local_exponents(spectrum: LyapunovSpectrum, n_neurons: int) -> np.ndarray:
     """One exponent per neuron: ``λ_i = Σ_k P_ik λ_k / Σ_k P_ik`` with ``P_ik`` the participation of direction k
-    on the state rows of neuron i (rows i, i + N, … for states stacked per variable)."""
+    on the membrane row of neuron i: the last of the neuron's state rows (rows i, i + N, … for states stacked per
+    variable, U last: the U row for LIF, rows (I, U) for CubaLIF; module docstring)."""
     p = spectrum.participation
     if p.shape[0] % n_neurons:
         raise InputError(f"{p.shape[0]} state rows do not split into {n_neurons} neurons", field="n_neurons")
-    p_n = p.reshape(p.shape[0] // n_neurons, n_neurons, -1).sum(0)
+    p_n = p[p.shape[0] - n_neurons:]
     ex = np.where(np.isfinite(spectrum.exponents), spectrum.exponents, -1e6)
     w = p_n.sum(1)
     return (p_n @ ex) / np.where(w > 0, w, 1.0)
 
 
-def _network_jvp(net: RecurrentNet, drive: np.ndarray, smoothing: float) -> Callable[[int, np.ndarray],
-                                                                                     np.ndarray]:
-    """Closure ``jvp(t, Q)``: advances the smoothed network by step t and returns ``J_t @ Q``.
+def _network_jvp(net: RecurrentNet, drive: np.ndarray, smoothing: float, transient: int = 0
+                 ) -> Tuple[Callable[[int, np.ndarray], np.ndarray], Dict[str, np.ndarray]]:
+    """``(jvp, state)``: the closure ``jvp(t, Q)`` advances the smoothed network by step t and returns
+    ``J_t @ Q``; ``state["log_diag"]`` sums ``log|diag_U[t]|`` (the membrane's own factor below) over the steps
+    ``t ≥ transient`` (the leak reference of the module docstring).
 
     State z = (I, U) for CubaLIF (I rows first), U for LIF. With ``σ' = S'(U[t−1] − θ)``::
 
@@ -389,7 +412,7 @@ def _network_jvp(net: RecurrentNet, drive: np.ndarray, smoothing: float) -> Call
     wt = w.T.copy()
     a_m, a_s, th = net.alpha_mem, net.alpha_syn, net.threshold
     beta = float(smoothing) * th
-    st = {"i": np.zeros(n), "u": np.zeros(n), "s": np.zeros(n), "ds": np.zeros(n)}
+    st = {"i": np.zeros(n), "u": np.zeros(n), "s": np.zeros(n), "ds": np.zeros(n), "log_diag": np.zeros(n)}
 
     def jvp(t: int, q: np.ndarray) -> np.ndarray:
         u_prev, s_prev, ds_prev = st["u"], st["s"], st["ds"]
@@ -406,6 +429,8 @@ def _network_jvp(net: RecurrentNet, drive: np.ndarray, smoothing: float) -> Call
         else:
             diag = a_m * (1.0 - s_prev - u_prev * ds_prev)
         new_qu = diag[:, None] * qu + new_qi
+        if t >= transient:
+            st["log_diag"] += np.log(np.maximum(np.abs(diag), 1e-300))
         # state update
         x = drive[t] + s_prev @ wt
         i = a_s * st["i"] + x if net.cuba else x
@@ -418,7 +443,7 @@ def _network_jvp(net: RecurrentNet, drive: np.ndarray, smoothing: float) -> Call
         st["ds"] = smooth_spike_derivative(u - th, beta)
         return np.concatenate([new_qi, new_qu]) if net.cuba else new_qu
 
-    return jvp
+    return jvp, st
 
 
 def network_lyapunov(net: RecurrentNet, *, steps: int = 1000, transient: int = 200, k: Optional[int] = None,
@@ -426,14 +451,19 @@ def network_lyapunov(net: RecurrentNet, *, steps: int = 1000, transient: int = 2
                      reortho_every: int = 4, seed: int = 0) -> LyapunovSpectrum:
     """Lyapunov spectrum of the surrogate-smoothed network driven by noise (module docstring). The state has
     2N dimensions for CubaLIF and N for LIF; ``k`` leading exponents (all by default). The result's ``local``
-    holds one exponent per neuron (:func:`local_exponents`)."""
+    holds one exponent per neuron (:func:`local_exponents`), ``leak`` the uncoupled reference per neuron."""
     if smoothing <= 0:
         raise InputError(f"must be > 0, got {smoothing}", field="smoothing")
     n_state = 2 * net.n if net.cuba else net.n
     d = noise_drive(net, transient + steps, noise_mean=noise_mean, noise_std=noise_std, seed=seed)
-    spec = lyapunov_spectrum(_network_jvp(net, d, smoothing), n_state, steps, net.dt, k=k, transient=transient,
-                             reortho_every=reortho_every, seed=seed + 1)
-    return replace(spec, local=local_exponents(spec, net.n))
+    jvp, st = _network_jvp(net, d, smoothing, transient)
+    spec = lyapunov_spectrum(jvp, n_state, steps, net.dt, k=k, transient=transient, reortho_every=reortho_every,
+                             seed=seed + 1)
+    leak = st["log_diag"] / (steps * net.dt)
+    if net.cuba:
+        with np.errstate(divide="ignore"):
+            leak = np.maximum(leak, np.log(net.alpha_syn) / net.dt)
+    return replace(spec, local=local_exponents(spec, net.n), leak=leak)
 
 
 def largest_lyapunov(net: RecurrentNet, **kwargs) -> LyapunovSpectrum:
