@@ -63,17 +63,23 @@ def load_data(name: str, quick: bool, mnist1d_steps: int = 32):
     if name == "digits":
         steps = 16
         ds = load_digits_spikes(steps=steps, mode="deterministic")
-    elif name == "mnist1d":
-        steps = mnist1d_steps
+    elif name in ("mnist1d", "mnist1d-slow"):
+        # mnist1d-slow: four times lower rates over twice the steps, so that evidence arrives over many steps and
+        # sooner for samples with large features
+        steps, gain = (mnist1d_steps, 0.5) if name == "mnist1d" else (2 * mnist1d_steps, 0.125)
         raw = load_mnist1d(as_sequence=False)
 
         def enc(x: np.ndarray) -> np.ndarray:
             both = np.concatenate([np.maximum(x, 0.0), np.maximum(-x, 0.0)], axis=1)
-            return rate_encode(both, steps, "deterministic", gain=0.5).numpy()
+            return rate_encode(both, steps, "deterministic", gain=gain).numpy()
 
         ds = SplitDataset("mnist1d-spikes", enc(raw.x_train), raw.y_train, enc(raw.x_test), raw.y_test, 10, True,
-                          {**raw.info, "encoder": {"kind": "rate", "mode": "deterministic", "gain": 0.5,
+                          {**raw.info, "encoder": {"kind": "rate", "mode": "deterministic", "gain": gain,
                                                    "steps": steps, "channels": "x+, x-"}})
+    elif name == "onset":
+        from toolchain.data.onset import make_onset_dataset
+        ds = make_onset_dataset(n_train=4000, n_test=1000, seed=0)
+        steps = ds.x_train.shape[1]
     else:
         raise SystemExit(f"unknown data set {name!r}")
     if quick:
@@ -95,7 +101,9 @@ def build(n_in: int, hidden: int, seed: int, readout: str):
 
 #: per data set: hidden neurons, epochs (full / quick), Adam rate, batch size
 CONFIG = {"digits": {"hidden": 128, "epochs": (15, 4), "lr": 3e-3, "batch": 64},
-          "mnist1d": {"hidden": 256, "epochs": (10, 3), "lr": 1e-2, "batch": 32}}
+          "mnist1d": {"hidden": 256, "epochs": (10, 3), "lr": 1e-2, "batch": 32},
+          "mnist1d-slow": {"hidden": 256, "epochs": (10, 3), "lr": 1e-2, "batch": 32},
+          "onset": {"hidden": 128, "epochs": (10, 4), "lr": 3e-3, "batch": 64}}
 
 
 def train(ds, hidden: int, seed: int, epochs: int, alpha: float, lr: float, batch: int, readout: str, loss: str):
@@ -118,7 +126,8 @@ def compile_net(net, n_in: int):
 
 
 def run_rows(prog, steps: int, x_cal, y_cal, x_te, y_te, eps: Optional[float], max_drop: float,
-             level: Optional[float], label: str, with_baselines: bool
+             level: Optional[float], label: str, with_baselines: bool,
+             rules: Tuple[Tuple[str, bool], ...] = (("stable", False),)
              ) -> Tuple[Dict[str, Dict[str, Any]], Dict[str, Any]]:
     """Calibrate on (x_cal, y_cal) (eps chosen there unless given), run the test set online with each exit
     rule; returns the rows and the raw outputs."""
@@ -165,14 +174,20 @@ def run_rows(prog, steps: int, x_cal, y_cal, x_te, y_te, eps: Optional[float], m
     # Top-K with a horizon (ours): thresholds calibrated on the first k_best steps only ("stably correct" up to the
     # horizon, where the calibration split's accuracy has already reached the full run's), every sample leaves by
     # k_best. Samples the gap says are settled leave earlier; the rest stop where the best fixed budget stops.
+    # The calibration rule (target "stable" or "final", sequential or not) is chosen with eps on the calibration
+    # split (cross-fitted), among ``rules``.
     cal_h = cal[:, :k_best]
-    e = eps if eps is not None else co.select_eps(cal_h, y_cal, kind="topk", max_drop=max_drop,
-                                                  confidence_level=level)[0]
-    pol_h = co.calibrate(cal_h, y_cal, eps=e, kind="topk", confidence_level=level)
+    if eps is not None:
+        choice = {"target": rules[0][0], "sequential": rules[0][1], "eps": eps}
+    else:
+        choice = co.select_rule(cal_h, y_cal, kind="topk", max_drop=max_drop, rules=rules, confidence_level=level)[0]
+    pol_h = co.calibrate(cal_h, y_cal, eps=choice["eps"], kind="topk", confidence_level=level,
+                         target=choice["target"], sequential=choice["sequential"])
     policies["topk-horizon"] = pol_h
     ex = simulate(prog, x_te, steps=steps, record=True, early_exit=pol_h.hook())
+    tag = f"{choice['target'][0]}{'+' if choice['sequential'] else ''}{choice['eps']:g}"
     row(f"Top-K horizon ({label})", float((np.argmax(ex.accumulated_output(), 1) == y_te).mean()),
-        float(ex.steps_run.mean()), M.workload_program(prog, ex, x_te).as_dict(), e)
+        float(ex.steps_run.mean()), M.workload_program(prog, ex, x_te).as_dict(), tag)
     if with_baselines:
         oct_steps = co.oracle_exit_steps(out_te, y_te)
         w_oct = M.workload_program(prog, full.spikes, x_te, steps=oct_steps).as_dict()
@@ -191,7 +206,8 @@ def report(data: Dict[str, Any], reprint: Optional[Dict[str, Any]]) -> None:
           f"{'synops/sample':>14} {'synops saved':>13}")
     for entry in data["rows"]:
         data_name, method, rs = entry["data"], entry["method"], entry["per_seed"]
-        eps = "-" if rs[0]["eps"] is None else "/".join(f"{r['eps']:g}" for r in rs)
+        eps = "-" if rs[0]["eps"] is None else "/".join(r["eps"] if isinstance(r["eps"], str) else f"{r['eps']:g}"
+                                                         for r in rs)
         mean = {k: float(np.mean([r[k] for r in rs])) for k in ("accuracy", "mean_steps", "synops", "synops_saved")}
         steps_full = rs[0]["reduction"] * rs[0]["mean_steps"]
         print(f"{data_name:<9} {method:<26} {eps:>14} {100 * mean['accuracy']:>7.2f} {mean['mean_steps']:>10.2f} "
@@ -247,6 +263,10 @@ def main(argv: List[str] | None = None) -> int:
     ap.add_argument("--out", default=None, help="JSON path (default benchmarks/results/cutoff[_quick].json)")
     ap.add_argument("--from-json", default=None, help="Re-print a saved run (nothing is measured).")
     ap.add_argument("--mnist1d-steps", type=int, default=32, help="Input steps of the mnist1d rate code.")
+    ap.add_argument("--rules", choices=["published", "all"], default="all",
+                    help="Calibration rules the Top-K horizon row chooses among on the calibration split: the "
+                         "published one (stably correct, every step on all samples) or also 'final' (agrees with "
+                         "the prediction at the horizon, each step on the samples still running).")
     args = ap.parse_args(argv)
     if args.from_json:
         import json
@@ -257,6 +277,7 @@ def main(argv: List[str] | None = None) -> int:
         report(saved, dict(saved.get("run", {}), _file=args.from_json))
         return 0
     level = None if str(args.confidence_level).lower() == "none" else float(args.confidence_level)
+    rules = co.DEFAULT_RULES if args.rules == "all" else (("stable", False),)
     torch.set_num_threads(1)
     OUT_DIR.mkdir(parents=True, exist_ok=True)
 
@@ -289,11 +310,13 @@ def main(argv: List[str] | None = None) -> int:
                 prog, lat = compile_net(net, ds.x_train.shape[-1])
                 steps = T + lat
                 rows, raw = run_rows(prog, steps, x_cal, y_cal, x_te, y_te, args.eps, args.max_drop / 100.0,
-                                     level, label, with_baselines=(alpha == 0.0))
+                                     level, label, with_baselines=(alpha == 0.0), rules=rules)
                 results[label] = (rows, raw, steps)
                 for k, r in rows.items():
                     per_seed.setdefault((name, k), []).append(r)
-                eps_txt = ", ".join(f"{k} {p.eps:g}" for k, p in raw["policies"].items())
+                eps_txt = ", ".join(f"{k} {p.eps:g}" + (f" ({p.target}{', sequential' if p.sequential else ''})"
+                                                        if k == "topk-horizon" else "")
+                                    for k, p in raw["policies"].items())
                 print(f"   seed {seed} {label}: float test acc {100 * hist.test_acc[-1]:.2f}%, compiled output "
                       f"latency {lat} -> {steps} steps; eps {eps_txt}")
             rows_rcs, raw_rcs, steps = results["RCS"]

@@ -51,14 +51,17 @@ from ..errors import InputError, ToolchainError
 from ..plotting import save_figure
 
 __all__ = [
-    "KINDS", "CutoffPolicy", "accumulate", "topk_gap", "softmax_confidence", "confidence", "predictions",
+    "KINDS", "TARGETS", "CutoffPolicy", "exit_right", "accumulate", "topk_gap", "softmax_confidence", "confidence", "predictions",
     "correct_matrix", "stably_correct", "calibrate", "fixed_policy", "exit_steps", "predictions_at_exit",
     "oracle_exit_steps", "evaluate", "accuracy_per_step", "attach_policy", "policy_from_program", "load_policy",
-    "tradeoff_curves", "plot_tradeoff", "DEFAULT_EPS_SWEEP", "select_eps", "clopper_pearson_lower",
+    "tradeoff_curves", "plot_tradeoff", "DEFAULT_EPS_SWEEP", "select_eps", "DEFAULT_RULES", "select_rule", "clopper_pearson_lower",
     "run_with_cutoff", "run_lava_with_cutoff", "simulate_with_cutoff",
 ]
 
 KINDS = ("topk", "softmax", "fixed")
+#: what makes an exit at step t right during calibration: "stable" (published): correct at t and at every later
+#: step; "final" (ours): the prediction at t equals the prediction at the last calibrated step (labels unused)
+TARGETS = ("stable", "final")
 _FORMAT = "snnc-cutoff-policy/1"
 
 
@@ -161,20 +164,26 @@ def clopper_pearson_lower(k: Any, n: Any, level: float) -> np.ndarray:
 
 
 def _thresholds_for(scores: np.ndarray, stable: np.ndarray, eps: float, grid: int,
-                    confidence_level: Optional[float] = None) -> np.ndarray:
-    """Per-step smallest grid value whose exiting set (score > beta) is stably correct in >= 1 - eps (or, with
-    ``confidence_level``, whose Clopper-Pearson lower bound of that share is >= 1 - eps)."""
+                    confidence_level: Optional[float] = None, sequential: bool = False) -> np.ndarray:
+    """Per-step smallest grid value whose exiting set (score > beta) is right (``stable``: (N, T) bool, an exit at
+    step t is right) in >= 1 - eps (or, with ``confidence_level``, whose Clopper-Pearson lower bound of that share
+    is >= 1 - eps). ``sequential``: the set at step t holds only the samples the thresholds of steps < t have not
+    already let out."""
     n, steps = scores.shape
     betas = np.full(steps, np.inf)
+    alive = np.ones(n, dtype=bool)
     for t in range(steps):
-        g = scores[:, t]
-        top = float(g.max()) if n else 0.0
+        if t > 0 and sequential and np.isfinite(betas[t - 1]):
+            alive &= ~(scores[:, t - 1] > betas[t - 1])
+        g = scores[alive, t] if sequential else scores[:, t]
+        right = stable[alive, t] if sequential else stable[:, t]
+        top = float(g.max()) if g.size else 0.0
         if not np.isfinite(top) or top <= 0.0:
             continue
         cand = np.linspace(0.0, top, grid)
         above = g[None, :] > cand[:, None]                       # (grid, N)
         n_exit = above.sum(axis=1)
-        n_ok = (above & stable[None, :, t]).sum(axis=1)
+        n_ok = (above & right[None, :]).sum(axis=1)
         if confidence_level is None:
             ok = (n_exit > 0) & (n_ok >= (1.0 - eps) * n_exit - 1e-9)
         else:
@@ -205,6 +214,8 @@ class CutoffPolicy:
     calibration: Dict[str, Any] = field(default_factory=dict)
     temperature: float = 1.0
     confidence_level: Optional[float] = None
+    target: str = "stable"
+    sequential: bool = False
 
     def __post_init__(self) -> None:
         th = np.asarray(self.thresholds, dtype=np.float64).reshape(-1)
@@ -222,6 +233,9 @@ class CutoffPolicy:
         self.temperature = float(self.temperature)
         if self.confidence_level is not None:
             self.confidence_level = float(self.confidence_level)
+        if self.target not in TARGETS:
+            raise InputError(f"unknown calibration target {self.target!r}; expected one of {TARGETS}", field="target")
+        self.sequential = bool(self.sequential)
         if not (self.temperature > 0 and math.isfinite(self.temperature)):
             raise InputError(f"must be a positive number, got {self.temperature}", field="temperature")
 
@@ -257,6 +271,7 @@ class CutoffPolicy:
         return {
             "format": _FORMAT, "kind": self.kind, "eps": self.eps, "grid": self.grid,
             "temperature": self.temperature, "confidence_level": self.confidence_level,
+            "target": self.target, "sequential": self.sequential,
             "thresholds": [None if not np.isfinite(b) else float(b) for b in self.thresholds],
             "calibration": _json_safe(self.calibration),
         }
@@ -271,7 +286,8 @@ class CutoffPolicy:
             return cls(np.asarray(th), kind=str(d.get("kind", "topk")), eps=float(d.get("eps", 0.0)),
                        grid=int(d.get("grid", 100)), calibration=dict(d.get("calibration", {})),
                        temperature=float(d.get("temperature", 1.0)),
-                       confidence_level=d.get("confidence_level"))
+                       confidence_level=d.get("confidence_level"), target=str(d.get("target", "stable")),
+                       sequential=bool(d.get("sequential", False)))
         except KeyError as exc:
             raise ToolchainError("missing field", file=file, field=str(exc.args[0])) from exc
         except (TypeError, ValueError) as exc:
@@ -312,8 +328,27 @@ def _json_safe(x: Any) -> Any:
     return x
 
 
+def exit_right(outputs: Any, labels: Any, target: str = "stable") -> np.ndarray:
+    """``(N, T)`` bool: an exit at step t is right for calibration target ``target`` (see :data:`TARGETS`).
+
+    ``"stable"``: correct at t and at every later step (the published rule). ``"final"`` (**ours**): the prediction
+    at t equals the prediction at the last step T, so the exit cannot change the result of running to T; the labels
+    are not used (checked only for shape). The accuracy lost by exits calibrated this way is at most the share of
+    exits whose prediction differs from the one at T, which is what ``eps`` bounds; a sample that is wrong at T
+    may leave as soon as its (wrong) prediction has settled, which matters where accuracy is far from 100%."""
+    out = _check_outputs(outputs)
+    if target == "stable":
+        return stably_correct(correct_matrix(out, labels))
+    if target == "final":
+        _check_labels(labels, out.shape[0], out.shape[2])
+        pred = predictions(out)
+        return pred == pred[:, -1:]
+    raise InputError(f"unknown calibration target {target!r}; expected one of {TARGETS}", field="target")
+
+
 def calibrate(outputs: Any, labels: Any, eps: float = 0.01, grid: int = 100, kind: str = "topk",
-              temperature: Optional[float] = None, confidence_level: Optional[float] = None) -> CutoffPolicy:
+              temperature: Optional[float] = None, confidence_level: Optional[float] = None,
+              target: str = "stable", sequential: bool = False) -> CutoffPolicy:
     """Calibrate one exit threshold per step from outputs ``(N, T, C)`` (per-step, not accumulated) and labels.
 
     See the module docstring for the rule. ``kind="fixed"`` gives the fixed-T baseline (all thresholds inf).
@@ -323,6 +358,9 @@ def calibrate(outputs: Any, labels: Any, eps: float = 0.01, grid: int = 100, kin
     rather than the share itself, to reach ``1 - eps``. A threshold then needs support: a handful of exiting
     samples that happen to be right on the calibration set no longer suffices, which matters at the first steps
     with output and on small calibration sets; ``eps`` must then be > 0 for anyone to exit.
+    ``target`` (**ours**, default "stable" = published): what counts as a right exit, see :func:`exit_right`.
+    ``sequential`` (**ours**, default False = published): calibrate step t on the samples still running at t (those
+    the thresholds of earlier steps keep), the population that threshold meets at inference, rather than on all.
     """
     out = _check_outputs(outputs)
     lab = _check_labels(labels, out.shape[0], out.shape[2])
@@ -334,6 +372,8 @@ def calibrate(outputs: Any, labels: Any, eps: float = 0.01, grid: int = 100, kin
         raise InputError(f"must be at least 2, got {grid}", field="grid")
     if confidence_level is not None and not 0.0 < float(confidence_level) < 1.0:
         raise InputError(f"must be in (0, 1), got {confidence_level}", field="confidence_level")
+    if target not in TARGETS:
+        raise InputError(f"unknown calibration target {target!r}; expected one of {TARGETS}", field="target")
     acc = accumulate(out)
     correct = np.argmax(acc, axis=-1) == lab[:, None]
     if temperature is not None:
@@ -346,10 +386,10 @@ def calibrate(outputs: Any, labels: Any, eps: float = 0.01, grid: int = 100, kin
     if kind == "fixed":
         betas = np.full(out.shape[1], np.inf)
     else:
-        betas = _thresholds_for(confidence(acc, kind, temperature), stably_correct(correct), float(eps),
-                                int(grid), confidence_level)
+        betas = _thresholds_for(confidence(acc, kind, temperature), exit_right(out, lab, target), float(eps),
+                                int(grid), confidence_level, sequential=bool(sequential))
     policy = CutoffPolicy(betas, kind=kind, eps=float(eps), grid=int(grid), temperature=temperature,
-                          confidence_level=confidence_level)
+                          confidence_level=confidence_level, target=target, sequential=bool(sequential))
     res = evaluate(policy, out, lab)
     policy.calibration = {"samples": int(out.shape[0]), "accuracy_full": float(correct[:, -1].mean()),
                           "accuracy": res["accuracy"], "mean_steps": res["mean_steps"]}
@@ -451,7 +491,8 @@ DEFAULT_EPS_SWEEP = (0.0, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 
 
 
 def _crossfit(outputs: np.ndarray, labels: np.ndarray, eps: float, grid: int, kind: str,
-              confidence_level: Optional[float] = None, folds: int = 5) -> Dict[str, Any]:
+              confidence_level: Optional[float] = None, folds: int = 5, target: str = "stable",
+              sequential: bool = False) -> Dict[str, Any]:
     """K-fold cross-fitting (sample i in fold i mod k): each fold is scored with thresholds calibrated on the
     other folds, so no sample is scored by thresholds calibrated on itself."""
     n = outputs.shape[0]
@@ -460,7 +501,8 @@ def _crossfit(outputs: np.ndarray, labels: np.ndarray, eps: float, grid: int, ki
     fold = np.arange(n) % max(2, min(int(folds), n))
     for f in np.unique(fold):
         ev, cal = fold == f, fold != f
-        pol = calibrate(outputs[cal], labels[cal], eps=eps, grid=grid, kind=kind, confidence_level=confidence_level)
+        pol = calibrate(outputs[cal], labels[cal], eps=eps, grid=grid, kind=kind, confidence_level=confidence_level,
+                        target=target, sequential=sequential)
         r = evaluate(pol, outputs[ev], labels[ev])
         steps[ev], pred[ev] = r["steps"], r["predictions"]
     return {"accuracy": float((pred == labels).mean()), "mean_steps": float(steps.mean())}
@@ -468,19 +510,54 @@ def _crossfit(outputs: np.ndarray, labels: np.ndarray, eps: float, grid: int, ki
 
 def select_eps(outputs: Any, labels: Any, kind: str = "topk", max_drop: float = 0.002,
                eps_values: Sequence[float] = DEFAULT_EPS_SWEEP, grid: int = 100,
-               confidence_level: Optional[float] = None) -> Tuple[float, List[Dict[str, Any]]]:
+               confidence_level: Optional[float] = None, target: str = "stable",
+               sequential: bool = False) -> Tuple[float, List[Dict[str, Any]]]:
     """Pick ``eps`` on held-out calibration data: the value with the fewest mean steps among those whose 5-fold
     cross-fitted accuracy (each fifth scored with thresholds calibrated on the rest) is at most ``max_drop``
     (a fraction, 0.002 = 0.2 points) below the full run's on the same data. **(ours)** Returns ``(eps, sweep)``
     with ``sweep[i] = {"eps", "accuracy", "mean_steps"}``; falls back to the smallest ``eps`` when none meets
-    the bound."""
+    the bound. ``target`` and ``sequential`` as :func:`calibrate`."""
     out = _check_outputs(outputs)
     lab = _check_labels(labels, out.shape[0], out.shape[2])
     base = float(correct_matrix(out, lab)[:, -1].mean())
-    sweep = [{"eps": float(e), **_crossfit(out, lab, float(e), grid, kind, confidence_level)} for e in eps_values]
+    sweep = [{"eps": float(e), **_crossfit(out, lab, float(e), grid, kind, confidence_level, target=target,
+                                           sequential=sequential)} for e in eps_values]
     ok = [r for r in sweep if r["accuracy"] >= base - max_drop - 1e-12]
     best = min(ok, key=lambda r: (r["mean_steps"], r["eps"])) if ok else min(sweep, key=lambda r: r["eps"])
     return best["eps"], sweep
+
+
+#: the calibration rules :func:`select_rule` chooses among: (target, sequential)
+DEFAULT_RULES = (("stable", False), ("final", True))
+
+
+def select_rule(outputs: Any, labels: Any, kind: str = "topk", max_drop: float = 0.002,
+                rules: Sequence[Tuple[str, bool]] = DEFAULT_RULES, eps_values: Sequence[float] = DEFAULT_EPS_SWEEP,
+                grid: int = 100, confidence_level: Optional[float] = None) -> Tuple[Dict[str, Any], List[Dict[str, Any]]]:
+    """Pick the calibration rule (``target``, ``sequential``) and ``eps`` together on held-out data, as
+    :func:`select_eps` picks ``eps``: fewest 5-fold cross-fitted mean steps among the (rule, eps) pairs whose
+    cross-fitted accuracy is at most ``max_drop`` below the full run's (ties: the earlier rule, then the smaller
+    eps). **(ours)** Returns ``(best, sweep)``, each entry ``{"target", "sequential", "eps", "accuracy",
+    "mean_steps"}``; falls back to the first rule's smallest eps when no pair meets the bound."""
+    if not rules:
+        raise InputError("needs at least one (target, sequential) rule", field="rules")
+    out = _check_outputs(outputs)
+    lab = _check_labels(labels, out.shape[0], out.shape[2])
+    base = float(correct_matrix(out, lab)[:, -1].mean())
+    sweep: List[Dict[str, Any]] = []
+    for i, (target, seq) in enumerate(rules):
+        if target not in TARGETS:
+            raise InputError(f"unknown calibration target {target!r}; expected one of {TARGETS}", field="rules")
+        for e in eps_values:
+            sweep.append({"rule": i, "target": target, "sequential": bool(seq), "eps": float(e),
+                          **_crossfit(out, lab, float(e), grid, kind, confidence_level, target=target,
+                                      sequential=bool(seq))})
+    ok = [r for r in sweep if r["accuracy"] >= base - max_drop - 1e-12]
+    pool = ok if ok else [r for r in sweep if r["rule"] == 0]
+    key = (lambda r: (r["mean_steps"], r["rule"], r["eps"])) if ok else (lambda r: r["eps"])
+    best = dict(min(pool, key=key))
+    best.pop("rule")
+    return best, sweep
 
 
 def tradeoff_curves(cal_outputs: Any, cal_labels: Any, outputs: Any, labels: Any,
