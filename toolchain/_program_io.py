@@ -25,8 +25,10 @@ FORMAT_NAME = "snn-toolchain-program"
 #: version 1 and 2 builds unchanged).
 #: version 4 added sigma-delta groups (optional ``sdn`` key per group, arrays ``g/<i>/sdn_vth``, ``g/<i>/sdn_bias``);
 #: LIF-only Programs are still written as version 3, so older readers keep reading them.
-FORMAT_VERSION = 4
-READABLE_VERSIONS = (1, 2, 3, 4)
+#: version 5 added the per-group ``u_init`` array (``g/<i>/u_init``, written only when some group's is not 0:
+#: other Programs keep their version, and an older reader refuses a build it would run with ``u = 0``).
+FORMAT_VERSION = 5
+READABLE_VERSIONS = (1, 2, 3, 4, 5)
 JSON_FILE = "program.json"
 ARRAYS_FILE = "arrays.npz"
 
@@ -95,6 +97,8 @@ def _encode(p: Program) -> tuple:
     for i, g in enumerate(p.groups.values()):
         for f in ("du", "dv", "vth", "bias_mant", "bias_exp", "v_init"):
             arrays[f"g/{i}/{f}"] = getattr(g, f)
+        if np.any(g.u_init):
+            arrays[f"g/{i}/u_init"] = g.u_init
         doc_g = {"name": g.name, "shape": list(g.shape), "reset_mode": g.reset_mode, "spiking": g.spiking,
                  "source": g.source}
         if g.reset_interval:
@@ -123,7 +127,8 @@ def _encode(p: Program) -> tuple:
             {"core": c.core, "chip": c.chip, "neurons": c.neurons, "synapse_bits": c.synapse_bits,
              "state_bits": c.state_bits, "input_axons": c.input_axons, "output_axons": c.output_axons,
              "profiles": c.profiles, "groups": list(c.groups)} for c in pl.cores]}
-    version = FORMAT_VERSION if any(g.sdn is not None for g in p.groups.values()) else 3
+    version = (5 if any(np.any(g.u_init) for g in p.groups.values())
+               else 4 if any(g.sdn is not None for g in p.groups.values()) else 3)
     doc = {"format": FORMAT_NAME, "version": version, "target": p.target, "dt": p.dt, "output": p.output,
            "groups": groups, "synapses": syns,
            "inputs": [{"name": q.name, "shape": list(q.shape), "num_message_bits": q.num_message_bits,
@@ -187,7 +192,7 @@ def _decode(doc: Dict[str, Any], arrays: Dict[str, np.ndarray], root: Path) -> P
         groups = [NeuronGroup(g["name"], tuple(g["shape"]), *(arrays[f"g/{i}/{f}"] for f in
                                                              ("du", "dv", "vth", "bias_mant", "bias_exp")),
                               reset_mode=g["reset_mode"], spiking=g["spiking"], source=g["source"],
-                              v_init=arrays.get(f"g/{i}/v_init", 0),
+                              v_init=arrays.get(f"g/{i}/v_init", 0), u_init=arrays.get(f"g/{i}/u_init", 0),
                               reset_interval=g.get("reset_interval", 0), reset_offset=g.get("reset_offset", 0),
                               sdn=_sdn_from(g.get("sdn"), i, arrays))
                   for i, g in enumerate(doc["groups"])]

@@ -192,8 +192,14 @@ def effect_graph(gn: ir.Graph, program: Program, effects: Sequence[str]) -> ir.G
             parts = [r for r in (_realised(program, f"{p}.bias{sfx}") for sfx in ("", "_pos", "_neg"))
                      if r is not None]
             B = fx.effective_bias(grp.bias_mant, grp.bias_exp).astype(np.float64)  # v units per step
+            rem = program.quant_report.get("groups", {}).get(p, {}).get("bias_current_remainder")
             if parts:  # carried by the current: the Affine bias the synapses realise (exponents >= 0: exact)
                 a = np.sum([r[0][:, 0] for r in parts], axis=0)
+                if rem is not None:  # the remainder r (v units per step) the voltage bias and u_init carry for it:
+                    # a current input of r·(1 − k) per step, k the current's decay (the float model's own here)
+                    r = np.asarray(rem, dtype=np.float64)
+                    a = a + r * (m.ratio_u if m.ratio_u is not None else 1.0) / 64.0
+                    B = B - r
                 for k, aff in enumerate(affs):
                     nodes[aff] = nodes[aff].replace(bias=a / gain if k == 0 else np.zeros(node.size))
             elif affs and isinstance(node, (ir.CubaLIF, ir.CubaLI, ir.LIF, ir.LI)):

@@ -64,7 +64,7 @@ __all__ = [
     "SIGN_MODES", "wrap_int32", "truncation_bits", "weight_range", "lava_weights", "representable_weights",
     "is_representable", "shift_activation", "synaptic_input", "decay_rtz", "wrap_current", "effective_bias",
     "effective_threshold", "decay_factor", "lif_subthreshold", "lif_fire", "lif_update", "lif_step",
-    "bias_onset_voltage",
+    "bias_onset_voltage", "bias_current_start",
 ]
 
 #: u and v are 24-bit signed state variables (``lif/models.py`` L101-102).
@@ -468,8 +468,48 @@ def lif_step(u: np.ndarray, v: np.ndarray, a_in: np.ndarray, du: ArrayLike, dv: 
                       effective_threshold(vth), reset_mode == "subtract")
 
 
+def bias_current_start(du: ArrayLike, remainder: ArrayLike, steps: int) -> Tuple[np.ndarray, np.ndarray]:
+    """Initial currents ``u_init`` that carry the transient of the bias part the integer synapses cannot; returns
+    ``(u_init, residual)``.
+
+    Why: a CubaLIF's Affine bias ``a`` (a_in units per step, which the float model filters through ``tau_syn``)
+    reaches the current through synapses from an always-on neuron, but those carry only an integer ``a'``. The
+    rest is given as a constant voltage bias ``r`` (integer v units per step: the value ``u`` would settle at).
+    The float current it stands for rises from rest as ``r·(1 − k^(t+1))`` (``k = (4095 − du)/4096``): the
+    constant ``r`` less a transient ``r·k^(t+1)``, which is what ``u`` does by itself when it enters the
+    group's first input step (``steps`` steps after step 0: its latency) at ``−r``. So ``u_init`` (the current
+    before step 0, no input until then) is chosen per neuron such that ``u`` decayed ``steps + 1`` times (what
+    the first input step inherits) equals ``decay_rtz(−r, du + 1)``; each decay maps the integers onto a
+    contiguous range and is monotone, so a bisection finds an exact start unless it would exceed 2^23 − 1.
+    ``remainder``: ``r`` (int); ``residual``: int32, reached minus wanted (0: exact).
+    """
+    r = np.asarray(remainder).astype(np.int64)
+    du = np.broadcast_to(np.asarray(du).astype(np.int64), r.shape)
+    steps = max(int(steps), 0)
+    want = decay_rtz(-r, du + DS_OFFSET).astype(np.int64)
+
+    def end(u0: np.ndarray) -> np.ndarray:
+        u = u0.astype(np.int64)
+        for _ in range(steps + 1):
+            u = decay_rtz(u, du + DS_OFFSET).astype(np.int64)
+        return u
+
+    lo, hi = np.full(r.shape, V_MIN, np.int64), np.full(r.shape, V_MAX, np.int64)
+    while np.any(lo < hi):  # smallest start with end >= want (V_MAX where none)
+        mid = (lo + hi) // 2
+        ge = end(mid) >= want
+        hi, lo = np.where((lo < hi) & ge, mid, hi), np.where((lo < hi) & ~ge, mid + 1, lo)
+    best = np.zeros(r.shape, np.int64)
+    for c in (lo, np.maximum(lo - 1, V_MIN)):
+        e_c, e_b = np.abs(end(c) - want), np.abs(end(best) - want)
+        best = np.where((e_c < e_b) | ((e_c == e_b) & (np.abs(c) < np.abs(best))), c, best)
+    best = np.where(r == 0, 0, best)
+    return best.astype(np.int32), (end(best) - want).astype(np.int32)
+
+
 def bias_onset_voltage(dv: ArrayLike, vth: ArrayLike, bias_mant: ArrayLike, bias_exp: ArrayLike, steps: int,
-                       reset_mode: str = "zero") -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+                       reset_mode: str = "zero", u_init: Optional[ArrayLike] = None, du: ArrayLike = 0
+                       ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Initial voltages that hide a neuron's bias for its first ``steps`` steps; returns
     ``(v_init, residual, early)``.
 
@@ -485,7 +525,9 @@ def bias_onset_voltage(dv: ArrayLike, vth: ArrayLike, bias_mant: ArrayLike, bias
     bisection on the sub-threshold map ``v ↦ clip(decay_rtz(v, dv) + bias)`` iterated ``steps`` times (monotone
     non-decreasing in the start value): the smallest start whose ``v_L ≥ 0``, or the one below it, or 0 —
     whichever leaves the smallest ``|residual|`` (then the smallest ``|v_L|``). A start that would spike on the way
-    (a bias large against the threshold) is lowered to the largest start that does not. ``residual``: int32, the
+    (a bias large against the threshold) is lowered to the largest start that does not. With ``u_init`` (and the
+    group's ``du``) the current starts there and decays on the way (no input), adding to ``v`` at every step as
+    Lava's LIF does (:func:`bias_current_start`). ``residual``: int32, the
     voltage offset carried into the first input step (0: exact). It is not 0 when no start can hide the bias —
     ``dv`` near 4096 with a bias of more than ``4096 / (4096 − dv)``, saturation at ±(2^23 − 1), rounding gaps, or
     a start lowered to avoid a spike. ``early``: bool, the neuron spikes during those steps from every start (a
@@ -497,21 +539,28 @@ def bias_onset_voltage(dv: ArrayLike, vth: ArrayLike, bias_mant: ArrayLike, bias
     n = bias.shape
     dv = np.broadcast_to(np.asarray(dv).astype(np.int64), n)
     vth = np.broadcast_to(np.asarray(vth).astype(np.int64), n)
+    du = np.broadcast_to(np.asarray(du).astype(np.int64), n)
+    u0 = np.zeros(n, np.int64) if u_init is None else np.broadcast_to(np.asarray(u_init).astype(np.int64), n)
     zero = np.zeros(n, np.int64)
-    if steps <= 0 or not np.any(bias):
+    if steps <= 0 or not (np.any(bias) or np.any(u0)):
         return np.zeros(n, np.int32), np.zeros(n, np.int32), np.zeros(n, bool)
+    us = []  # the current at each of those steps: u_init decayed, no input (Lava's 24-bit wrap)
+    u = u0.astype(np.int32)
+    for _ in range(steps):
+        u = wrap_current(decay_rtz(u, du + DS_OFFSET)).astype(np.int32)
+        us.append(u.astype(np.int64))
 
     def end(v0: np.ndarray) -> np.ndarray:  # the sub-threshold map, ``steps`` times (int64, exact)
         v = v0.astype(np.int64)
-        for _ in range(steps):
-            v = np.clip(decay_rtz(v, dv + DM_OFFSET).astype(np.int64) + bias, V_MIN, V_MAX)
+        for k in range(steps):
+            v = np.clip(decay_rtz(v, dv + DM_OFFSET).astype(np.int64) + us[k] + bias, V_MIN, V_MAX)
         return v
 
     def spikes_on_way(start: np.ndarray) -> np.ndarray:
-        u, v = np.zeros(n, np.int32), start.astype(np.int32)
+        u, v = u0.astype(np.int32), start.astype(np.int32)
         hit = np.zeros(n, bool)
         for _ in range(steps):
-            u, v, s = lif_step(u, v, np.zeros(n, np.int32), 0, dv, vth, bias_mant, bias_exp, reset_mode)
+            u, v, s = lif_step(u, v, np.zeros(n, np.int32), du, dv, vth, bias_mant, bias_exp, reset_mode)
             hit |= s
         return hit
 
@@ -526,7 +575,7 @@ def bias_onset_voltage(dv: ArrayLike, vth: ArrayLike, bias_mant: ArrayLike, bias
         r_c, r_b = np.abs(decay_rtz(e_c, dv + DM_OFFSET)), np.abs(decay_rtz(e_b, dv + DM_OFFSET))
         better = (r_c < r_b) | ((r_c == r_b) & (np.abs(e_c) < np.abs(e_b)))
         best = np.where(better, cand, best)
-    best = np.where(bias == 0, 0, best)
+    best = np.where((bias == 0) & (u0 == 0), 0, best)
     bad = spikes_on_way(best)
     if np.any(bad):  # largest start below that does not spike (spiking on the way is monotone in the start)
         lo, hi = np.where(bad, V_MIN, best), best.copy()

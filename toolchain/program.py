@@ -64,8 +64,12 @@ class NeuronGroup:
     ``vth`` to its maximum and reports the headroom of ``v`` below it.
     ``source``: the IR node this group was compiled from; ``shape``: that node's per-sample shape.
     ``v_init``  int32, 24-bit signed [-(2^23 - 1), 2^23 - 1]: ``v`` at step 0 (Lava LIF's ``v`` Var initial
-              value; ``u`` always starts at 0). The quantiser sets it so that the bias stays hidden until the
-              group's input arrives (:func:`toolchain.fixedpoint.bias_onset_voltage`); 0 otherwise.
+              value). The quantiser sets it so that the bias stays hidden until the group's input arrives
+              (:func:`toolchain.fixedpoint.bias_onset_voltage`); 0 otherwise.
+    ``u_init``  int32, 24-bit signed [-(2^23 - 1), 2^23 - 1]: ``u`` before step 0 (Lava LIF's ``u`` Var initial
+              value, decayed at step 0 like any state). The quantiser sets it for a CubaLIF whose Affine bias
+              reaches the current (``cuba_bias="current"``): its decay carries the transient of the bias part the
+              integer synapses cannot (:func:`toolchain.fixedpoint.bias_current_start`); 0 otherwise.
     ``sdn``: None for a CUBA LIF group; :class:`SigmaDeltaParams` for a sigma-delta (graded spike) group, whose
               LIF fields are then unused (build one with :func:`sigma_delta_group`).
     ``reset_interval``, ``reset_offset``: lava-dl's periodic state reset (Lava's ``LIFReset``,
@@ -88,6 +92,7 @@ class NeuronGroup:
     reset_interval: int = 0
     reset_offset: int = 0
     sdn: Optional["SigmaDeltaParams"] = None
+    u_init: Any = 0
 
     def __post_init__(self) -> None:
         shape = tuple(int(s) for s in np.atleast_1d(self.shape))
@@ -116,6 +121,8 @@ class NeuronGroup:
         object.__setattr__(self, "bias_exp", _int_field(self.bias_exp, n, np.int16, 0, 7, self.name, "bias_exp"))
         object.__setattr__(self, "v_init", _int_field(self.v_init, n, np.int32, -(2 ** 23 - 1), 2 ** 23 - 1,
                                                       self.name, "v_init"))
+        object.__setattr__(self, "u_init", _int_field(self.u_init, n, np.int32, -(2 ** 23 - 1), 2 ** 23 - 1,
+                                                      self.name, "u_init"))
         if self.reset_mode not in ("zero", "subtract"):
             raise GraphError(f"must be 'zero' or 'subtract', got {self.reset_mode!r}", node=self.name,
                              field="reset_mode")

@@ -214,7 +214,8 @@ def build_network(program: Program, inputs: Mapping[str, np.ndarray], steps: int
             continue
         cls, kw = _lif_class(L, name, g)
         bias = bias_in[name][0] if name in bias_in and steps > 0 else g.bias_mant
-        neurons[name] = cls(shape=(g.size,), v=_param(g.v_init), du=_param(g.du), dv=_param(g.dv),
+        neurons[name] = cls(shape=(g.size,), u=_param(g.u_init), v=_param(g.v_init), du=_param(g.du),
+                            dv=_param(g.dv),
                             vth=_param(g.vth), bias_mant=np.asarray(bias).astype(np.int64),
                             bias_exp=g.bias_exp.astype(np.int64), name=f"lif_{name}", **kw)
     synapses = {}
@@ -574,7 +575,8 @@ def build_batched_network(program: Program, inputs: Mapping[str, np.ndarray], st
                                    for g in names])
 
         cls, kw = _lif_class(L, names[0], grp[0])
-        proc = cls(shape=(o,), v=_param(cat(lambda g: g.v_init)), du=_param(cat(lambda g: g.du)),
+        proc = cls(shape=(o,), u=_param(cat(lambda g: g.u_init)), v=_param(cat(lambda g: g.v_init)),
+                   du=_param(cat(lambda g: g.du)),
                    dv=_param(cat(lambda g: g.dv)), vth=_param(cat(lambda g: g.vth)),
                    bias_mant=bias_at(0) if steps > 0 else cat(lambda g: g.bias_mant),
                    bias_exp=cat(lambda g: g.bias_exp), name=f"lif_{names[0]}" + ("_pool" if len(names) > 1 else ""),

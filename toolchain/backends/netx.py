@@ -393,6 +393,11 @@ def _check_group(group: NeuronGroup) -> None:
                              "bias until its input arrives); compile with align_bias=False (snnc compile "
                              "--no-align-bias), or use compile_for_netx, to export it", node=group.name,
                              field="v_init")
+    if np.any(group.u_init):
+        raise ToolchainError("a netx file cannot set an initial current (the group starts its current so that the "
+                             "part of its bias the synapses cannot carry rises as in the float model); compile "
+                             "with align_bias=False (snnc compile --no-align-bias), or use compile_for_netx, to "
+                             "export it", node=group.name, field="u_init")
 
 
 @dataclass

@@ -527,10 +527,12 @@ def quantise(graph: Graph, target: TargetSpec, options: Optional[QuantOptions] =
         S = 64.0 * q / m.theta
         v_scale[p] = float(S[0]) if np.all(S == S[0]) else S.tolist()
         per_group_w[p] = []
-        frac = np.zeros(n)  # a_in per step the current-bias synapses cannot carry (|frac| <= 1/2)
+        du, dv, dinfo = _decays(node, m, target, warn)
+        frac = np.zeros(n)  # a_in per step the current-bias synapses leave to the voltage bias and u_init
         for ch, x in zip(into[p], xs):
             if ch.src == BIAS_GROUP:
-                entries, f = _bias_synapses(ch, x * q, target)
+                shift = _bias_shift(x * q, bias_unit * q, du, target) if opts.align_bias else None
+                entries, f = _bias_synapses(ch, x * q, target, shift)
                 per_group_w[p] += entries
                 frac += f
             else:
@@ -542,7 +544,6 @@ def quantise(graph: Graph, target: TargetSpec, options: Optional[QuantOptions] =
                     per_group_w[p].append((_Chain(name, Linear(name, weight=ch.node.weight), ch.src, ch.dst,
                                                   ch.graph_delay, ch.src_delay, ch.dst_delay), lo))
         wqs = [wq for _, wq in per_group_w[p]]
-        du, dv, dinfo = _decays(node, m, target, warn)
         # the sub-unit remainder of a current bias goes into the voltage bias at its steady-state value
         # (u gains 64 f per step and keeps (4095 - du)/4096 of itself: it settles at 64 f 4096/(du + 1))
         B = bias_unit * q + 64.0 * frac * target.decay_unity / (du + 1.0)
@@ -550,9 +551,12 @@ def quantise(graph: Graph, target: TargetSpec, options: Optional[QuantOptions] =
         bscale = float(np.max(np.abs(B))) if n else 0.0
         if bscale > 0 and np.any(np.abs(breal - B) > 0.5 * 2 ** target.bias_exp_max + 1e-9):
             warn.append(f"{node.kind} '{p}': bias clipped to the {target.bias_mant_bits}-bit mantissa")
-        v_init, onset = _bias_onset(p, node.kind, dv, vth, bm, be, lat[p], m.reset_mode, m.spiking, opts, warn)
+        u_init, rem = _bias_transient(p, node.kind, carried, bias_unit * q, breal, du, lat[p], opts, target, warn)
+        v_init, onset = _bias_onset(p, node.kind, dv, vth, bm, be, lat[p], m.reset_mode, m.spiking, opts, warn,
+                                    u_init, du)
         groups[p] = NeuronGroup(p, tuple(shapes.get(p, node.shape)), du, dv, np.full(n, vth), bm, be,
-                                reset_mode=m.reset_mode, spiking=m.spiking, source=p, v_init=v_init)
+                                reset_mode=m.reset_mode, spiking=m.spiking, source=p, v_init=v_init,
+                                u_init=u_init)
         u_bound, v_bound = _bounds(wqs, [ch for ch, _ in per_group_w[p]], du, dv, breal, target, opts)
         if m.spiking:
             # above the threshold v resets: it reaches at most vth << 6 plus one step's u and bias; below, the
@@ -575,6 +579,8 @@ def quantise(graph: Graph, target: TargetSpec, options: Optional[QuantOptions] =
             "cuba_bias": ("current" if carried else "fold" if isinstance(node, (CubaLIF, CubaLI))
                           and np.any(bias_aff != 0) else None),
         }
+        if rem is not None:  # the current's sub-unit bias: constant in the voltage bias, transient in u_init
+            qrep_g[p]["bias_current_remainder"] = [int(r) for r in rem]
         if not m.spiking and v_bound is not None and v_bound > target.vth_max * 64:
             warn.append(f"readout '{p}': worst-case |v| {v_bound:.3g} exceeds vth << 6; it could spike or saturate")
 
@@ -672,13 +678,38 @@ def _cuba_bias_chains(graph: Graph, pops: List[str], into: Dict[str, List[_Chain
     return out
 
 
-def _bias_synapses(ch: _Chain, a: np.ndarray, target: TargetSpec) -> Tuple[List[Tuple[_Chain, _WQ]], np.ndarray]:
-    """Synapse groups from :data:`BIAS_GROUP` that add the integer part of ``a`` (a_in per step, per neuron) to the
-    current exactly: one mixed-sign group with exponent >= 1 for the bulk (when some |a| exceeds 255) and
-    exponent-0 excitatory / inhibitory groups (any integer in [-255, 255]) for the rest; every group's shift is
-    then exact for the single always-on spike. Returns the groups and the remainder ``a - realised`` (|.| <= 1/2
-    unless the bias exceeds the 8-bit range at the largest exponent)."""
-    a_int = np.rint(a)
+#: How far (a_in units) :func:`_bias_shift` may move a bias synapse's integer from the nearest one.
+BIAS_SHIFT_MAX = 4
+
+
+def _bias_shift(a: np.ndarray, volt: np.ndarray, du: np.ndarray, target: TargetSpec) -> np.ndarray:
+    """Per neuron, the integer ``j`` (|j| <= :data:`BIAS_SHIFT_MAX`) to add to ``rint(a)`` so that the remainder
+    the voltage bias must hold, ``(a − a')·64·4096/(du + 1)`` v units per step plus the group's own voltage bias
+    ``volt``, lies nearest an integer: u_init carries the remainder's transient exactly whatever its size
+    (:func:`toolchain.fixedpoint.bias_current_start`), so only the voltage bias's rounding is left, and with a
+    step ``64·4096/(du + 1)`` that is not an integer some nearby ``a'`` rounds far less (ties: smallest |j|)."""
+    j = np.arange(-BIAS_SHIFT_MAX, BIAS_SHIFT_MAX + 1)[np.argsort(np.abs(np.arange(-BIAS_SHIFT_MAX,
+                                                                                     BIAS_SHIFT_MAX + 1)),
+                                                                  kind="stable")]
+    base = np.rint(a)
+    step = 64.0 * target.decay_unity / (du.astype(np.float64) + 1.0)
+    r = (a[None, :] - base[None, :] - j[:, None]) * step[None, :] + volt[None, :]
+    err = np.abs(r - np.rint(r))
+    ok = np.abs(base[None, :] + j[:, None]) <= 255 * 2.0 ** target.weight_exp_max  # stays representable
+    err = np.where(ok, err, np.inf)
+    best = np.argmin(err, axis=0)  # first minimum: the smallest |j| among ties
+    return j[best].astype(np.float64)
+
+
+def _bias_synapses(ch: _Chain, a: np.ndarray, target: TargetSpec, shift: Optional[np.ndarray] = None
+                   ) -> Tuple[List[Tuple[_Chain, _WQ]], np.ndarray]:
+    """Synapse groups from :data:`BIAS_GROUP` that add an integer ``a'`` near ``a`` (a_in per step, per neuron;
+    ``rint(a) + shift``, default the nearest) to the current exactly: one mixed-sign group with exponent >= 1 for
+    the bulk (when some |a'| exceeds 255) and exponent-0 excitatory / inhibitory groups (any integer in
+    [-255, 255]) for the rest; every group's shift is then exact for the single always-on spike. Returns the
+    groups and the remainder ``a - realised`` (|.| <= 1/2 + |shift| unless the bias exceeds the 8-bit range at
+    the largest exponent)."""
+    a_int = np.rint(a) + (0.0 if shift is None else shift)
     out: List[Tuple[_Chain, _WQ]] = []
     real = np.zeros_like(a)
     scale = float(np.max(np.abs(a))) if a.size else 0.0
@@ -700,19 +731,45 @@ def _bias_synapses(ch: _Chain, a: np.ndarray, target: TargetSpec) -> Tuple[List[
     return out, a - real
 
 
+def _bias_transient(name: str, kind: str, carried: bool, volt: np.ndarray, breal: np.ndarray, du: np.ndarray,
+                    latency: int, opts: QuantOptions, target: TargetSpec, warn: List[str]
+                    ) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+    """``u_init`` of a group whose Affine bias reaches the current (``carried``) and the integer remainder ``r``
+    (v units per step) the voltage bias holds for the current: the realised voltage bias ``breal`` less the
+    group's own voltage bias ``volt`` (v_leak; rounded). With ``u_init`` from
+    :func:`toolchain.fixedpoint.bias_current_start` the current then rises from rest as the float model's does,
+    for the bias ``a' + r·(du + 1)/(64·4096)`` (a_in units; ``a'`` the synapses' integer part): exact on that grid
+    instead of a one-time voltage offset. Only with ``align_bias`` (netx cannot set initial states); else zeros and
+    ``None``."""
+    n = du.size
+    if not carried or not opts.align_bias:
+        return np.zeros(n, np.int32), None
+    rem = np.rint(breal - np.rint(volt)).astype(np.int64)
+    if not np.any(rem):
+        return np.zeros(n, np.int32), rem
+    u0, res = fx.bias_current_start(du, rem, latency)
+    if np.any(res):
+        warn.append(f"{kind} '{name}': {int(np.count_nonzero(res))} of {n} neuron(s) cannot start their current so "
+                    f"that the bias remainder rises as in the float model (|u_init| would pass 2^23 - 1); up to "
+                    f"{int(np.abs(res).max())} (u units) is left in their first input step")
+    return u0, rem
+
+
 def _bias_onset(name: str, kind: str, dv: np.ndarray, vth: int, bm: np.ndarray, be: np.ndarray,
-                latency: int, reset_mode: str, spiking: bool, opts: QuantOptions, warn: List[str]
-                ) -> Tuple[np.ndarray, Dict[str, Any]]:
+                latency: int, reset_mode: str, spiking: bool, opts: QuantOptions, warn: List[str],
+                u_init: Optional[np.ndarray] = None, du: Any = 0) -> Tuple[np.ndarray, Dict[str, Any]]:
     """``v_init`` of one group and its account for the quantisation report: ``bias_onset`` "none" (no bias or no
     latency), "off" (option), "aligned" (every neuron exact) or "partial", and ``bias_onset_residual_max`` (the
     largest voltage offset, in v units, a neuron carries into its first input step). Warns when a neuron's
     offset exceeds 1% of its threshold (spiking) or of its bias (readout)."""
     n = bm.size
-    if not np.any(bm) or latency <= 0:
+    has_u = u_init is not None and np.any(u_init)
+    if not (np.any(bm) or has_u) or latency <= 0:
         return np.zeros(n, np.int32), {"bias_onset": "none", "bias_onset_residual_max": 0}
     if not opts.align_bias:
         return np.zeros(n, np.int32), {"bias_onset": "off", "bias_onset_residual_max": None}
-    v0, res, early = fx.bias_onset_voltage(dv, np.full(n, vth), bm, be, latency, reset_mode)
+    v0, res, early = fx.bias_onset_voltage(dv, np.full(n, vth), bm, be, latency, reset_mode,
+                                           u_init if has_u else None, du)
     res = np.abs(res.astype(np.int64))
     scale = fx.effective_threshold(np.full(n, vth)) if spiking else np.abs(fx.effective_bias(bm, be))
     big = int((res > 0.01 * scale).sum())

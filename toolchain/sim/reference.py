@@ -626,6 +626,7 @@ class _Group:
     sdn_vth: Any = None          # its scaled threshold and bias (toolchain.fixedpoint_sdn.scaled_param)
     sdn_bias: Any = None
     in_bound: int = 0            # max |a_in| (sum of the out_bound of the synapse groups into it)
+    u_init: Any = 0              # int32 (n,): u before step 0 (NeuronGroup.u_init)
 
     def sdn_state(self, batch: int) -> Tuple[np.ndarray, np.ndarray]:
         """Zero state of a sigma-delta group: ``(sigma (B, n), rest (B, 3, n))`` int32 with rest = act, residue,
@@ -672,6 +673,7 @@ def _compile_group(program: Program, name: str, in_bound: int) -> _Group:
                  g.du.astype(np.int64), g.dv.astype(np.int64), g.vth.astype(np.int64), g.bias_mant.astype(np.int16),
                  g.bias_exp.astype(np.int16), g.v_init.astype(np.int32), g.reset_interval, g.reset_offset)
     out.in_bound = int(in_bound)
+    out.u_init = np.broadcast_to(np.asarray(g.u_init, np.int32), (g.size,))
     if g.sdn is not None:
         from ..fixedpoint_sdn import scaled_param
         out.sdn = g.sdn
@@ -722,9 +724,10 @@ class _InPlaceOps:
         self.reset_bounds()
 
     def reset_bounds(self) -> None:
-        """Bounds of the initial state: u = 0, v = v_init."""
+        """Bounds of the initial state: u = u_init, v = v_init."""
         lay = self.layer
-        self.u_lo = self.u_hi = 0.0
+        self.u_lo = min(float(lay._u_init.min()), 0.0) if lay.n else 0.0
+        self.u_hi = max(float(lay._u_init.max()), 0.0) if lay.n else 0.0
         self.v_lo = min(float(lay._v_init.min()), 0.0) if lay.n else 0.0
         self.v_hi = max(float(lay._v_init.max()), 0.0) if lay.n else 0.0
 
@@ -857,6 +860,7 @@ class _FastLayer:
         # 0 with or without the clip
         self.clip_high = bool(self.sub_runs) or bool(self.n and self._vth.max() >= fx.V_MAX)
         self._v_init = cat([np.broadcast_to(g.v_init, (g.n,)) for g in groups]).astype(np.int64)
+        self._u_init = cat([np.broadcast_to(g.u_init, (g.n,)) for g in groups]).astype(np.int64)
         # int32 state needs the thresholds (compared with v) and biases (added to v) inside int32, with room:
         # Lava's 17-bit vth << 6 and 13-bit bias_mant << 3-bit bias_exp are far inside
         self._int_ok = bool(self.n == 0 or max(np.abs(self._vth).max(), np.abs(self._bias).max()) <= 2 ** 24)
@@ -889,7 +893,7 @@ class _FastLayer:
         dt = np.int32 if self.int_state else np.float64
         self.vth, self.bias = self._vth.astype(dt), self._bias.astype(dt)
         self._c = (dt(2 * fx.MAX_UV), dt(fx.V_MIN), dt(fx.V_MAX))
-        self.u = np.zeros((batch, self.n), dt)
+        self.u = np.repeat(self._u_init.astype(dt)[None, :], batch, axis=0)
         self.v = np.repeat(self._v_init.astype(dt)[None, :], batch, axis=0)
         self.slots = [np.zeros((batch, self.n), np.float32) for _ in range(self.n_slots)]
         self.ops.reset_bounds()
@@ -1025,7 +1029,8 @@ def simulate(program: Program, x: Union[np.ndarray, Mapping[str, np.ndarray]], s
 
     layer.init_state(batch)
     state = {g.name: g.sdn_state(batch) if g.sdn is not None else
-             (np.zeros((batch, g.n), np.int32), np.repeat(g.v_init[None, :], batch, axis=0)) for g in exact_groups}
+             (np.repeat(np.asarray(g.u_init, np.int32)[None, :], batch, axis=0),
+              np.repeat(g.v_init[None, :], batch, axis=0)) for g in exact_groups}
     queues = {s.name: [None] * (s.delay + 1) for s in syns if not fast_group[s.dst]}  # slot t % (d+1)
     active = np.arange(batch)
     all_active = True

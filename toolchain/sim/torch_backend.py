@@ -158,6 +158,7 @@ class Grp:
     wrap_free: bool = False
     bias_port: Optional[str] = None
     has_bias: bool = True
+    u_init: Optional[torch.Tensor] = None  # u before step 0 (NeuronGroup.u_init); None: zeros
 
     def resets_at(self, t: int) -> bool:
         """Lava's ``LIFReset``: u = v = 0 before the update of 0-based step ``t`` (as the numpy simulator)."""
@@ -250,7 +251,8 @@ def plan(program: Program, device: Union[str, torch.device, None] = "cpu", masks
                           vec(fx.effective_threshold(c.vth)), bool(c.subtract), bool(g.spiking), vec(c.v_init),
                           vec(2.0 ** c.bias_exp.astype(np.float64)), int(c.reset_interval), int(c.reset_offset),
                           in_bound[name] < R._FAST_LIF_BOUND, bias_port.get(name),
-                          name not in bias_port and bool(np.any(fx.effective_bias(c.bias_mant, c.bias_exp)))))
+                          name not in bias_port and bool(np.any(fx.effective_bias(c.bias_mant, c.bias_exp))),
+                          vec(c.u_init)))
     p = Plan(groups, syns, ports, program.output, dev, {q.name: q.kind for q in program.inputs})
     p.by_name = {g.name: g for g in groups}
     if len(groups) > 1:
@@ -274,7 +276,8 @@ def _merge(groups: Sequence[Grp]) -> Tuple[Grp, Dict[str, slice]]:
     m = Grp("*", (off,), off, cat([g.fu for g in groups]), cat([g.fv for g in groups]),
             cat([g.bias for g in groups]), cat([g.vth64 for g in groups]), subtract, True,
             cat([g.v_init for g in groups]), cat([g.bias_scale for g in groups]), 0, 0,
-            all(g.wrap_free for g in groups), None, any(g.has_bias for g in groups))
+            all(g.wrap_free for g in groups), None, any(g.has_bias for g in groups),
+            cat([g.u_init if g.u_init is not None else torch.zeros_like(g.v_init) for g in groups]))
     return m, slices
 
 
@@ -362,7 +365,8 @@ def run(p: Plan, inputs: Mapping[str, torch.Tensor], steps: int, record: Sequenc
     units = [merged] if merged is not None else p.groups
     unit_of = {g.name: ("*" if merged is not None else g.name) for g in p.groups}
     sl_of = {g.name: (p.slices[g.name] if merged is not None else slice(None)) for g in p.groups}
-    state = {u.name: (torch.zeros(batch, u.n, **f64), u.v_init.expand(batch, u.n).clone()) for u in units}
+    state = {u.name: (torch.zeros(batch, u.n, **f64) if u.u_init is None else u.u_init.expand(batch, u.n).clone(),
+                      u.v_init.expand(batch, u.n).clone()) for u in units}
     queues: Dict[str, List[Optional[torch.Tensor]]] = {s.name: [None] * (s.delay + 1) for s in p.syns}
     tr = Trace({g: [] for g in keep}, {g: [] for g in keep}, {g: [] for g in keep}, {g: [] for g in keep}, [],
                np.full(batch, steps, np.int64))
