@@ -23,21 +23,49 @@ reference throughput / Lava throughput, steady and per run. Bit-exactness: the o
 both simulators, and every spike, u and v of every group of the first sample (a recorded run).
 
 **Batched Lava** (second table): ``run_lava(..., batch_mode="batched")`` runs a batch of ``--lava-batch`` samples
-(default 32) as one Lava process graph (block-diagonal ``Sparse`` synapses, B-wide LIFs, records handed back
-through files: ``toolchain.backends.lava.build_batched_network``) against one network per sample
-(``batch_mode="per_sample"``: Lava's Dense processes, read back with ``Var.get``), and, to separate the two
-effects, the batched builder on a single sample. All warmed up, on runs of ``--lava-steps`` steps (default 200;
-short run a fifth: Lava's start-up jitter is large against a 50-step run of one network), medians of 5 (quick: 3)
-with the modes measured alternately so that load from other processes falls on all. Bit-exact: the batch's
-outputs against the reference, and every spike, u and v of a recorded batched run of 4 samples.
-``RESULT lava_batch<LB>_vs_single``: batched steady sample-steps/s over one-network-per-sample steady
-sample-steps/s, the smaller over the two networks (goal >= 10 at 32); ``RESULT lava_batch<LB>_vs_single_per_run``:
-the same with set-up (build, compile, read-back, stop) included — what a user waits for. The ratio depends on
-the load of the machine: one network per sample is bound by Lava's per-step synchronisation of its ~8 processes,
-which contention slows far more than the batched network's compute (Lava's Sparse model forms a CSR mat-vec over
-all B copies every step: ~10 ms per step for 32 x 268,800 synapses). On two shared cores under load 7-16 this
-benchmark measured 11.8-21x (steady) and 13.7-20x (per run); prototypes on the nearly idle machine measured about
-3,000 batched against 800-1,400 single sample-steps/s (2-4x steady).
+(default 32) as one Lava process graph (``toolchain.backends.lava.build_batched_network``: block-diagonal
+``Sparse`` synapses, B-wide LIFs, records handed back through files), pooled (the default: one LIF process per
+LIF class, one ``Sparse`` per source, destination and parameter set, matrices over 2^21 stored synapses split by
+rows into one process per core — on 784-256-256-10 six processes: RingBuffer, two input-matrix parts, one
+hidden/output matrix, one LIF, one recorder) and, side by side, with one process per group and per synapse
+group (``BATCH_POOL = False``, the layout before pooling: eight processes), against one network per sample
+(``batch_mode="per_sample"``: Lava's Dense processes, read back with ``Var.get``; eight processes), and the
+pooled builder on a single sample. All warmed up, on runs of ``--lava-steps`` steps (default 200; short run a
+fifth: Lava's start-up jitter is large against a 50-step run of one network), medians of 5 (quick: 3) with the
+modes measured alternately so that load from other processes falls on all. Besides wall-clock rates the table
+gives *CPU ms per sample-step*: CPU time of this process and its finished children (Lava's process models run in
+child processes that its runtime joins on stop), long run minus short run, per sample and step — far less
+dependent on the machine's load than wall time. Bit-exact: the batch's outputs against the reference, and every
+spike, u and v of a recorded batched run of 4 samples. ``RESULT lava_batch<LB>_vs_single``: pooled batched
+steady sample-steps/s over one-network-per-sample steady sample-steps/s, the smaller over the two networks (goal
+>= 10 at 32); ``_per_run``: the same with set-up (build, compile, read-back, stop) included — what a user waits
+for; ``_unpooled_vs_single``: the layout before pooling; ``_cpu``: one network per sample's CPU per sample-step
+over the pooled network's.
+
+*What a Lava step costs, and the bound on the ratio* (784-256-256-10 ff, two shared AMD EPYC cores,
+2026-12-03; per-model figures from timing each process model's spike phase, ``time.process_time`` inside
+Lava's ``PyLoihiProcessModel._spike``):
+
+* Lava's ``Sparse`` (fixed_pt) forms ``weights.dot(s_in)`` with scipy's CSR mat-vec on int32 weights (Lava's
+  ``clip_weights`` casts them to int32, ``utils/weightutils.py``): 0.87 ns per stored synapse measured alone
+  (5.57 ms for the 6.42M synapses of 32 input-layer copies; float32 weights would be slower, 1.02 ns). Its binary
+  path (``weights[:, s_in].sum(axis=1)``, a CSR column selection) costs 26 ms there, and the cheaper column
+  selection of a CSC matrix (6.0 ms) is not reachable because the ``Sparse`` process converts every matrix to CSR
+  (``proc/sparse/process.py`` ``_create_csr_matrix``): Lava's own models cannot skip the synapses of silent inputs.
+  32 copies of the network hold 8.6M synapses: **7.5 ms of mat-vec per step**, whatever the layout.
+* Every process model costs a fixed **0.35-0.4 ms CPU per step** beyond its arithmetic: Lava runs each model in
+  its own OS process and the runtime service exchanges a command and a reply with every one of them every step,
+  each channel with its own helper thread. One network per sample (8 processes) costs about 3.2 ms CPU per
+  step, of which its models' arithmetic is under 0.1 ms; the pooled builder on one sample (5 processes) 1.75 ms.
+* Hence CPU per step ~ 0.4 ms x processes + 0.87 ns x B x 268,800 synapses: pooled at B = 32, 6 x 0.4 + 7.5
+  = 9.9 ms (measured 10.4 ms, 0.33 ms per sample-step) against 3.2 ms per sample-step for one network per
+  sample, a CPU ratio of about 10 (measured 9.8); no layout of Lava's own processes gets past 3.2 / (0.87 ns x
+  268,800) = 13.7 at any batch size. The wall-clock ratio is that CPU ratio times (cores the batched network
+  keeps busy) / (cores one network per sample keeps busy): one network's eight processes keep 1.3-1.9 of the two
+  cores busy, the batched network at most 2 (1.5 measured), so on a nearly idle machine the wall-clock ratio
+  stays near or below 10 — measured 7.8 (pooled; 6.7 before pooling, same run). Under load it rises (the
+  per-step synchronisation of one network per sample suffers more from contention than the batched mat-vec):
+  on two shared cores under load 7-16 this benchmark measured 11.8-21x (steady) before pooling.
 
 *Guard.* Under heavy load a long-minus-short difference can come out zero or negative (start-up jitter larger
 than the extra steps' cost), which would print an absurd steady figure. The measurement of that simulator is

@@ -20,13 +20,18 @@ The network runs ``Loihi2SimCfg(select_tag="fixed_pt")`` for ``steps`` steps and
 also on errors. The result has the format of :func:`toolchain.sim.reference.simulate`.
 
 Batches (:func:`run_lava`'s ``batch_mode``, :func:`batch_plan`): by default a batch of two or more samples runs as
-*one* Lava process graph per chunk of samples (:func:`build_batched_network`: every process B times wider,
-block-diagonal ``Sparse``/``DelaySparse`` weights, per-neuron parameters tiled; why each piece computes what the
-per-sample processes compute is in its docstring), with records handed back through files by our recorder
-processes (:mod:`toolchain.backends.lava_procs.recorder`; Lava's ``Var.get`` sends one channel message per value).
-Measured on 784-256-256-10 (prototypes on two shared cores): parallel per-sample process chains in one graph
-saturate at ~350 sample-steps/s (a process per layer and sample), block-diagonal ``Dense`` costs
-B^2 in memory and time, block-diagonal ``Sparse`` grows linearly — the batched form is the latter. Not batched
+*one* Lava process graph per chunk of samples (:func:`build_batched_network`: B-wide processes, block-diagonal
+``Sparse``/``DelaySparse`` weights, per-neuron parameters tiled; groups of one LIF class pooled into one process,
+synapse groups of one source, destination and parameter set into one ``Sparse``, split by rows across cores when
+large; why each piece computes what the per-sample processes compute is in its docstring), with records handed
+back through files by our recorder processes (:mod:`toolchain.backends.lava_procs.recorder`; Lava's ``Var.get``
+sends one channel message per value). Measured on 784-256-256-10 (prototypes on two shared cores): parallel
+per-sample process chains in one graph saturate at ~350 sample-steps/s (a process per layer and sample),
+block-diagonal ``Dense`` costs B^2 in memory and time, block-diagonal ``Sparse`` grows linearly — the batched
+form is the latter. Lava runs every process model in its own OS process and synchronises all of them every
+step, so a batched step costs Lava's CSR mat-vec over all B copies (scipy, about 0.9 ns per stored synapse on
+this machine) plus a fixed cost per process; pooling cuts the processes (8 -> 6 on 784-256-256-10, with the
+input matrix in two parts that run on two cores). Not batched
 (one network per sample, with a warning under "auto", an error under "batched"): sigma-delta groups, delayed
 synapse groups whose sums can leave int32 (:func:`batch_blocker`), and networks of which two copies exceed
 :data:`BATCH_SYNAPSE_BUDGET` stored synapses (a convolution is batched as its unrolled weights, so large conv
