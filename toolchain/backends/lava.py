@@ -500,9 +500,9 @@ def build_batched_network(program: Program, inputs: Mapping[str, np.ndarray], st
     of the B copies of each, placed at their groups' rows and columns; a matrix of more than
     :data:`SPLIT_SYNAPSES` stored synapses is split by rows into several ``Sparse`` processes (one per core at
     most, :data:`SPLIT_MAX_PARTS`; :data:`SPLIT_SYNAPSES` each at least), whose outputs Lava sums into the
-    pool's ``a_in``. Without pooling every group is its own LIF process and every synapse group its own ``Sparse``. Delayed synapse groups
-    are never merged nor split (one ``DelaySparse`` each). Why this computes what the per-sample processes
-    compute:
+    pool's ``a_in``. Without pooling every group is its own LIF process and every synapse group its own
+    ``Sparse``. Delayed synapse groups are never merged nor split (one ``DelaySparse`` each). Why this computes
+    what the per-sample processes compute:
 
     * a ``Dense`` (per-sample) and a ``Sparse`` (batched) fixed_pt model compute the same integers: the same clip
       and truncation (``proc/dense/models.py`` L87-90, ``proc/sparse/models.py`` L87-90), elementwise with the
