@@ -502,6 +502,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--from-json", default=None, help="re-print the table, plot and RESULT lines of an earlier run")
     ap.add_argument("--from-models", default=None, metavar="DIR",
                     help="skip training: re-measure the models saved in DIR (<out>/models of an earlier run)")
+    ap.add_argument("--resume", default=None, metavar="JSON",
+                    help="continue a stopped run from its JSON (benchmarks/results/sca.json or <out>/"
+                         "sca_benchmark.json) with its saved settings, skipping the models it has")
     ap.add_argument("--qat-epochs", type=int, default=None,
                     help="hardware-aware fine-tuning epochs before compiling (default 0; 1 at --size 8 without "
                          "--quick); at size 16 one epoch costs ~13 min per dense or magnitude model")
@@ -542,37 +545,70 @@ def main(argv: Optional[List[str]] = None) -> int:
         cfg["from_models"] = str(args.from_models)
         return _report(rows, cfg, seeds, out_dir, time.perf_counter() - t0)
 
-    cfg = _config(args)
-    seeds = list(range(args.seeds or (1 if args.quick else 3)))
     lava_samples = args.lava_samples if args.lava_samples is not None else (2 if args.quick else 8)
+    before = 0.0  # seconds spent by the run(s) resumed
+    if args.resume:
+        cfg, seeds, rows, before = _resume(Path(args.resume))
+    else:
+        cfg = _config(args)
+        seeds = list(range(args.seeds or (1 if args.quick else 3)))
     ds = load_digits_spikes(steps=cfg["T"], flatten=False, upsample=cfg["upsample"])
-    if args.select_ramp:
+    if args.select_ramp and not args.resume:
         sel = select_ramp(cfg, ds)
         cfg["ramp_selection"] = sel
         cfg["ramp_end"] = sel["chosen"]
         cfg["magnitude_ramp_end"] = sel["magnitude_chosen"]
         cfg["ramp_end_source"] = "--select-ramp (this run; magnitude pruning selected separately)"
-    jobs_per_seed = [[("dense", 0.0)] + [("sca", s) for s in cfg["levels"] if s == MAIN or seed < cfg["level_seeds"]]
-                     + [("magnitude", MAIN)] for seed in seeds]
-    planned = sum(len(j) for j in jobs_per_seed)
-    if args.select_ramp:  # the selection alone takes a while: keep it even if the run stops before any model
-        _save(rows, cfg, seeds, out_dir, time.perf_counter() - t0, partial=(0, planned))
-    bar = tqdm(total=planned, desc="sca benchmark", dynamic_ncols=True)
-    for seed, jobs in zip(seeds, jobs_per_seed):
+    jobs = _jobs(cfg, seeds)
+    planned = len(jobs)
+    done = {(r["kind"], float(r["level"]), int(r["seed"])) for r in rows}
+    if args.select_ramp or args.resume:  # the selection alone takes a while: keep it even if no model finishes
+        _save(rows, cfg, seeds, out_dir, before + time.perf_counter() - t0, partial=(len(rows), planned))
+    bar = tqdm(total=planned, initial=len(done), desc="sca benchmark", dynamic_ncols=True)
+    for kind, level, seed in jobs:
+        if (kind, float(level), seed) in done:
+            continue
         n_keep = None
-        for kind, level in jobs:
-            info = _train(kind, level, seed, cfg, ds, n_keep)
-            save_model(info, cfg, out_dir / "models" / f"{model_name(kind, level)}_seed{seed}.pt")
-            row = _measure(info, ds, cfg, lava_samples)
-            if kind == "sca" and level == MAIN:
-                n_keep = row["weights"]  # magnitude pruning gets the same number of weights
-            rows.append(row)
-            if len(rows) < planned:  # progress: a stopped run leaves a JSON marked partial (docstring)
-                _save(rows, cfg, seeds, out_dir, time.perf_counter() - t0, partial=(len(rows), planned))
-            bar.update(1)
-            bar.set_postfix(model=model_name(kind, level), acc=f"{row['acc']:.3f}")
+        if kind == "magnitude":  # magnitude pruning gets the weight count of the same seed's SCA-0.75 network
+            n_keep = next(r["weights"] for r in rows if r["kind"] == "sca" and r["level"] == MAIN and r["seed"] == seed)
+        info = _train(kind, level, seed, cfg, ds, n_keep)
+        save_model(info, cfg, out_dir / "models" / f"{model_name(kind, level)}_seed{seed}.pt")
+        rows.append(_measure(info, ds, cfg, lava_samples))
+        if len(rows) < planned:  # progress: a stopped run leaves a JSON marked partial (docstring)
+            _save(rows, cfg, seeds, out_dir, before + time.perf_counter() - t0, partial=(len(rows), planned))
+        bar.update(1)
+        bar.set_postfix(model=model_name(kind, level), acc=f"{rows[-1]['acc']:.3f}")
     bar.close()
-    return _report(rows, cfg, seeds, out_dir, time.perf_counter() - t0)
+    return _report(rows, cfg, seeds, out_dir, before + time.perf_counter() - t0)
+
+
+def _jobs(cfg: Dict[str, Any], seeds: List[int]) -> List[Tuple[str, float, int]]:
+    """``(kind, level, seed)`` in training order: the models of the claims first — dense, SCA-0.75 and magnitude
+    pruning (which needs the same seed's SCA-0.75 weight count), seed by seed — then the extra sparsity levels, so
+    that a run stopped early has the claims on as many seeds as possible. Every model is seeded on its own, so
+    the order does not change any result."""
+    main = [(k, lv, seed) for seed in seeds for k, lv in (("dense", 0.0), ("sca", MAIN), ("magnitude", MAIN))]
+    extra = [("sca", float(lv), seed) for seed in seeds[:cfg["level_seeds"]] for lv in cfg["levels"] if lv != MAIN]
+    return main + extra
+
+
+def _resume(path: Path) -> Tuple[Dict[str, Any], List[int], List[Dict[str, Any]], float]:
+    """Settings, seeds, finished rows and seconds spent of a run saved by :func:`_save` (partial or not): the run
+    continues with the saved settings (ramp selection included) and skips the models it has; the earlier run's
+    provenance is kept in ``config.resumed_from``."""
+    with open(path) as f:
+        blob = json.load(f)
+    cfg = dict(blob["config"])
+    seeds = [int(s) for s in cfg.pop("seeds")]
+    cfg["in_shape"], cfg["channels"] = tuple(cfg["in_shape"]), tuple(cfg["channels"])
+    run = blob.get("run") or {}
+    before = float((run.get("settings") or {}).get("seconds") or 0.0)
+    cfg["resumed_from"] = list(cfg.get("resumed_from") or []) + [
+        {"file": str(path), "date_utc": run.get("date_utc"), "git_commit": run.get("git_commit"),
+         "git_dirty": run.get("git_dirty"), "argv": run.get("argv"), "partial": blob.get("partial"),
+         "seconds": before}]
+    print(f"resuming {path}: {len(blob['rows'])} model(s) done ({blob.get('partial')}), run {run.get('date_utc')}")
+    return cfg, seeds, list(blob["rows"]), before
 
 
 def _shipped_path(cfg: Dict[str, Any]) -> Path:
