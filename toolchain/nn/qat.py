@@ -27,11 +27,11 @@ on every step — and the backward pass is the float network's, expressed in the
 * bias (``b`` the float bias into the neuron): a CubaLIF's bias reaches its synaptic current as the compiler maps
   it by default (``cuba_bias="current"``): through synapses from the always-on group
   (:data:`toolchain.passes.quantise.BIAS_GROUP`, which runs exactly and has no parameters), whose ``a_in`` per
-  step has the surrogate ``(S_i/64)·b_i``, like any other input to the current; the sub-unit remainder the
-  compiler leaves in the voltage bias passes no gradient. A LIF's bias (and a CubaLIF's compiled with
-  ``cuba_bias="fold"``) is the voltage bias ``bias_mant << bias_exp``, surrogate ``S_i·c_i·b_i`` (``c = 1/(1 −
-  α_syn)`` for a folded CubaLIF bias, else 1); a ``weight_split`` companion group (``<name>.lo``) passes no
-  gradient either (its group's surrogate already covers the whole float weight);
+  step has the surrogate ``(S_i/64)·b_i``, like any other input to the current; the remainder the compiler
+  leaves in the voltage bias (its rise in the initial current ``u_init``) passes no gradient. A LIF's bias (and
+  a CubaLIF's compiled with ``cuba_bias="fold"``) is the voltage bias ``bias_mant << bias_exp``, surrogate
+  ``S_i·c_i·b_i`` (``c = 1/(1 − α_syn)`` for a folded CubaLIF bias, else 1); a ``weight_split`` companion group
+  (``<name>.lo``) passes no gradient either (its group's surrogate already covers the whole float weight);
 * roundings (``rtz`` decays, floor shifts, int32 and 24-bit wraps) pass gradients straight through;
 * spikes: ``s = H(v − vth·64)`` with the neuron's own surrogate at ``(v − vth·64)/S_i = U − θ``.
 

@@ -75,15 +75,19 @@ class QuantOptions:
     model delayed by its latency instead of integrating the bias alone first (default True; see
     :func:`toolchain.fixedpoint.bias_onset_voltage`). ``cuba_bias``: how the bias of an Affine feeding a
     CubaLIF/CubaLI reaches the neuron: ``"current"`` (default, exact) through synapses from an always-on group
-    (:data:`BIAS_GROUP`) into the synaptic current, as the float model filters it through ``tau_syn``;
+    (:data:`BIAS_GROUP`) into the synaptic current, as the float model filters it through ``tau_syn``: an
+    integer a_in per step, and the rest as a voltage bias ``r`` (the current's steady state) whose rise is carried
+    by the group's initial current ``u_init`` (:func:`toolchain.fixedpoint.bias_current_start`; with
+    ``align_bias`` only), so the realised bias is exact on a grid ``64·4096/(du + 1)`` times finer than a_in;
     ``"fold"`` into the voltage bias (``r·w_in·b·dt/tau_mem`` per step), which saves the synapses but changes
     the neuron's trajectory: its first spike comes earlier and the phase shift is never undone.
     ``weight_split``: give every synapse group a companion group (same synapses, name ``<name>.lo``) that
     carries its rounding remainder at a smaller exponent (>= 0): about 7 more bits of weight precision where the
     group's exponent is >= 7, fewer below (down to the integer grid of a_in), for twice the synapses (default
-    False). ``v_headroom``: how many thresholds below zero a spiking group's v may fall before it saturates at the
-    24-bit limit; None (default) takes the worst case (every inhibitory input spiking every step), which can
-    force a small threshold mantissa (coarse weights, biases and decays). A number k caps vth at
+    False here; :func:`toolchain.compile.compile_graph` decides with ``weight_split="auto"``). ``v_headroom``:
+    how many thresholds below zero a spiking group's v may fall before it saturates at the 24-bit limit; None
+    (default) takes the worst case (every inhibitory input spiking every step), which can force a small
+    threshold mantissa (coarse weights, biases and decays). A number k caps vth at
     ``0.98·v_max/(64·k)`` instead, and the negative-headroom warning says when the worst case is not covered;
     :func:`toolchain.fidelity.fidelity` counts the steps at which v did saturate.
     """
