@@ -252,6 +252,19 @@ def test_weight_split_auto_keeps_the_warnings_of_the_program_it_keeps():
         prog = compile_graph(g, "loihi2", partition=False)
     got = sorted({str(w.message) for w in caught})
     assert got == sorted(set(prog.quant_report["warnings"])), (got, prog.quant_report["warnings"])
+    # the split build's own negative-headroom warnings (its relaxed v headroom) become part of the note instead
+    f = DATA / "braille_noDelay_bias_zero.nir"
+    if not f.is_file():
+        return
+    from toolchain.nir_io import load
+    g = _quiet(load, f, dt=1e-4, reset="zero")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        prog = compile_graph(g, "loihi2", partition=False)
+    pr = prog.metadata["precision"]
+    assert pr["v_may_saturate"] == ["lif1.lif", "lif2"] and "v may saturate below -16 thresholds" in pr["note"]
+    assert sum("negative v headroom" in w for w in prog.quant_report["warnings"]) == 2
+    assert not any("negative v headroom" in str(w.message) for w in caught)
 
 
 def test_v_headroom_option_trades_the_worst_case_for_resolution():

@@ -205,7 +205,8 @@ def _auto_split(graph: Graph, spec: TargetSpec, q: QuantOptions, verify: bool, p
     """``weight_split="auto"``: compile without and with the companion groups (the split candidate with
     :data:`AUTO_V_HEADROOM` unless the user gave ``v_headroom``) and keep the split when it needs no more cores
     on ``spec`` and at least halves the worst relative weight error; otherwise the plain Program. Warnings of the
-    Program kept are re-issued, the other's dropped. Returns the Program, its context and the account that goes
+    Program kept are re-issued, the other's dropped, except the split build's own negative-v-headroom warnings
+    (the relaxed headroom is part of this choice): the note names those groups instead. Returns the Program, its context and the account that goes
     to ``metadata["precision"]`` (with a one-line ``note``)."""
     ctx0 = CompileContext(spec, q, verify=verify)
     with warnings.catch_warnings(record=True) as w0:
@@ -236,12 +237,20 @@ def _auto_split(graph: Graph, spec: TargetSpec, q: QuantOptions, verify: bool, p
         elif not e1 <= 0.5 * e0:
             why = f"the split would only take the worst weight error from {e0:.2g} to {e1:.2g}"
         else:
-            acc.update(split=lo, v_headroom=q1.v_headroom)
+            # the relaxed headroom is this choice's own: its negative-headroom warnings go into the note (and stay
+            # in quant_report["warnings"]); warnings the plain build has too are re-issued as they are
+            plain_msgs = {str(m.message) for m in w0}
+            own = [m for m in w1 if "negative v headroom" in str(m.message) and str(m.message) not in plain_msgs]
+            sat = sorted({str(m.message).split("'")[1] for m in own if "'" in str(m.message)})
+            acc.update(split=lo, v_headroom=q1.v_headroom, v_may_saturate=sat)
             acc["note"] = (f"precision: weight_split on {len(lo)} synapse group(s) ({', '.join(lo)}), v_headroom "
-                           f"{q1.v_headroom:g}: worst weight error {e0:.2g} -> {e1:.2g}, cores {c0} -> {c1} "
-                           f"(weight_split=False turns it off)")
+                           f"{q1.v_headroom:g}: worst weight error {e0:.2g} -> {e1:.2g}, cores {c0} -> {c1}"
+                           + (f"; v may saturate below -{q1.v_headroom:g} thresholds in {', '.join(sat)} (the "
+                              f"inhibitory worst case is not covered; snnc fidelity counts it)" if sat else "")
+                           + " (weight_split=False turns it off)")
             for m in w1:
-                warnings.warn_explicit(m.message, m.category, m.filename, m.lineno)
+                if m not in own:
+                    warnings.warn_explicit(m.message, m.category, m.filename, m.lineno)
             return split, ctx1, acc
     acc["note"] = f"precision: no weight split ({why})"
     for m in w0:
