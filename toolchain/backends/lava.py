@@ -367,9 +367,8 @@ def _row_abs(program: Program, syn: Any) -> np.ndarray:
     a = np.abs(lava_weights(m.data, syn.num_weight_bits, syn.sign_mode).astype(np.int64))
     rows = np.repeat(np.arange(m.shape[0]), np.diff(m.indptr))
     payload = 1 if syn.src in program.groups else 2 ** program.input_port(syn.src).num_message_bits - 1
-    sums = np.zeros(m.shape[0], np.int64)
-    np.add.at(sums, rows, a)
-    return sums * max(payload, 1)
+    sums = np.bincount(rows, weights=a, minlength=m.shape[0])  # float64: exact below 2^53 (|w| < 2^9, rows
+    return sums.astype(np.int64) * max(payload, 1)               # of fewer than 2^44 synapses)
 
 
 def _row_abs_bound(program: Program, syn: Any) -> int:
