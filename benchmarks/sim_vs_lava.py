@@ -54,8 +54,10 @@ Lava's ``PyLoihiProcessModel._spike``):
   (``proc/sparse/process.py`` ``_create_csr_matrix``): Lava's own models cannot skip the synapses of silent inputs.
   32 copies of the network hold 8.6M synapses: **7.5 ms of mat-vec per step**, whatever the layout.
 * Every process model costs a fixed **0.35-0.4 ms CPU per step** beyond its arithmetic: Lava runs each model in
-  its own OS process and the runtime service exchanges a command and a reply with every one of them every step,
-  each channel with its own helper thread. One network per sample (8 processes) costs about 3.2 ms CPU per
+  its own OS process (``SystemProcess(mp.Process)``, ``magma/runtime/message_infrastructure/multiprocessing.py``
+  L57, L119) and the runtime service exchanges a command and a reply with every one of them every step
+  (``LoihiPyRuntimeService``), each channel with its own helper thread (``compiler/channels/pypychannel.py``).
+  So one ``Dense`` process per layer and copy (3 x 32 processes) would cost more than the whole mat-vec. One network per sample (8 processes) costs about 3.2 ms CPU per
   step, of which its models' arithmetic is under 0.1 ms; the pooled builder on one sample (5 processes) 1.75 ms.
 * Hence CPU per step ~ 0.4 ms x processes + 0.87 ns x B x 268,800 synapses: pooled at B = 32, 6 x 0.4 + 7.5
   = 9.9 ms (measured 10.4 ms, 0.33 ms per sample-step) against 3.2 ms per sample-step for one network per
