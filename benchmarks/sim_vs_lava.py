@@ -57,12 +57,13 @@ Lava's ``PyLoihiProcessModel._spike``):
   its own OS process (``SystemProcess(mp.Process)``, ``magma/runtime/message_infrastructure/multiprocessing.py``
   L57, L119) and the runtime service exchanges a command and a reply with every one of them every step
   (``LoihiPyRuntimeService``), each channel with its own helper thread (``compiler/channels/pypychannel.py``).
-  So one ``Dense`` process per layer and copy (3 x 32 processes) would cost more than the whole mat-vec. One network per sample (8 processes) costs about 3.2 ms CPU per
-  step, of which its models' arithmetic is under 0.1 ms; the pooled builder on one sample (5 processes) 1.75 ms.
+  So one ``Dense`` process per layer and copy (3 x 32 processes, ~38 ms) would cost more than the whole
+  mat-vec. One network per sample (8 processes) costs about 3.2 ms CPU per step, of which its models' arithmetic
+  is under 0.1 ms; the pooled builder on one sample (5 processes) 1.75 ms.
 * Hence CPU per step ~ 0.4 ms x processes + 0.87 ns x B x 268,800 synapses: pooled at B = 32, 6 x 0.4 + 7.5
   = 9.9 ms (measured 10.4 ms, 0.33 ms per sample-step) against 3.2 ms per sample-step for one network per
-  sample, a CPU ratio of about 10 (measured 9.8); no layout of Lava's own processes gets its CPU ratio past 3.2 / (0.87 ns x
-  268,800) = 13.7 at any batch size. The wall-clock ratio is that CPU ratio times (cores the batched network
+  sample, a CPU ratio of about 10 (measured 9.8); no layout of Lava's own processes gets its CPU ratio past
+  3.2 / (0.87 ns x 268,800) = 13.7 at any batch size. The wall-clock ratio is that CPU ratio times (cores the batched network
   keeps busy) / (cores one network per sample keeps busy): one network's eight processes keep 1.3-1.9 of the two
   cores busy, the batched network at most 2 (1.5 measured), so even on a nearly idle machine the wall-clock
   ratio cannot get far past 10. Measured with ``--quick`` (2026-12-03, ``RESULT`` pooled / unpooled, steady):
