@@ -60,17 +60,16 @@ Lava's ``PyLoihiProcessModel._spike``):
   So one ``Dense`` process per layer and copy (3 x 32 processes, ~38 ms) would cost more than the whole
   mat-vec. One network per sample (8 processes) costs about 3.2 ms CPU per step, of which its models' arithmetic
   is under 0.1 ms; the pooled builder on one sample (5 processes) 1.75 ms.
-* Hence CPU per step ~ 0.4 ms x processes + 0.87 ns x B x 268,800 synapses: pooled at B = 32, 6 x 0.4 + 7.5
-  = 9.9 ms (measured 10.4 ms, 0.33 ms per sample-step) against 3.2 ms per sample-step for one network per
-  sample, a CPU ratio of about 10 (measured 9.8); no layout of Lava's own processes gets its CPU ratio past
-  3.2 / (0.87 ns x 268,800) = 13.7 at any batch size. The wall-clock ratio is that CPU ratio times (cores the
-  batched network keeps busy) / (cores one network per sample keeps busy): one network's eight processes keep
-  1.3-1.9 of the two cores busy, the batched network at most 2 (1.5 measured), so even on a nearly idle
-  machine the wall-clock ratio cannot get far past 10. Measured with ``--quick`` (2026-12-03, ``RESULT`` pooled / unpooled, steady):
-  7.8 / 6.7 at load 4-8, 7.6 / 7.3 and 13.1 / 6.4 at load 9-10. Under load the ratio swings, mostly up: the
-  per-step synchronisation of one network per sample costs more CPU under contention (3.2 -> 6.6 ms per
-  sample-step), the batched mat-vec does not (0.33-0.40 ms per sample-step); before pooling, under load 7-16,
-  this benchmark measured 11.8-21x (steady).
+* Hence CPU per step ~ 0.4 ms x processes + 0.87 ns x B x 268,800 synapses: pooled at B = 32, 6 x 0.4 + 7.5 = 9.9 ms
+  (measured 10.4 ms, 0.33 ms per sample-step) against 3.2 ms per sample-step for one network per sample, a CPU ratio
+  of about 10 (measured 9.8); no layout of Lava's own processes gets its CPU ratio past 3.2 / (0.87 ns x 268,800) =
+  13.7 at any batch size. The wall-clock ratio is that CPU ratio times (cores the batched network keeps busy) /
+  (cores one network per sample keeps busy): one network's eight processes keep 1.3-1.9 of the two cores busy, the
+  batched network at most 2 (1.5 measured), so even on a nearly idle machine the wall-clock ratio cannot get far
+  past 10. Measured with ``--quick`` (2026-12-03, ``RESULT`` pooled / unpooled, steady): 7.8 / 6.7 at load 4-8, 7.6
+  / 7.3 and 13.1 / 6.4 at load 9-10. Under load the ratio swings, mostly up: the per-step synchronisation of one
+  network per sample costs more CPU under contention (3.2 -> 6.6 ms per sample-step), the batched mat-vec does not
+  (0.33-0.40 ms per sample-step); before pooling, under load 7-16, this benchmark measured 11.8-21x (steady).
 
 *Guard.* Under heavy load a long-minus-short difference can come out zero or negative (start-up jitter larger
 than the extra steps' cost), which would print an absurd steady figure. The measurement of that simulator is
