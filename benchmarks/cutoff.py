@@ -1,7 +1,8 @@
 """Cutoff on compiled networks: per-sample early exit against fixed T, softmax exit and the OCT oracle.
 
-    python benchmarks/cutoff.py [--quick] [--datasets digits mnist1d] [--seeds N] [--alpha A]
-                                [--eps E | --max-drop P] [--confidence-level L|none] [--dump]
+    python benchmarks/cutoff.py [--quick] [--datasets digits mnist1d mnist1d-slow onset] [--seeds N] [--alpha A]
+                                [--eps E | --max-drop P] [--confidence-level L|none] [--rules all|published]
+                                [--dump]
 
 Protocol, per data set and seed:
 
@@ -24,17 +25,29 @@ Rows: fixed T (full run); softmax exit; Top-K without and with RCS; fixed T' (a 
 Top-K row's average steps rounded up, read from the full run); best fixed T' (the strongest fixed budget: the
 shortest T' whose accuracy on the *calibration* split is at most ``--max-drop`` below the full run's there, scored
 on the test set); Top-K horizon (ours: thresholds calibrated on the first T' steps of the calibration outputs only,
-every sample leaves by T'); OCT, the oracle (earliest step after which the
-prediction stays correct; samples wrong at T run to T). Columns: test accuracy, average steps, the step
+every sample leaves by T'; the calibration rule is chosen together with eps on the calibration split by the same
+cross-fitting, ``toolchain.runtime.cutoff.select_rule``, among the published one, "stable" — an exit is right when
+the sample is correct at that step and every later one — and, with ``--rules all`` (default), "final" with
+sequential calibration — an exit is right when its prediction equals the one at T', so a sample that is wrong
+anyway may leave once its prediction has settled, and each step's threshold is calibrated on the samples still
+running there; the eps column shows the choice, e.g. ``s0.1`` / ``f+0.05``); OCT, the oracle (earliest step after
+which the prediction stays correct; samples wrong at T run to T). Columns: test accuracy, average steps, the step
 reduction against the full run, synaptic operations per sample (NeuroBench effective ACs/MACs counted on the
 simulator's spikes) and the share saved. Means over ``--seeds`` seeds (3; 1 with ``--quick``). Data:
 
 * digits: scikit-learn's 8x8 digits, deterministic rate code, T = 16 (lossless: grey level v fires v times);
 * mnist1d: MNIST-1D's 40-point signals as static inputs, positive and negative parts on separate channels
-  (80 inputs), deterministic rate code with rate ``min(|x|/2, 1)``, T = 32.
+  (80 inputs), deterministic rate code with rate ``min(|x|/2, 1)``, T = 32;
+* mnist1d-slow: the same signals at four times lower rates, ``min(|x|/8, 1)``, over T = 64: evidence arrives over
+  many steps, sooner for samples with large features (accuracy lower than mnist1d's);
+* onset: the late-onset spike-stream task generated in the package (``toolchain.data.onset``: 64 channels,
+  10 classes, T = 48, background noise 0.04; a class burst of 12 steps starts at a uniformly random step in
+  [0, 36] with a per-sample strength in [0.1, 0.4]; 4000 train / 1000 test, seed 0): samples differ in when
+  their evidence arrives, the regime early exit is meant for.
 
 ``RESULT cutoff_step_reduction`` / ``RESULT cutoff_acc_drop_points``: Top-K with RCS, worst data set (smallest
 mean reduction; largest mean drop in points against the same model's fixed-T accuracy) — against the full T.
+The worst data set is taken over every data set run (``--datasets``).
 ``RESULT cutoff_vs_best_fixed_T`` / ``cutoff_vs_best_fixed_T_drop_points``: Top-K horizon (RCS) against the best
 fixed T' of either model (its steps / the exit rule's mean steps; test points lost against it), worst data set;
 ``cutoff_topk_no_horizon_vs_best_fixed_T`` the same for plain Top-K (RCS). Results with provenance go to

@@ -19,7 +19,10 @@ Calibration (:func:`calibrate`), one threshold per step from training outputs: o
 grid's top is the largest score *at that step*; when no grid value leaves a non-empty exiting set that meets
 the bound, ``beta_t = +inf`` (nobody exits at that step). Optional, **ours**: ``confidence_level`` replaces
 the share by its Clopper-Pearson lower bound (thresholds need support), and :func:`select_eps` picks ``eps`` on
-held-out data by 5-fold cross-fitting under an accuracy-drop bound.
+held-out data by 5-fold cross-fitting under an accuracy-drop bound. Also **ours**, off by default: ``target="final"``
+counts an exit as right when its prediction equals the one at ``T`` (the exit cannot change the result; labels
+unused; a sample wrong anyway may leave once settled), ``sequential=True`` calibrates step t on the samples the
+earlier thresholds keep running, and :func:`select_rule` picks the rule together with ``eps`` on held-out data.
 
 Conventions: steps are counted from 1: a sample with ``exit_step == k`` consumed steps ``1..k`` (array indices
 ``0..k-1``) and is predicted from ``Y(k)``. Online hooks receive the 0-based index of the step just simulated.
@@ -51,10 +54,11 @@ from ..errors import InputError, ToolchainError
 from ..plotting import save_figure
 
 __all__ = [
-    "KINDS", "TARGETS", "CutoffPolicy", "exit_right", "accumulate", "topk_gap", "softmax_confidence", "confidence", "predictions",
-    "correct_matrix", "stably_correct", "calibrate", "fixed_policy", "exit_steps", "predictions_at_exit",
+    "KINDS", "TARGETS", "CutoffPolicy", "exit_right", "accumulate", "topk_gap", "softmax_confidence", "confidence",
+    "predictions", "correct_matrix", "stably_correct", "calibrate", "fixed_policy", "exit_steps", "predictions_at_exit",
     "oracle_exit_steps", "evaluate", "accuracy_per_step", "attach_policy", "policy_from_program", "load_policy",
-    "tradeoff_curves", "plot_tradeoff", "DEFAULT_EPS_SWEEP", "select_eps", "DEFAULT_RULES", "select_rule", "clopper_pearson_lower",
+    "tradeoff_curves", "plot_tradeoff", "DEFAULT_EPS_SWEEP", "select_eps", "DEFAULT_RULES", "select_rule",
+    "clopper_pearson_lower",
     "run_with_cutoff", "run_lava_with_cutoff", "simulate_with_cutoff",
 ]
 
@@ -533,7 +537,8 @@ DEFAULT_RULES = (("stable", False), ("final", True))
 
 def select_rule(outputs: Any, labels: Any, kind: str = "topk", max_drop: float = 0.002,
                 rules: Sequence[Tuple[str, bool]] = DEFAULT_RULES, eps_values: Sequence[float] = DEFAULT_EPS_SWEEP,
-                grid: int = 100, confidence_level: Optional[float] = None) -> Tuple[Dict[str, Any], List[Dict[str, Any]]]:
+                grid: int = 100, confidence_level: Optional[float] = None
+                ) -> Tuple[Dict[str, Any], List[Dict[str, Any]]]:
     """Pick the calibration rule (``target``, ``sequential``) and ``eps`` together on held-out data, as
     :func:`select_eps` picks ``eps``: fewest 5-fold cross-fitted mean steps among the (rule, eps) pairs whose
     cross-fitted accuracy is at most ``max_drop`` below the full run's (ties: the earlier rule, then the smaller
