@@ -60,7 +60,8 @@ def quant_summary(program) -> str:
                    "halves the worst weight error; the choice is printed.")
 @click.option("--v-headroom", type=float, default=None,
               help="Thresholds below zero v may reach before saturating (default: the worst case, every inhibitory "
-                   "input spiking every step; a number trades guaranteed headroom for finer integers).")
+                   "input spiking every step, and 16 for the auto split build; a number trades guaranteed headroom "
+                   "for finer integers).")
 @click.option("--no-align-bias", is_flag=True,
               help="Let biases act from step 0 instead of hiding them until each layer's input arrives "
                    "(needed for --netx: netx files cannot set an initial voltage).")
