@@ -30,8 +30,10 @@ rows into one process per core — on 784-256-256-10 six processes: RingBuffer, 
 hidden/output matrix, one LIF, one recorder) and, side by side, with one process per group and per synapse
 group (``BATCH_POOL = False``, the layout before pooling: eight processes), against one network per sample
 (``batch_mode="per_sample"``: Lava's Dense processes, read back with ``Var.get``; eight processes), and the
-pooled builder on a single sample. All warmed up, on runs of ``--lava-steps`` steps (default 200; short run a
-fifth: Lava's start-up jitter is large against a 50-step run of one network), medians of 5 (quick: 3) with the
+pooled builder on a single sample. All warmed up, on runs of ``--lava-steps`` steps (default 500; short run a
+fifth: Lava's start-up jitter, a few tenths of a second, is large against the 160 steps between a 200- and a
+40-step run of one network, ~0.4 s — at 200 steps one network per sample's steady figure swung from 150 to
+1,100 steps/s between runs), medians of 5 (quick: 3) with the
 modes measured alternately so that load from other processes falls on all. Besides wall-clock rates the table
 gives *CPU ms per sample-step*: CPU time of this process and its finished children (Lava's process models run in
 child processes that its runtime joins on stop), long run minus short run, per sample and step — far less
@@ -66,8 +68,9 @@ Lava's ``PyLoihiProcessModel._spike``):
   13.7 at any batch size. The wall-clock ratio is that CPU ratio times (cores the batched network keeps busy) /
   (cores one network per sample keeps busy): one network's eight processes keep 1.3-1.9 of the two cores busy, the
   batched network at most 2 (1.5 measured), so even on a nearly idle machine the wall-clock ratio cannot get far
-  past 10. Measured with ``--quick`` (2026-12-03, ``RESULT`` pooled / unpooled, steady): 7.8 / 6.7 at load 4-8, 7.6
-  / 7.3 and 13.1 / 6.4 at load 9-10. Under load the ratio swings, mostly up: the per-step synchronisation of one
+  past 10. Measured with ``--quick`` (2026-12-03, ``RESULT`` pooled / unpooled, steady): with 500-step runs 9.6 / 8.4 at
+  load 1-5 (per run 11.2; ff 9.9, rec 9.6); with 200-step runs 7.8 / 6.7 at load 4-8, 7.6 / 7.3 and 13.1 / 6.4 at
+  load 9-10. Under load the ratio swings, mostly up: the per-step synchronisation of one
   network per sample costs more CPU under contention (3.2 -> 6.6 ms per sample-step), the batched mat-vec does not
   (0.33-0.40 ms per sample-step); before pooling, under load 7-16, this benchmark measured 11.8-21x (steady).
 
@@ -197,7 +200,7 @@ def main(argv=None) -> int:
                     help="samples run on Lava per network (default 4, quick 2)")
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--lava-batch", type=int, default=32, help="samples per batched Lava network (default 32)")
-    ap.add_argument("--lava-steps", type=int, default=200,
+    ap.add_argument("--lava-steps", type=int, default=500,
                     help="steps of the batched-vs-single Lava comparison (short run: a fifth)")
     args = ap.parse_args(argv)
     steps = args.steps or (50 if args.quick else 100)
