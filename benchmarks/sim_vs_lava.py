@@ -23,26 +23,24 @@ reference throughput / Lava throughput, steady and per run. Bit-exactness: the o
 both simulators, and every spike, u and v of every group of the first sample (a recorded run).
 
 **Batched Lava** (second table): ``run_lava(..., batch_mode="batched")`` runs a batch of ``--lava-batch`` samples
-(default 32) as one Lava process graph (``toolchain.backends.lava.build_batched_network``: block-diagonal
-``Sparse`` synapses, B-wide LIFs, records handed back through files), pooled (the default: one LIF process per
-LIF class, one ``Sparse`` per source, destination and parameter set, matrices over 2^21 stored synapses split by
-rows into one process per core — on 784-256-256-10 six processes: RingBuffer, two input-matrix parts, one
-hidden/output matrix, one LIF, one recorder) and, side by side, with one process per group and per synapse
-group (``BATCH_POOL = False``, the layout before pooling: eight processes), against one network per sample
-(``batch_mode="per_sample"``: Lava's Dense processes, read back with ``Var.get``; eight processes), and the
-pooled builder on a single sample. All warmed up, on runs of ``--lava-steps`` steps (default 500; short run a
-fifth: Lava's start-up jitter, a few tenths of a second, is large against the 160 steps between a 200- and a
-40-step run of one network, ~0.4 s — at 200 steps one network per sample's steady figure swung from 150 to
-1,100 steps/s between runs), medians of 5 (quick: 3) with the
-modes measured alternately so that load from other processes falls on all. Besides wall-clock rates the table
-gives *CPU ms per sample-step*: CPU time of this process and its finished children (Lava's process models run in
-child processes that its runtime joins on stop), long run minus short run, per sample and step — far less
-dependent on the machine's load than wall time. Bit-exact: the batch's outputs against the reference, and every
-spike, u and v of a recorded batched run of 4 samples. ``RESULT lava_batch<LB>_vs_single``: pooled batched
-steady sample-steps/s over one-network-per-sample steady sample-steps/s, the smaller over the two networks (goal
->= 10 at 32); ``_per_run``: the same with set-up (build, compile, read-back, stop) included — what a user waits
-for; ``_unpooled_vs_single``: the layout before pooling; ``_cpu``: one network per sample's CPU per sample-step
-over the pooled network's.
+(default 32) as one Lava process graph (``toolchain.backends.lava.build_batched_network``: block-diagonal ``Sparse``
+synapses, B-wide LIFs, records handed back through files), pooled (the default: one LIF process per LIF class, one
+``Sparse`` per source, destination and parameter set — on 784-256-256-10 five processes: RingBuffer, input matrix,
+hidden/output matrix, one LIF, one recorder) and, side by side, with one process per group and per synapse group
+(``BATCH_POOL = False``, the layout before pooling: eight processes), against one network per sample
+(``batch_mode="per_sample"``: Lava's Dense processes, read back with ``Var.get``; eight processes), and the pooled
+builder on a single sample. All warmed up, on runs of ``--lava-steps`` steps (default 500; short run a fifth: Lava's
+start-up jitter, a few tenths of a second, is large against the 160 steps between a 200- and a 40-step run of one
+network, ~0.4 s — at 200 steps one network per sample's steady figure swung from 150 to 1,100 steps/s between runs),
+medians of 5 (quick: 3) with the modes measured alternately so that load from other processes falls on all. Besides
+wall-clock rates the table gives *CPU ms per sample-step*: CPU time of this process and its finished children
+(Lava's process models run in child processes that its runtime joins on stop), long run minus short run, per sample
+and step — far less dependent on the machine's load than wall time. Bit-exact: the batch's outputs against the
+reference, and every spike, u and v of a recorded batched run of 4 samples. ``RESULT lava_batch<LB>_vs_single``:
+pooled batched steady sample-steps/s over one-network-per-sample steady sample-steps/s, the smaller over the two
+networks (goal >= 10 at 32); ``_per_run``: the same with set-up (build, compile, read-back, stop) included — what a
+user waits for; ``_unpooled_vs_single``: the layout before pooling; ``_cpu``: one network per sample's CPU per
+sample-step over the pooled network's.
 
 *What a Lava step costs, and the bound on the ratio* (784-256-256-10 ff, two shared AMD EPYC cores,
 2026-12-03; per-model figures from timing each process model's spike phase, ``time.process_time`` inside
@@ -62,17 +60,20 @@ Lava's ``PyLoihiProcessModel._spike``):
   So one ``Dense`` process per layer and copy (3 x 32 processes, ~38 ms) would cost more than the whole
   mat-vec. One network per sample (8 processes) costs about 3.2 ms CPU per step, of which its models' arithmetic
   is under 0.1 ms; the pooled builder on one sample (5 processes) 1.75 ms.
-* Hence CPU per step ~ 0.4 ms x processes + 0.87 ns x B x 268,800 synapses: pooled at B = 32, 6 x 0.4 + 7.5 = 9.9 ms
-  (measured 10.4 ms, 0.33 ms per sample-step) against 3.2 ms per sample-step for one network per sample, a CPU ratio
-  of about 10 (measured 9.8); no layout of Lava's own processes gets its CPU ratio past 3.2 / (0.87 ns x 268,800) =
-  13.7 at any batch size. The wall-clock ratio is that CPU ratio times (cores the batched network keeps busy) /
-  (cores one network per sample keeps busy): one network's eight processes keep 1.3-1.9 of the two cores busy, the
-  batched network at most 2 (1.5 measured), so even on a nearly idle machine the wall-clock ratio cannot get far
-  past 10. Measured with ``--quick`` (2026-12-03, ``RESULT`` pooled / unpooled, steady): with 500-step runs 9.6 / 8.4 at
-  load 1-5 (per run 11.2; ff 9.9, rec 9.6); with 200-step runs 7.8 / 6.7 at load 4-8, 7.6 / 7.3 and 13.1 / 6.4 at
-  load 9-10. Under load the ratio swings, mostly up: the per-step synchronisation of one
-  network per sample costs more CPU under contention (3.2 -> 6.6 ms per sample-step), the batched mat-vec does not
-  (0.33-0.40 ms per sample-step); before pooling, under load 7-16, this benchmark measured 11.8-21x (steady).
+* Hence CPU per step ~ 0.4 ms x processes + 0.87 ns x B x 268,800 synapses: pooled at B = 32, 5 x 0.4 + 7.5 = 9.5 ms
+  (measured 8.9-10.4 ms, 0.28-0.33 ms per sample-step) against 3.2 ms per sample-step for one network per sample, a
+  CPU ratio of about 10 (measured 9.8); no layout of Lava's own processes gets its CPU ratio past 3.2 / (0.87 ns x
+  268,800) = 13.7 at any batch size. The wall-clock ratio is that CPU ratio times (cores the batched network keeps
+  busy) / (cores one network per sample keeps busy): one network's eight processes keep 1.3-1.9 of the two cores
+  busy, the batched network at most 2 (1.5 measured), so even on a nearly idle machine the wall-clock ratio cannot
+  get far past 10. Nearly idle (load ~2, 2026-12-03 23:14 UTC, 500-step runs, medians of 5): one network per sample
+  656 steps/s (2.75 ms CPU per 1.52 ms step: 1.8 cores busy), pooled batch 5,530 sample-steps/s = 8.4x (0.28 ms CPU
+  per sample-step: 1.6 cores busy), unpooled 8.0x. Measured with ``--quick`` (2026-12-03, ``RESULT`` pooled /
+  unpooled, steady): with 500-step runs 9.6 / 8.4 at load 1-5 (per run 11.2; ff 9.9, rec 9.6); with 200-step runs
+  7.8 / 6.7 at load 4-8, 7.6 / 7.3 and 13.1 / 6.4 at load 9-10. Under load the ratio swings, mostly up: the per-step
+  synchronisation of one network per sample costs more CPU under contention (3.2 -> 6.6 ms per sample-step), the
+  batched mat-vec does not (0.33-0.40 ms per sample-step); before pooling, under load 7-16, this benchmark measured
+  11.8-21x (steady).
 
 *Guard.* Under heavy load a long-minus-short difference can come out zero or negative (start-up jitter larger
 than the extra steps' cost), which would print an absurd steady figure. The measurement of that simulator is

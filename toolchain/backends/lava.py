@@ -30,8 +30,7 @@ per-sample process chains in one graph saturate at ~350 sample-steps/s (a proces
 block-diagonal ``Dense`` costs B^2 in memory and time, block-diagonal ``Sparse`` grows linearly — the batched
 form is the latter. Lava runs every process model in its own OS process and synchronises all of them every
 step, so a batched step costs Lava's CSR mat-vec over all B copies (scipy, about 0.9 ns per stored synapse on
-this machine) plus a fixed cost per process; pooling cuts the processes (8 -> 6 on 784-256-256-10, with the
-input matrix in two parts that run on two cores). Not batched
+this machine) plus a fixed cost per process; pooling cuts the processes (8 -> 5 on 784-256-256-10). Not batched
 (one network per sample, with a warning under "auto", an error under "batched"): sigma-delta groups, delayed
 synapse groups whose sums can leave int32 (:func:`batch_blocker`), and networks of which two copies exceed
 :data:`BATCH_SYNAPSE_BUDGET` stored synapses (a convolution is batched as its unrolled weights, so large conv
@@ -478,11 +477,13 @@ def _row_parts(m: Any, parts: int) -> List[Any]:
 #: synapse group (the layout before pooling; ``benchmarks/sim_vs_lava.py`` measures both).
 BATCH_POOL = True
 #: A pooled synapse matrix is split by rows into parts of at least this many stored synapses, one Lava ``Sparse``
-#: process each (at most one per CPU core): Lava runs every process model in its own OS process, so the parts'
-#: mat-vecs run on separate cores.
+#: process each (at most :data:`SPLIT_MAX_PARTS`): Lava runs every process model in its own OS process, so the
+#: parts' mat-vecs can run on separate cores.
 SPLIT_SYNAPSES = 2 ** 21
-#: The most parts one matrix is split into (None: the number of CPU cores).
-SPLIT_MAX_PARTS: Optional[int] = None
+#: The most parts one matrix is split into (None: the number of CPU cores). 1 (no split) by default: on two
+#: shared cores, nearly idle, the input matrix of 784-256-256-10 at B = 32 in two parts ran no faster (8.32x one
+#: network per sample against 8.43x unsplit, 6.75x against 7.17x in a second run; 2026-12-03), one process more.
+SPLIT_MAX_PARTS: Optional[int] = 1
 
 
 def build_batched_network(program: Program, inputs: Mapping[str, np.ndarray], steps: int,
