@@ -69,8 +69,9 @@ Lava's ``PyLoihiProcessModel._spike``):
   get far past 10. Nearly idle (load ~2, 2026-12-03 23:14 UTC, 500-step runs, medians of 5): one network per sample
   656 steps/s (2.75 ms CPU per 1.52 ms step: 1.8 cores busy), pooled batch 5,530 sample-steps/s = 8.4x (0.28 ms CPU
   per sample-step: 1.6 cores busy), unpooled 8.0x. Measured with ``--quick`` (2026-12-03, ``RESULT`` pooled /
-  unpooled, steady): with 500-step runs 9.6 / 8.4 at load 1-5 (per run 11.2; ff 9.9, rec 9.6); with 200-step runs
-  7.8 / 6.7 at load 4-8, 7.6 / 7.3 and 13.1 / 6.4 at load 9-10. Under load the ratio swings, mostly up: the per-step
+  unpooled, steady): with 500-step runs 8.3 / 6.7 at load 1.5-5 (per run 9.9; ff 8.3, rec 8.6; defaults as
+  committed) and 9.6 / 8.4 at load 1-5 with the input matrix split in two (per run 11.2); with 200-step runs 7.8 /
+  6.7 at load 4-8, 7.6 / 7.3 and 13.1 / 6.4 at load 9-10. Under load the ratio swings, mostly up: the per-step
   synchronisation of one network per sample costs more CPU under contention (3.2 -> 6.6 ms per sample-step), the
   batched mat-vec does not (0.33-0.40 ms per sample-step); before pooling, under load 7-16, this benchmark measured
   11.8-21x (steady).
