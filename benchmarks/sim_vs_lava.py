@@ -73,7 +73,7 @@ Lava's ``PyLoihiProcessModel._spike``):
   committed) and 9.6 / 8.4 at load 1-5 with the input matrix split in two (per run 11.2); with 200-step runs 7.8 /
   6.7 at load 4-8, 7.6 / 7.3 and 13.1 / 6.4 at load 9-10. Under load the ratio swings, mostly up: the per-step
   synchronisation of one network per sample costs more CPU under contention (3.2 -> 6.6 ms per sample-step), the
-  batched mat-vec does not (0.33-0.40 ms per sample-step); before pooling, under load 7-16, this benchmark measured
+  batched mat-vec hardly (0.28-0.43 ms per sample-step); before pooling, under load 7-16, this benchmark measured
   11.8-21x (steady).
 
 *Guard.* Under heavy load a long-minus-short difference can come out zero or negative (start-up jitter larger
