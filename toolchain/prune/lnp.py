@@ -208,7 +208,7 @@ class LNPReport:
             f"  5 delocalise: added {s.get('delocalise', {}).get('added', 0)} synapses, N·IPR of the leading "
             f"eigenvectors {s.get('delocalise', {}).get('n_ipr_before', float('nan')):.2f} -> "
             f"{s.get('delocalise', {}).get('n_ipr_after', float('nan')):.2f} (dense "
-            f"{s.get('delocalise', {}).get('n_ipr_target', float('nan')):.2f})",
+            f"{s.get('delocalise', {}).get('n_ipr_dense', float('nan')):.2f})",
             f"  6 stability: removed {len(self.removed_unstable)} neurons, λ_max "
             f"{s.get('stability', {}).get('lambda_initial', float('nan')):.3g} -> "
             f"{s.get('stability', {}).get('lambda_final', float('nan')):.3g} 1/s",
