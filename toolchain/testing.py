@@ -496,8 +496,10 @@ def make_active(program, x, steps=None, saturate: bool = False):
 
     With ``saturate`` the largest group's last neuron starts at v = 2^23 - 1 with no voltage decay, the largest
     bias and a threshold of 2^17 (never reached), so it sits on the clip bound (the group needs two neurons or
-    more). Then a group that stays silent gets one neuron (index 0) that cannot stay silent: threshold 0 and the
-    largest positive bias (4095 << 7). The rest of the Program is unchanged; returns the new Program."""
+    more). Then, group by group in order, a group that stays silent gets neurons 0, 1, ... set to threshold 0, the
+    largest positive bias (4095 << 7) and u = v = 0 at the start, one at a time until it spikes (activity is
+    recounted after each change, since a patched group's spikes can silence a later one). The rest of the Program
+    is unchanged; returns the new Program, or raises ``ValueError`` naming the groups that cannot be woken."""
     from .program import Program
 
     def patch(p, name, idx, **fields):
@@ -517,8 +519,20 @@ def make_active(program, x, steps=None, saturate: bool = False):
         if program.groups[name].size < 2:
             raise ValueError("saturate needs a group of at least two neurons")
         program = patch(program, name, -1, v_init=2 ** 23 - 1, dv=0, vth=2 ** 17, bias_mant=4095, bias_exp=7)
-    for name in activity(program, x, steps)["silent"]:
-        program = patch(program, name, 0, vth=0, bias_mant=4095, bias_exp=7)
+    # groups in order, activity recounted after every patch: a patched group's new spikes can silence a later
+    # group (inhibition), and one neuron can still be held down by a negative start or strong inhibitory input,
+    # so the next neuron is tried until the group spikes
+    for name in program.groups:
+        g = program.groups[name]
+        for idx in range(g.size if g.spiking else 0):
+            if name not in activity(program, x, steps)["silent"]:
+                break
+            if saturate and idx == g.size - 1 and int(g.vth[-1]) == 2 ** 17 and int(g.dv[-1]) == 0:
+                continue  # the saturating neuron stays as it is
+            program = patch(program, name, idx, vth=0, bias_mant=4095, bias_exp=7, v_init=0, u_init=0)
+    silent = activity(program, x, steps)["silent"]
+    if silent:
+        raise ValueError(f"groups {silent} stay silent with every neuron at threshold 0 and the largest bias")
     return program
 
 
