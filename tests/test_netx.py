@@ -205,7 +205,14 @@ def test_compiled_nir_model_loads_in_netx(lava, tmp_path: Path) -> None:
     """A NIR-style LIF graph compiled with compile_graph exports and runs bit-exactly in netx when compiled with
     small thresholds; with the default vth_max its weight_exp > 0 cannot be folded and the error says so."""
     graph = random_lif_graph((16, 12, 6), seed=1, storage="csr", density=0.6)
-    default = compile_graph(graph, "loihi2")
+    split = compile_graph(graph, "loihi2")  # the default keeps weight-split companions where they cost no core
+    assert split.metadata["precision"]["split"]
+    with pytest.raises(ToolchainError) as exc:
+        export_netx(split, tmp_path / "d.net")
+    assert exc.value.node == "fc0.lo" and exc.value.field == "weight_split"
+    assert "compile_for_netx" in str(exc.value) and "--no-weight-split" in str(exc.value)
+    assert not (tmp_path / "d.net").exists()
+    default = compile_graph(graph, "loihi2", weight_split=False)
     with pytest.raises(ToolchainError) as exc:
         export_netx(default, tmp_path / "d.net")
     assert exc.value.node == "fc0" and exc.value.field == "weight" and "vth_max" in str(exc.value)

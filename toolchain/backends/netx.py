@@ -511,6 +511,13 @@ def _conv_layer(link: ChainLink, prev_shape: Tuple[int, ...]) -> NetxLayer:
 def _netx_layers(program: Program) -> Tuple[List[NetxLayer], Tuple[int, int]]:
     """Every check, and the layers to write; plus ``(reset_interval, reset_offset)`` for ``Network``."""
     from ..ir.storage import Conv
+    from ..passes.quantise import SPLIT_SUFFIX
+    split = [s.name for s in program.synapses if s.name.endswith(SPLIT_SUFFIX)]
+    if split:  # weight_split companions (the compile default where they cost no cores): two weights per synapse
+        raise ToolchainError(f"this build carries weight-split companion groups ({', '.join(split[:4])}"
+                             f"{', ...' if len(split) > 4 else ''}); netx holds one weight per synapse: compile "
+                             f"with compile_for_netx / `snnc compile --netx FILE.net`, or with weight_split=False "
+                             f"(--no-weight-split)", node=split[0], field="weight_split")
     chain = netx_chain(program)
     schedule = _reset_schedule(chain)
     port = program.inputs[0]

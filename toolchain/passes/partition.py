@@ -1053,6 +1053,13 @@ def _fill_pack(p: Program, target: TargetSpec, sgs: List[_SG], n_live: Dict[str,
                 chunks[g].append((a, lo))
                 placed.append((g, a, lo, cur))
                 a = lo
+                if a < n:  # the rest of the group on a new core: a second chunk of the same group beside the
+                    # first could be cheaper on its own (each chunk its own sparse/dense choice) than the two as one
+                    # core's rows, which is what the core holds; one chunk per group per core keeps the count exact
+                    used.append(np.zeros(caps.size, np.float64))
+                    groups.append(set())
+                    profs.append(set())
+                    thrs.append(set())
         # the output axons of this cut: recount, and accept when every core still fits
         fan = _fanout(sgs, chunks, n_live)
         for g, f in fan.items():
