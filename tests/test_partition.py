@@ -128,6 +128,30 @@ def test_output_axons_and_profiles_force_finer_splits():
     assert p.report["cores_used"] == 2 and all(c.profiles == 1 for c in p.placement.cores)
 
 
+def test_a_layer_cut_where_a_core_fills_continues_on_a_new_core():
+    # layer b: 20 rows reading all 16 inputs (dense encoding cheaper), then 60 rows of one synapse each (sparse).
+    # The core that holds the last dense rows has a remainder too small for one more row priced with the chunk's
+    # dense encoding but large enough for a few sparse rows priced alone; a second chunk of b there was counted
+    # as a second target of layer a (one output axon more per source) and the recount failed (SCA's 16x16 net).
+    r = np.random.default_rng(0)
+    W = np.zeros((80, 16))
+    W[:20] = r.normal(0, 1, (20, 16))
+    W[np.arange(20, 80), r.integers(16, size=60)] = 1.0
+    rows, cols = np.nonzero(W)
+    w = Csr(W.shape, np.concatenate([[0], np.cumsum((W != 0).sum(1))]), cols, W[rows, cols])
+    g = Graph([Input("in", shape=(16,)), Linear("w0", weight=Dense(r.normal(0, 1, (16, 16)))),
+               LIF("a", shape=(16,), tau=0.01, v_threshold=1.0), Linear("w1", weight=w),
+               LIF("b", shape=(80,), tau=0.01, v_threshold=1.0), Output("out", shape=(80,))],
+              [("in", "w0"), ("w0", "a"), ("a", "w1"), ("w1", "b"), ("b", "out")], dt=1e-3)
+    for mem in (2128, 2208):
+        target = tiny(neurons_per_core=64, synapse_memory_bits=mem)
+        p = _compile(g, target)
+        _placed_ok(p, target)
+        cores_of_b = p.placement.core_of["b"]
+        assert p.report["layers"]["b"]["cores"] == np.unique(cores_of_b).size  # one chunk of b per core
+        # a's output axons: one per core of b it reaches, as the recount has it
+        assert sum(c.output_axons for c in p.placement.cores) <= 16 * np.unique(cores_of_b).size
+
 def test_resource_errors_name_layer_resource_need_and_limit():
     target = tiny()
     g = random_lif_graph([100, 10], seed=0)  # fan-in 100 > 64
