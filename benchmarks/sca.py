@@ -60,7 +60,9 @@ integer accuracy stayed within 0.4 points of the float accuracy in the shipped `
 seeds planned) is marked ``"partial": {"models_done": 1, "models_planned": 11}``: it holds the ramp selection above
 and the dense network of seed 0 (98.44% float test accuracy), whose compile for loihi2 failed in the partitioner's
 placement check (``ResourceError``: core 1's recorded ``output_axons`` 4162 against 3970 in the placement; with
-``weight_split`` off as well), so it has no core counts; the run was stopped there. An older full run (2026-11-23,
+``weight_split`` off as well), so it has no core counts; the run was stopped there. The cause (two consecutive
+chunks of one layer placed on one core, each priced alone) was fixed in the partitioner on 2026-12-04: the same
+network now partitions onto 132 cores and passes the recount (6-7 min); the run has not been resumed since. An older full run (2026-11-23,
 no JSON kept, magnitude on SCA's ramp end — the same 0.6 that magnitude pruning's own selection now picks; cores
 before ``loihi2.toml`` was calibrated) is not evidence any more: no figure of it is quoted.
 
