@@ -54,23 +54,34 @@ def _processes(net) -> tuple:
     return len(lifs), len(syns)
 
 
-def test_pooled_layout_split_matrices_and_right_shifts(monkeypatch) -> None:
+@pytest.mark.parametrize("gemm", [True, False])
+def test_pooled_layout_split_matrices_and_right_shifts(monkeypatch, gemm: bool) -> None:
     """The pooled layout (``BATCH_POOL``): groups of one LIF class share a process, synapse groups with the same
-    source, destination pool and parameters share a ``Sparse``, big matrices are split by rows (here every
-    matrix of two synapses or more, into up to 3 parts); groups into the same destination with a right shift
-    (``weight_exp < 0``: feed-forward plus recurrent) stay in separate processes. Bit-exact, and the process
-    counts are those of the layout."""
+    source, destination pool and parameters share a synapse process — our ``BatchedSynapses`` (``BATCH_GEMM``,
+    never split) or Lava's ``Sparse``, whose big matrices are split by rows (here every matrix of two synapses
+    or more, into up to 3 parts); groups into the same destination with a right shift (``weight_exp < 0``:
+    feed-forward plus recurrent) stay in separate processes. Bit-exact, and the process counts are those of the
+    layout."""
+    from toolchain.backends.lava_procs.batched_synapses import BatchedSynapses
+    monkeypatch.setattr(lava_backend, "BATCH_GEMM", gemm)
     monkeypatch.setattr(lava_backend, "SPLIT_SYNAPSES", 2)
     monkeypatch.setattr(lava_backend, "SPLIT_MAX_PARTS", 3)
     x = None
-    for wexp, expect_syn in ((0, 2 * 3), (-2, 3 * 3)):
+    split = 1 if gemm else 3
+    for wexp, expect_syn in ((0, 2 * split), (-2, 3 * split)):
         # zero reset everywhere: one pool; in -> g0 (one matrix), g0 -> g1, g1 -> g2 and the recurrent g0 -> g0,
         # g1 -> g1 from the pool into the pool: one matrix with weight_exp 0, two with a right shift (g1 gets
-        # g0 -> g1 and g1 -> g1); every matrix split in 3
+        # g0 -> g1 and g1 -> g1); every Sparse matrix split in 3
         p = int_program((7, 6, 5, 4), seed=31, recurrent=True, weight_exp=(wexp, wexp))
         x = int_inputs(p, 3, 10, rate=0.4, seed=4) if x is None else x
         net = assert_batched_bit_exact(make_active(p, x), x)[0]
         assert _processes(net) == (1, expect_syn)
+        assert all(isinstance(q, BatchedSynapses) == gemm for q in net.synapses.values())
+        if gemm:  # binary spikes, 8-bit weights: row sums far below 2^24, one float32 GEMM per block
+            assert {q.proc_params["dtype"] for q in net.synapses.values()} == {"float32"}
+            assert {b[3] for q in net.synapses.values() for b in q.proc_params["blocks"]} == {"dense"}
+    if not gemm:
+        return
     # per group and per synapse group (the layout before pooling), and mixed reset modes: several pools
     p = int_program((7, 6, 5, 4), seed=32, recurrent=True, reset_mode="mixed")
     x = int_inputs(p, 3, 10, rate=0.4, seed=5)
@@ -130,7 +141,8 @@ def test_graded_sums_beyond_int32_batched_and_delayed_ones_refused() -> None:
                                           weight_exp=-3, delay=delay)],
                        [InputPort("in", (60,), num_message_bits=24)], output="a")
 
-    assert_batched_bit_exact(prog(0), x, steps=4, active=False)
+    net = assert_batched_bit_exact(prog(0), x, steps=4, active=False)[0]
+    assert type(net.synapses["s"]).__name__ == "Sparse"  # row sums >= 2^31: Lava's Sparse, not BatchedSynapses
     delayed = prog(2)
     assert "synapse group 's'" in batch_blocker(delayed)
     with pytest.raises(ToolchainError, match="cannot run this program batched on Lava: synapse group 's'"):
@@ -138,6 +150,32 @@ def test_graded_sums_beyond_int32_batched_and_delayed_ones_refused() -> None:
     with pytest.warns(UserWarning, match="running one network per sample"):
         lav = run_lava(delayed, x[:2], steps=6, record=True)
     assert simulate(delayed, x[:2], steps=6, record=True).first_mismatch(lav) is None
+
+
+def test_gemm_float64_csr_blocks_and_float32_bound(monkeypatch) -> None:
+    """``BatchedSynapses`` with 16-bit graded input: row sums up to ~3e8, beyond float32's exact 2^24 but below
+    2^31, so the GEMM runs in float64 — bit-exact, also as scipy CSR x dense int32 (``GEMM_MIN_DENSITY`` above 1
+    forces it). The bound matters: forced to float32, the same run differs from the reference."""
+    from toolchain.backends.lava_procs import batched_synapses as bs
+    assert bs.exact_float_dtype(2 ** 24 - 1) == "float32" and bs.exact_float_dtype(2 ** 24) == "float64"
+    with pytest.raises(ValueError, match="2\\^53"):
+        bs.exact_float_dtype(2 ** 53)
+    r = np.random.default_rng(8)
+    w = r.integers(-254, 255, (5, 40))
+    x = r.integers(2 ** 15, 2 ** 16, (3, 5, 40)).astype(np.int32)
+    g = NeuronGroup("a", (5,), du=4095, dv=4095, vth=2 ** 17 - 1, bias_mant=0, bias_exp=0)
+    p = Program([g], [SynapseGroup("s", "in", "a", Csr.from_dense(w))],
+                [InputPort("in", (40,), num_message_bits=16)], output="a")
+    assert 2 ** 24 < lava_backend._row_abs_bound(p, p.synapses[0]) < 2 ** 31
+    for density, mode in ((0.125, "dense"), (2.0, "csr")):
+        monkeypatch.setattr(lava_backend, "GEMM_MIN_DENSITY", density)
+        proc = assert_batched_bit_exact(p, x, active=False)[0].synapses["s"]
+        assert isinstance(proc, bs.BatchedSynapses) and proc.proc_params["dtype"] == "float64"
+        assert [b[3] for b in proc.proc_params["blocks"]] == [mode]
+    monkeypatch.setattr(lava_backend, "GEMM_MIN_DENSITY", 0.125)
+    monkeypatch.setattr(bs, "exact_float_dtype", lambda bound: "float32")
+    ref = simulate(p, x, record=True)
+    assert ref.first_mismatch(run_lava(p, x, record=True, batch_mode="batched")) is not None
 
 
 def test_conv_bias_port_and_periodic_reset_batched(tmp_path) -> None:

@@ -97,11 +97,13 @@ def _lava():
 def run_config():
     """``Loihi2SimCfg(select_tag="fixed_pt")`` with our subtract-reset LIF model registered."""
     L = _lava()
+    from .lava_procs.batched_synapses import BatchedSynapses, PyBatchedSynapsesModelBitAcc
     from .lava_procs.recorder import PySpikeRecorderModel, PyVarRecorderModel, SpikeRecorder, VarRecorder
     return L["Loihi2SimCfg"](select_tag="fixed_pt",
                              exception_proc_model_map={L["LIFSubtract"]: L["PyLifSubtractModelBitAcc"],
                                                        SpikeRecorder: PySpikeRecorderModel,
-                                                       VarRecorder: PyVarRecorderModel})
+                                                       VarRecorder: PyVarRecorderModel,
+                                                       BatchedSynapses: PyBatchedSynapsesModelBitAcc})
 
 
 def _param(a: np.ndarray) -> Any:
@@ -484,11 +486,80 @@ SPLIT_SYNAPSES = 2 ** 21
 #: shared cores, nearly idle, the input matrix of 784-256-256-10 at B = 32 in two parts ran no faster (8.32x one
 #: network per sample against 8.43x unsplit, 6.75x against 7.17x in a second run; 2026-12-03), one process more.
 SPLIT_MAX_PARTS: Optional[int] = 1
+#: Non-delayed synapse matrices of batched networks are our ``BatchedSynapses`` (one matrix product per synapse
+#: group over the batch, :mod:`toolchain.backends.lava_procs.batched_synapses`) where every row sum stays below
+#: 2^31; False: Lava's ``Sparse`` with the block-diagonal CSR of the B copies everywhere (the layout before;
+#: ``benchmarks/sim_vs_lava.py`` measures both).
+BATCH_GEMM = True
+#: ``BatchedSynapses`` multiplies a synapse group's weights as a dense float matrix (one BLAS GEMM over the
+#: batch) when they fill at least this fraction of their matrix, otherwise as scipy CSR x dense int32: measured
+#: (B = 32, one core, 2026-12-04) on a 2000x2000 matrix, CSR x dense 1.6 / 5.1 / 23.5 ms at density 0.02 / 0.1 /
+#: 0.3, the float32 GEMM 6.5 / 7.6 / 5.9 ms (Lava's block-diagonal CSR mat-vec: 2.3 / 9.8 / 29.8 ms).
+GEMM_MIN_DENSITY = 0.125
+#: The largest matrix (n_dst x n_src entries, one copy) multiplied densely (float64: 128 MB per copy at the limit).
+GEMM_DENSE_MAX = 2 ** 24
+
+
+def _gemm_mode(w: Any) -> str:
+    """"dense" (BLAS GEMM over the batch) when the stored weights ``w`` (scipy CSR, one copy) fill at least
+    :data:`GEMM_MIN_DENSITY` of their matrix and it has at most :data:`GEMM_DENSE_MAX` entries, else "csr"
+    (scipy CSR x dense)."""
+    cells = int(w.shape[0]) * int(w.shape[1])
+    return "dense" if cells <= GEMM_DENSE_MAX and w.nnz >= GEMM_MIN_DENSITY * cells else "csr"
+
+
+def _gemm_process(program: Program, members: Sequence[Any], kind: str, start: Mapping[str, int], B: int,
+                  n_in: int, n_out: int, weight_exp: int, num_weight_bits: int, sign_mode: Any, bound: int,
+                  name: str) -> Any:
+    """One :class:`~toolchain.backends.lava_procs.batched_synapses.BatchedSynapses` for the synapse groups
+    ``members`` (same source, destination pool and Lava parameters): one block per group, at its destination
+    group's rows and its source's columns in the pools' flat layout; float type from the row ``bound`` (< 2^31)."""
+    from .lava_procs.batched_synapses import BatchedSynapses, exact_float_dtype
+    blocks = []
+    for m in members:
+        w = _stored_csr(m)
+        blocks.append((start[m.dst], 0 if kind == "port" else start[m.src], w, _gemm_mode(w)))
+    return BatchedSynapses(n_in=n_in, n_out=n_out, batch=B, blocks=blocks, weight_exp=weight_exp,
+                           num_weight_bits=num_weight_bits, sign_mode=sign_mode, dtype=exact_float_dtype(bound),
+                           name=name)
+
+
+def _sparse_processes(program: Program, members: Sequence[Any], dst_groups: Sequence[str], kind: str,
+                      start: Mapping[str, int], B: int, n_cols: int, weight_exp: int, num_weight_bits: int,
+                      sign_mode: Any, delay: int, bound: int, pool: bool, L: Dict[str, Any], name: str) -> List[Any]:
+    """Lava's ``Sparse`` (split by rows into parts, :data:`SPLIT_SYNAPSES`) or ``DelaySparse`` holding the
+    block-diagonal CSR of the B copies of every group in ``members``, placed at their groups' rows and columns."""
+    import scipy.sparse as sps
+    rows = []
+    for g in dst_groups:
+        n_rows = B * program.groups[g].size
+        block = sps.csr_matrix((n_rows, n_cols), dtype=np.int32)
+        for m in members:
+            if m.dst != g:
+                continue
+            bd = _block_diagonal(_stored_csr(m), B)
+            col0 = 0 if kind == "port" else start[m.src]
+            block = block + sps.csr_matrix((bd.data, bd.indices.astype(np.int64) + col0, bd.indptr),
+                                           shape=(n_rows, n_cols))
+        rows.append(block)
+    w = _csr32(sps.vstack(rows, format="csr") if len(rows) > 1 else rows[0].tocsr())
+    src = members[0].src
+    nmb = program.input_port(src).num_message_bits if kind == "port" else 0
+    if nmb == 0 and delay == 0 and bound < _INT32:
+        nmb = 1  # binary spikes through the CSR mat-vec (see build_batched_network's docstring)
+    kw = dict(weight_exp=weight_exp, num_weight_bits=num_weight_bits, sign_mode=sign_mode, num_message_bits=nmb)
+    if delay > 0:
+        delays = sps.csr_matrix((np.full(w.nnz, delay, dtype=int), w.indices, w.indptr), shape=w.shape)
+        from lava.proc.sparse.process import DelaySparse  # imported once _lava() prepared the runtime
+        return [DelaySparse(weights=w, delays=delays, max_delay=delay, name=name, **kw)]
+    cap = SPLIT_MAX_PARTS if SPLIT_MAX_PARTS is not None else (os.cpu_count() or 1)
+    n_parts = max(1, min(cap, w.nnz // SPLIT_SYNAPSES)) if pool else 1
+    return [L["Sparse"](weights=m, name=f"{name}_{k}", **kw) for k, m in enumerate(_row_parts(w, n_parts))]
 
 
 def build_batched_network(program: Program, inputs: Mapping[str, np.ndarray], steps: int,
-                          record: Sequence[str] = (), monitor: bool = True, pool: Optional[bool] = None
-                          ) -> LavaNetwork:
+                          record: Sequence[str] = (), monitor: bool = True, pool: Optional[bool] = None,
+                          gemm: Optional[bool] = None) -> LavaNetwork:
     """One Lava network that runs B samples side by side. ``inputs``: port name -> (B, steps, n) integers.
 
     Layout (``pool``, default :data:`BATCH_POOL`): every group of a connected component whose Lava LIF class
@@ -537,6 +608,7 @@ def build_batched_network(program: Program, inputs: Mapping[str, np.ndarray], st
     import scipy.sparse as sps
     L = _lava()
     pool = BATCH_POOL if pool is None else bool(pool)
+    gemm = BATCH_GEMM if gemm is None else bool(gemm)
     sign = {"mixed": L["SignMode"].MIXED, "excitatory": L["SignMode"].EXCITATORY,
             "inhibitory": L["SignMode"].INHIBITORY}
     first = next(iter(inputs.values()))
@@ -611,36 +683,20 @@ def build_batched_network(program: Program, inputs: Mapping[str, np.ndarray], st
         src_proc = sources[src] if kind == "port" else procs[src]
         n_cols = B * program.input_port(src).size if kind == "port" else width[src]
         for members in lists:
-            rows, bounds = [], []
+            bounds = []
             for g in pools[dst_key]:
-                n_rows = B * program.groups[g].size
-                block = sps.csr_matrix((n_rows, n_cols), dtype=np.int32)
                 bound = np.zeros(program.groups[g].size, np.int64)
                 for m in members:
-                    if m.dst != g:
-                        continue
-                    bd = _block_diagonal(_stored_csr(m), B)
-                    col0 = 0 if kind == "port" else start[m.src]
-                    block = block + sps.csr_matrix((bd.data, bd.indices.astype(np.int64) + col0, bd.indptr),
-                                                   shape=(n_rows, n_cols))
-                    bound = bound + _row_abs(program, m)
-                rows.append(block)
+                    if m.dst == g:
+                        bound = bound + _row_abs(program, m)
                 bounds.append(int(bound.max(initial=0)))
-            w = _csr32(sps.vstack(rows, format="csr") if len(rows) > 1 else rows[0].tocsr())
-            nmb = program.input_port(src).num_message_bits if kind == "port" else 0
-            if nmb == 0 and delay == 0 and max(bounds) < _INT32:
-                nmb = 1  # binary spikes through the CSR mat-vec (see the docstring)
-            kw = dict(weight_exp=wexp, num_weight_bits=nwb, sign_mode=sign[smode], num_message_bits=nmb)
             label = members[0].name + (f"+{len(members) - 1}" if len(members) > 1 else "")
-            if delay > 0:
-                delays = sps.csr_matrix((np.full(w.nnz, delay, dtype=int), w.indices, w.indptr), shape=w.shape)
-                from lava.proc.sparse.process import DelaySparse  # imported once _lava() prepared the runtime
-                parts = [DelaySparse(weights=w, delays=delays, max_delay=delay, name=f"syn_{label}", **kw)]
+            if gemm and delay == 0 and max(bounds) < _INT32:
+                parts = [_gemm_process(program, members, kind, start, B, n_cols, width[dst_key], wexp, nwb,
+                                       sign[smode], max(bounds), f"syn_{label}")]
             else:
-                cap = SPLIT_MAX_PARTS if SPLIT_MAX_PARTS is not None else (os.cpu_count() or 1)
-                n_parts = max(1, min(cap, w.nnz // SPLIT_SYNAPSES)) if pool else 1
-                parts = [L["Sparse"](weights=m, name=f"syn_{label}_{k}", **kw)
-                         for k, m in enumerate(_row_parts(w, n_parts))]
+                parts = _sparse_processes(program, members, pools[dst_key], kind, start, B, n_cols, wexp, nwb,
+                                          sign[smode], delay, max(bounds), pool, L, f"syn_{label}")
             for proc in parts:
                 src_proc.s_out.connect(proc.s_in)
                 proc.a_out.connect(procs[dst_key].a_in)
