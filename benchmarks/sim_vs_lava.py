@@ -23,58 +23,57 @@ reference throughput / Lava throughput, steady and per run. Bit-exactness: the o
 both simulators, and every spike, u and v of every group of the first sample (a recorded run).
 
 **Batched Lava** (second table): ``run_lava(..., batch_mode="batched")`` runs a batch of ``--lava-batch`` samples
-(default 32) as one Lava process graph (``toolchain.backends.lava.build_batched_network``: block-diagonal ``Sparse``
-synapses, B-wide LIFs, records handed back through files), pooled (the default: one LIF process per LIF class, one
-``Sparse`` per source, destination and parameter set — on 784-256-256-10 five processes: RingBuffer, input matrix,
-hidden/output matrix, one LIF, one recorder) and, side by side, with one process per group and per synapse group
-(``BATCH_POOL = False``, the layout before pooling: eight processes), against one network per sample
-(``batch_mode="per_sample"``: Lava's Dense processes, read back with ``Var.get``; eight processes), and the pooled
+(default 32) as one pooled Lava process graph (``toolchain.backends.lava.build_batched_network``: B-wide LIFs, one
+LIF process per LIF class, one synapse process per source, destination and parameter set, records handed back
+through files — on 784-256-256-10 five processes: RingBuffer, input synapses, hidden/output synapses, one LIF, one
+recorder) in its two synapse layouts side by side: our ``BatchedSynapses`` (``BATCH_GEMM = True``, the default;
+``toolchain/backends/lava_procs/batched_synapses.py``: per synapse group one matrix product over the batch,
+``S (B, n_src) @ W.T`` as a float32 BLAS GEMM here) and Lava's ``Sparse`` holding the block-diagonal CSR of the B
+copies (``BATCH_GEMM = False``, the default before 2026-12-04); against one network per sample
+(``batch_mode="per_sample"``: Lava's Dense processes, read back with ``Var.get``; eight processes), and the default
 builder on a single sample. All warmed up, on runs of ``--lava-steps`` steps (default 500; short run a fifth: Lava's
 start-up jitter, a few tenths of a second, is large against the 160 steps between a 200- and a 40-step run of one
 network, ~0.4 s — at 200 steps one network per sample's steady figure swung from 150 to 1,100 steps/s between runs),
 medians of 5 (quick: 3) with the modes measured alternately so that load from other processes falls on all. Besides
 wall-clock rates the table gives *CPU ms per sample-step*: CPU time of this process and its finished children
 (Lava's process models run in child processes that its runtime joins on stop), long run minus short run, per sample
-and step — far less dependent on the machine's load than wall time. Bit-exact: the batch's outputs against the
-reference, and every spike, u and v of a recorded batched run of 4 samples. ``RESULT lava_batch<LB>_vs_single``:
-pooled batched steady sample-steps/s over one-network-per-sample steady sample-steps/s, the smaller over the two
-networks (goal >= 10 at 32); ``_per_run``: the same with set-up (build, compile, read-back, stop) included — what a
-user waits for; ``_unpooled_vs_single``: the layout before pooling; ``_cpu``: one network per sample's CPU per
-sample-step over the pooled network's.
+and step — far less dependent on the machine's load than wall time. Bit-exact: the batch's outputs in both layouts
+against the reference, and every spike, u and v of a recorded batched run of 4 samples (default layout).
+``RESULT lava_batch<LB>_vs_single``: batched (default layout) steady sample-steps/s over one-network-per-sample
+steady sample-steps/s, the smaller over the two networks (goal >= 10 at 32); ``_per_run``: the same with set-up
+(build, compile, read-back, stop) included — what a user waits for; ``_csr_vs_single``: the block-diagonal CSR
+layout (before); ``_cpu``: one network per sample's CPU per sample-step over the default batched network's.
 
-*What a Lava step costs, and the bound on the ratio* (784-256-256-10 ff, two shared AMD EPYC cores,
-2026-12-03; per-model figures from timing each process model's spike phase, ``time.process_time`` inside
-Lava's ``PyLoihiProcessModel._spike``):
+*What a Lava step costs* (784-256-256-10, two shared AMD EPYC cores; per-model figures from timing each process
+model's spike phase, ``time.process_time`` inside Lava's ``PyLoihiProcessModel._spike``, steps 100-500 of a
+500-step run at B = 32):
 
-* Lava's ``Sparse`` (fixed_pt) forms ``weights.dot(s_in)`` with scipy's CSR mat-vec on int32 weights (Lava's
-  ``clip_weights`` casts them to int32, ``utils/weightutils.py``): 0.87 ns per stored synapse measured alone
-  (5.57 ms for the 6.42M synapses of 32 input-layer copies; float32 weights would be slower, 1.02 ns). Its binary
-  path (``weights[:, s_in].sum(axis=1)``, a CSR column selection) costs 26 ms there, and the cheaper column
-  selection of a CSC matrix (6.0 ms) is not reachable because the ``Sparse`` process converts every matrix to CSR
-  (``proc/sparse/process.py`` ``_create_csr_matrix``): Lava's own models cannot skip the synapses of silent inputs.
-  32 copies of the network hold 8.6M synapses: **7.5 ms of mat-vec per step**, whatever the layout.
 * Every process model costs a fixed **0.35-0.4 ms CPU per step** beyond its arithmetic: Lava runs each model in
   its own OS process (``SystemProcess(mp.Process)``, ``magma/runtime/message_infrastructure/multiprocessing.py``
   L57, L119) and the runtime service exchanges a command and a reply with every one of them every step
   (``LoihiPyRuntimeService``), each channel with its own helper thread (``compiler/channels/pypychannel.py``).
-  So one ``Dense`` process per layer and copy (3 x 32 processes, ~38 ms) would cost more than the whole
-  mat-vec. One network per sample (8 processes) costs about 3.2 ms CPU per step, of which its models' arithmetic
-  is under 0.1 ms; the pooled builder on one sample (5 processes) 1.75 ms.
-* Hence CPU per step ~ 0.4 ms x processes + 0.87 ns x B x 268,800 synapses: pooled at B = 32, 5 x 0.4 + 7.5 = 9.5 ms
-  (measured 8.9-10.4 ms, 0.28-0.33 ms per sample-step) against 3.2 ms per sample-step for one network per sample, a
-  CPU ratio of about 10 (measured 9.8); no layout of Lava's own processes gets its CPU ratio past 3.2 / (0.87 ns x
-  268,800) = 13.7 at any batch size. The wall-clock ratio is that CPU ratio times (cores the batched network keeps
-  busy) / (cores one network per sample keeps busy): one network's eight processes keep 1.3-1.9 of the two cores
-  busy, the batched network at most 2 (1.5 measured), so even on a nearly idle machine the wall-clock ratio cannot
-  get far past 10. Nearly idle (load ~2, 2026-12-03 23:14 UTC, 500-step runs, medians of 5): one network per sample
-  656 steps/s (2.75 ms CPU per 1.52 ms step: 1.8 cores busy), pooled batch 5,530 sample-steps/s = 8.4x (0.28 ms CPU
-  per sample-step: 1.6 cores busy), unpooled 8.0x. Measured with ``--quick`` (2026-12-03, ``RESULT`` pooled /
-  unpooled, steady): with 500-step runs 8.3 / 6.7 at load 1.5-5 (per run 9.9; ff 8.3, rec 8.6; defaults as
-  committed) and 9.6 / 8.4 at load 1-5 with the input matrix split in two (per run 11.2); with 200-step runs 7.8 /
-  6.7 at load 4-8, 7.6 / 7.3 and 13.1 / 6.4 at load 9-10. Under load the ratio swings, mostly up: the per-step
-  synchronisation of one network per sample costs more CPU under contention (3.2 -> 6.6 ms per sample-step), the
-  batched mat-vec hardly (0.28-0.43 ms per sample-step); before pooling, under load 7-16, this benchmark measured
-  11.8-21x (steady).
+  So one ``Dense`` process per layer and copy (3 x 32 processes, ~38 ms) would cost more than the arithmetic.
+  One network per sample (8 processes) costs 2.8-4.2 ms CPU per step (its models' arithmetic under 0.1 ms).
+* Lava's ``Sparse`` (fixed_pt) forms ``weights.dot(s_in)`` with scipy's CSR mat-vec on int32 weights: 0.87 ns
+  per stored synapse, and a block-diagonal matrix stores every synapse B times — 8.6M synapses for 32 copies of
+  784-256-256-10, **7.5 ms of mat-vec per step** (its binary path, a CSR column selection, costs more, and the
+  ``Sparse`` process converts every matrix to CSR). That layout's CPU per step was ~0.4 ms x 5 + 7.5 ms ~ 9.5 ms per
+  32 samples (0.28 ms per sample-step, ratio CPU ~10 and at most 13.7 at any batch size).
+* ``BatchedSynapses`` multiplies the weights of one copy by the (B, n_src) spike matrix: the 784x256, 256x256 and
+  256x10 float32 GEMMs at B = 32 take 0.31, 0.11 and 0.02 ms alone (the block-diagonal CSR mat-vecs 5.4, 1.4 and
+  0.1 ms; one core, 2026-12-04). Spike phases per step at B = 32 (ff): input synapses 0.64 ms, hidden/output
+  synapses 0.42 ms, LIF (Lava's bit-accurate model on 16,672 neurons) 0.76 ms, RingBuffer 0.27 ms, recorder 0.15 ms;
+  rec: the two synapse processes 0.68 and 0.74 ms, LIF 0.81 ms. Whole network (the benchmark's CPU column):
+  0.094 ms CPU per sample-step (ff), 3.0 ms per step of 32 samples, of which about 2 ms is the per-process cost
+  of five processes — **now the largest share** — and the rest the LIF update and the products; rec 0.123 ms.
+  The CPU ratio to one network per sample is ~30 (ff 30.1, rec 34.0 in the run below); the wall-clock ratio is
+  that CPU ratio times (cores the batched network keeps busy) / (cores one network per sample keeps busy).
+* Measured with ``--quick`` (2026-12-04 03:58 UTC, load 2-5 from other jobs, defaults as committed): ``RESULT
+  lava_batch32_vs_single 20.4`` (ff 29.9, rec 20.4; steady sample-steps/s: one network per sample 454 / 419, CSR
+  layout 3,763 / 2,505, BatchedSynapses 13,576 / 8,557), ``_per_run 24.2``, ``_csr_vs_single 6.0``, ``_cpu 30.1``,
+  ``bit_exact 1``. Earlier (2026-12-03, CSR layout the default): ``lava_batch32_vs_single`` 8.3 at load 1.5-5,
+  8.4 nearly idle; the ratio swings with the load, mostly up, because one network per sample's per-step
+  synchronisation costs more CPU under contention (3.2 -> 6.6 ms per sample-step).
 
 *Guard.* Under heavy load a long-minus-short difference can come out zero or negative (start-up jitter larger
 than the extra steps' cost), which would print an absurd steady figure. The measurement of that simulator is
@@ -153,43 +152,53 @@ def _cpu_wall(fn) -> tuple:
 
 def lava_batched_vs_single(prog, LB: int, steps: int, short: int, repeats: int) -> dict:
     """One network per sample (``batch_mode="per_sample"``: Lava's Dense processes, Sink/Monitor read-back) against
-    ``LB`` samples in one batched network — pooled (``BATCH_POOL``, the default) and one process per group and
-    synapse group (before pooling) —, and the pooled builder on one sample (separates what batching gains from
-    what its Sparse processes and file recorders change): steady (long minus short run) and per-run
-    sample-steps/s of each, and CPU milliseconds per sample-step (long minus short, all processes), medians over
-    ``repeats`` measured alternately (so that load from other processes falls on all); bit-exactness of the
-    batch's outputs and of a recorded batched run of 4 samples."""
+    ``LB`` samples in one batched pooled network — with our ``BatchedSynapses`` (``BATCH_GEMM``, the default: one
+    matrix product per synapse group over the batch) and with Lava's ``Sparse`` holding the block-diagonal CSR of
+    the copies (``BATCH_GEMM = False``, the layout before) —, and the default builder on one sample (separates
+    what batching gains from what its processes and file recorders change): steady (long minus short run) and
+    per-run sample-steps/s of each, and CPU milliseconds per sample-step (long minus short, all processes),
+    medians over ``repeats`` measured alternately (so that load from other processes falls on all);
+    bit-exactness of the batch's outputs in both layouts and of a recorded batched run of 4 samples."""
     x = int_inputs(prog, LB, steps, rate=0.2, seed=2).astype(np.uint8)
-    run_lava(prog, x[:2], steps=2, batch_mode="batched")  # warm-up: Sparse's process model, the recorders
+    for gemm in (True, False):  # warm-up: the synapse process models, the recorders
+        lava_backend.BATCH_GEMM = gemm
+        run_lava(prog, x[:2], steps=2, batch_mode="batched")
+    lava_backend.BATCH_GEMM = True
     modes = {"single": ("per_sample", 1, True), "batched1": ("batched", 1, True),
-             "unpooled": ("batched", LB, False), "batched": ("batched", LB, True)}
+             "csr": ("batched", LB, False), "batched": ("batched", LB, True)}
 
-    def run(mode: str, b: int, pool: bool, lo: int, T: int) -> tuple:
-        lava_backend.BATCH_POOL = pool
+    def run(mode: str, b: int, gemm: bool, lo: int, T: int) -> tuple:
+        lava_backend.BATCH_GEMM = gemm
         try:
             return _cpu_wall(lambda: run_lava(prog, x[lo:lo + b, :T], batch_mode=mode))
         finally:
-            lava_backend.BATCH_POOL = True
+            lava_backend.BATCH_GEMM = True
 
     t = {(m, T): [] for m in modes for T in (steps, short)}
     for i in range(repeats):
-        for m, (mode, b, pool) in modes.items():
+        for m, (mode, b, gemm) in modes.items():
             lo = 0 if b > 1 else i
             for T in (short, steps):
-                t[(m, T)].append(run(mode, b, pool, lo, T))
+                t[(m, T)].append(run(mode, b, gemm, lo, T))
     res = {}
-    for m, (mode, b, pool) in modes.items():
+    for m, (mode, b, gemm) in modes.items():
         wl, ws = [w for _, w in t[(m, steps)]], [w for _, w in t[(m, short)]]
         res[m + "_steady"], res[m + "_how"] = steady_rate(
             b, steps, short, wl, ws,
-            lambda mode=mode, b=b, pool=pool: tuple(reversed([run(mode, b, pool, 0, T)[1] for T in (short, steps)])))
+            lambda mode=mode, b=b, gemm=gemm: tuple(reversed([run(mode, b, gemm, 0, T)[1] for T in (short, steps)])))
         res[m + "_run"] = b * steps / float(np.median(wl))
         cpu = float(np.median([c for c, _ in t[(m, steps)]])) - float(np.median([c for c, _ in t[(m, short)]]))
         res[m + "_cpu"] = 1e3 * cpu / (b * (steps - short))
+    ref = simulate(prog, x).output
     out = run_lava(prog, x, batch_mode="batched").output
+    lava_backend.BATCH_GEMM = False
+    try:
+        out_csr = run_lava(prog, x, batch_mode="batched").output
+    finally:
+        lava_backend.BATCH_GEMM = True
     mm = simulate(prog, x[:4, :short], record=True).first_mismatch(
         run_lava(prog, x[:4, :short], record=True, batch_mode="batched"))
-    res["exact"] = bool(np.array_equal(simulate(prog, x).output, out)) and mm is None
+    res["exact"] = bool(np.array_equal(ref, out)) and bool(np.array_equal(ref, out_csr)) and mm is None
     res["mismatch"] = mm
     return res
 
@@ -214,7 +223,7 @@ def main(argv=None) -> int:
 
     rows = []
     lava_rows = []
-    batched_ratio, batched_ratio_run, unpooled_ratio, cpu_ratio = [], [], [], []
+    batched_ratio, batched_ratio_run, csr_ratio, cpu_ratio = [], [], [], []
     per_run = {1: [], B: []}
     steady = {1: [], B: []}
     lava_steady = []
@@ -259,11 +268,11 @@ def main(argv=None) -> int:
         exact = exact and b_ok
         batched_ratio.append(cmp["batched_steady"] / cmp["single_steady"])
         batched_ratio_run.append(cmp["batched_run"] / cmp["single_run"])
-        unpooled_ratio.append(cmp["unpooled_steady"] / cmp["single_steady"])
+        csr_ratio.append(cmp["csr_steady"] / cmp["single_steady"])
         cpu_ratio.append(cmp["single_cpu"] / cmp["batched_cpu"])
         for m, label, b in (("single", "one network per sample", 1), ("batched1", "batched builder, 1 sample", 1),
-                            ("unpooled", "batched, a process per group (before pooling)", LB),
-                            ("batched", "batched, pooled (default)", LB)):
+                            ("csr", "batched, block-diagonal CSR Sparse (before)", LB),
+                            ("batched", "batched, BatchedSynapses GEMM (default)", LB)):
             lava_rows.append((kind, label, str(b), f"{cmp[m + '_steady']:,.0f}", cmp[m + "_how"],
                               f"{cmp[m + '_run']:,.0f}", f"{cmp[m + '_cpu']:.3f}",
                               f"{cmp[m + '_steady'] / cmp['single_steady']:,.1f}x",
@@ -303,7 +312,7 @@ def main(argv=None) -> int:
     print(f"RESULT lava_steady_steps_per_s {min(lava_steady):.0f}")
     print(f"RESULT lava_batch{LB}_vs_single {min(batched_ratio):.1f}")
     print(f"RESULT lava_batch{LB}_vs_single_per_run {min(batched_ratio_run):.1f}")
-    print(f"RESULT lava_batch{LB}_unpooled_vs_single {min(unpooled_ratio):.1f}")
+    print(f"RESULT lava_batch{LB}_csr_vs_single {min(csr_ratio):.1f}")
     print(f"RESULT lava_batch{LB}_vs_single_cpu {min(cpu_ratio):.1f}")
     print(f"RESULT bit_exact {int(exact)}")
     return 0 if exact else 1

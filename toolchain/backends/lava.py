@@ -20,17 +20,22 @@ The network runs ``Loihi2SimCfg(select_tag="fixed_pt")`` for ``steps`` steps and
 also on errors. The result has the format of :func:`toolchain.sim.reference.simulate`.
 
 Batches (:func:`run_lava`'s ``batch_mode``, :func:`batch_plan`): by default a batch of two or more samples runs as
-*one* Lava process graph per chunk of samples (:func:`build_batched_network`: B-wide processes, block-diagonal
-``Sparse``/``DelaySparse`` weights, per-neuron parameters tiled; groups of one LIF class pooled into one process,
-synapse groups of one source, destination and parameter set into one ``Sparse``, split by rows across cores when
-large; why each piece computes what the per-sample processes compute is in its docstring), with records handed
-back through files by our recorder processes (:mod:`toolchain.backends.lava_procs.recorder`; Lava's ``Var.get``
-sends one channel message per value). Measured on 784-256-256-10 (prototypes on two shared cores): parallel
-per-sample process chains in one graph saturate at ~350 sample-steps/s (a process per layer and sample),
-block-diagonal ``Dense`` costs B^2 in memory and time, block-diagonal ``Sparse`` grows linearly — the batched
-form is the latter. Lava runs every process model in its own OS process and synchronises all of them every
-step, so a batched step costs Lava's CSR mat-vec over all B copies (scipy, about 0.9 ns per stored synapse on
-this machine) plus a fixed cost per process; pooling cuts the processes (8 -> 5 on 784-256-256-10). Not batched
+*one* Lava process graph per chunk of samples (:func:`build_batched_network`: B-wide processes, per-neuron
+parameters tiled; groups of one LIF class pooled into one process, synapse groups of one source, destination and
+parameter set into one synapse process — our ``BatchedSynapses``
+(:mod:`toolchain.backends.lava_procs.batched_synapses`: one matrix product per synapse group over the batch) where
+every row sum stays below 2^31, else Lava's ``Sparse`` with the block-diagonal CSR of the B copies, and
+``DelaySparse`` for delayed groups; why each piece computes what the per-sample processes compute is in its
+docstring), with records handed back through files by our recorder processes
+(:mod:`toolchain.backends.lava_procs.recorder`; Lava's ``Var.get`` sends one channel message per value). Measured
+on 784-256-256-10 (two shared cores): parallel per-sample process chains in one graph saturate at ~350
+sample-steps/s (a process per layer and sample), block-diagonal ``Dense`` costs B^2 in memory and time,
+block-diagonal ``Sparse`` grows linearly (Lava's CSR mat-vec, ~0.9 ns per stored synapse and copy: 7.5 ms per
+step at B = 32, ~8x one network per sample), ``BatchedSynapses`` multiplies one copy's weights by the (B, n)
+spike matrix (float32 BLAS GEMM: ~0.45 ms per step at B = 32; ~20-30x one network per sample,
+``benchmarks/sim_vs_lava.py``). Lava runs every process model in its own OS process and synchronises all of them
+every step at a fixed cost per process (~0.4 ms CPU), now the largest share of a batched step; pooling cuts the
+processes (8 -> 5 on 784-256-256-10). Not batched
 (one network per sample, with a warning under "auto", an error under "batched"): sigma-delta groups, delayed
 synapse groups whose sums can leave int32 (:func:`batch_blocker`), and networks of which two copies exceed
 :data:`BATCH_SYNAPSE_BUDGET` stored synapses (a convolution is batched as its unrolled weights, so large conv
@@ -567,13 +572,25 @@ def build_batched_network(program: Program, inputs: Mapping[str, np.ndarray], st
     one B-wide LIF process (a *pool*: group-major, then sample-major — neuron ``i`` of sample ``b`` of group
     ``g`` is entry ``start(g) + b·n_g + i``; per-neuron parameters tiled and concatenated); synapse groups from
     the same source (an input port's ``RingBuffer`` or a pool) into the same pool with the same ``weight_exp``,
-    ``num_weight_bits``, ``sign_mode`` and payload are one ``Sparse`` whose weights hold the block-diagonal CSR
-    of the B copies of each, placed at their groups' rows and columns; a matrix of more than
-    :data:`SPLIT_SYNAPSES` stored synapses is split by rows into several ``Sparse`` processes (one per core at
-    most, :data:`SPLIT_MAX_PARTS`; :data:`SPLIT_SYNAPSES` each at least), whose outputs Lava sums into the
-    pool's ``a_in``. Without pooling every group is its own LIF process and every synapse group its own
-    ``Sparse``. Delayed synapse groups are never merged nor split (one ``DelaySparse`` each). Why this computes
-    what the per-sample processes compute:
+    ``num_weight_bits``, ``sign_mode``, payload and delay are one synapse process. Which one (``gemm``, default
+    :data:`BATCH_GEMM`):
+
+    * no delay and every row sum ``sum |w|·payload`` (over the merged groups of the row, Lava's clipped and
+      truncated weights, :func:`_row_abs`) below 2^31: our ``BatchedSynapses``
+      (:mod:`toolchain.backends.lava_procs.batched_synapses`), one block per synapse group at its destination
+      group's rows and its source's columns, each computed as one product over the batch — a float GEMM
+      (float32 below 2^24, float64 otherwise: exact) when the group's weights fill at least
+      :data:`GEMM_MIN_DENSITY` of a matrix of at most :data:`GEMM_DENSE_MAX` entries, else scipy CSR x dense
+      int32 (sparse and unrolled convolution weights); never split;
+    * otherwise (row sums from 2^31 on — graded payloads with wide weights —, or ``gemm=False``): Lava's
+      ``Sparse`` holding the block-diagonal CSR of the B copies of each group, placed at their groups' rows and
+      columns; a matrix of more than :data:`SPLIT_SYNAPSES` stored synapses is split by rows into several
+      ``Sparse`` processes (one per core at most, :data:`SPLIT_MAX_PARTS`; :data:`SPLIT_SYNAPSES` each at
+      least), whose outputs Lava sums into the pool's ``a_in``;
+    * delayed synapse groups: one ``DelaySparse`` each (never merged nor split).
+
+    Without pooling every group is its own LIF process and every synapse group its own synapse process (chosen
+    as above). Why this computes what the per-sample processes compute:
 
     * a ``Dense`` (per-sample) and a ``Sparse`` (batched) fixed_pt model compute the same integers: the same clip
       and truncation (``proc/dense/models.py`` L87-90, ``proc/sparse/models.py`` L87-90), elementwise with the
@@ -586,6 +603,12 @@ def build_batched_network(program: Program, inputs: Mapping[str, np.ndarray], st
       separate processes (``PyInPortVectorDense.recv``, ``magma/core/model/py/ports.py`` L346-351); with a right
       shift they go to separate processes, as per sample;
     * split matrices: every row is in one part, the others send 0 for it, and ``a_in`` adds the parts' messages;
+    * ``BatchedSynapses``: Lava's clip and truncation (imported from ``lava.utils.weightutils``) on one copy's
+      weights, ``a_buff`` sent a step later, the shift by ``weight_exp`` (Lava's own expression on the int32 sum);
+      below 2^31 neither of Lava's sums (int32 dot, or the int64 column sum of binary input) wraps, so both are
+      the exact integer sum, which the float GEMM (below 2^24 / 2^53) and the int32 CSR product form exactly
+      (details in that module's docstring); blocks of different synapse groups into the same rows add up in the
+      same int32 sum as the merged rows of a ``Sparse``;
     * binary sources are given ``num_message_bits=1``: Lava's Sparse then forms ``weights.dot(s_in)``
       (``proc/sparse/models.py`` L97-99, scipy's CSR mat-vec, work in proportion to the synapses) instead of the
       column selection of L101-102 (which copies the selected columns every step and costs several times more);
