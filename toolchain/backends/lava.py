@@ -503,6 +503,9 @@ BATCH_GEMM = True
 GEMM_MIN_DENSITY = 0.125
 #: The largest matrix (n_dst x n_src entries, one copy) multiplied densely (float64: 128 MB per copy at the limit).
 GEMM_DENSE_MAX = 2 ** 24
+#: BLAS threads of each ``BatchedSynapses`` model's OS process (None: BLAS's default). 1: Lava already runs every
+#: process model in its own OS process, and extra BLAS threads compete with them for the cores.
+GEMM_BLAS_THREADS: Optional[int] = 1
 
 
 def _gemm_mode(w: Any) -> str:
@@ -526,7 +529,7 @@ def _gemm_process(program: Program, members: Sequence[Any], kind: str, start: Ma
         blocks.append((start[m.dst], 0 if kind == "port" else start[m.src], w, _gemm_mode(w)))
     return BatchedSynapses(n_in=n_in, n_out=n_out, batch=B, blocks=blocks, weight_exp=weight_exp,
                            num_weight_bits=num_weight_bits, sign_mode=sign_mode, dtype=exact_float_dtype(bound),
-                           name=name)
+                           blas_threads=GEMM_BLAS_THREADS, name=name)
 
 
 def _sparse_processes(program: Program, members: Sequence[Any], dst_groups: Sequence[str], kind: str,

@@ -66,6 +66,16 @@ def exact_float_dtype(bound: int) -> str:
     raise ValueError(f"row bound {bound} >= 2^53: no float type sums it exactly")
 
 
+def _limit_blas_threads(n: int) -> None:
+    """At most ``n`` BLAS threads in this OS process (each Lava process model runs in its own; threadpoolctl
+    comes with scikit-learn, a dependency). Only a speed setting: without threadpoolctl nothing changes."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - installed with scikit-learn
+        return
+    threadpool_limits(limits=n, user_api="blas")
+
+
 class BatchedSynapses(AbstractProcess):
     """Synapses of ``batch`` copies, flat ports ``s_in`` (n_in,) and ``a_out`` (n_out,).
 
@@ -73,12 +83,15 @@ class BatchedSynapses(AbstractProcess):
     int32, (n_dst, n_src)), placed at output entry ``row0`` and input entry ``col0`` (sample-major inside the
     block); ``mode`` "dense" (GEMM in ``dtype``) or "csr" (scipy CSR x dense, int32). ``weight_exp``,
     ``num_weight_bits``, ``sign_mode`` (a Lava ``SignMode``) as Lava's ``Sparse``; ``dtype``: "float32" or
-    "float64" (:func:`exact_float_dtype` of the row bound, which must be below 2^31)."""
+    "float64" (:func:`exact_float_dtype` of the row bound, which must be below 2^31). ``blas_threads``: the
+    BLAS threads of the model's OS process (None: BLAS's default), set with ``threadpoolctl``."""
 
     def __init__(self, *, n_in: int, n_out: int, batch: int, blocks, weight_exp: int = 0,
-                 num_weight_bits: int = 8, sign_mode=None, dtype: str = "float64", **kwargs) -> None:
+                 num_weight_bits: int = 8, sign_mode=None, dtype: str = "float64", blas_threads=1,
+                 **kwargs) -> None:
         super().__init__(n_in=n_in, n_out=n_out, batch=batch, blocks=blocks, weight_exp=weight_exp,
-                         num_weight_bits=num_weight_bits, sign_mode=sign_mode, dtype=dtype, **kwargs)
+                         num_weight_bits=num_weight_bits, sign_mode=sign_mode, dtype=dtype,
+                         blas_threads=blas_threads, **kwargs)
         self.s_in = InPort(shape=(n_in,))
         self.a_out = OutPort(shape=(n_out,))
         self.a_buff = Var(shape=(n_out,), init=0)
@@ -102,6 +115,8 @@ class PyBatchedSynapsesModelBitAcc(PyLoihiProcessModel):
         """Lava's clip and truncation of each block's weights (once), then the form the product uses: dense
         transposed (n_src, n_dst) in the float type, or CSR int32."""
         p = self.proc_params
+        if p.get("blas_threads") is not None:
+            _limit_blas_threads(int(p["blas_threads"]))
         nwb = int(p["num_weight_bits"])
         sign_mode = p["sign_mode"]
         dt = np.dtype(p["dtype"])
