@@ -73,7 +73,8 @@ model's spike phase, ``time.process_time`` inside Lava's ``PyLoihiProcessModel._
   sample 454 / 419, CSR layout 3,763 / 2,505, BatchedSynapses 13,576 / 8,557), ``_per_run 24.2``,
   ``_csr_vs_single 6.0``, ``_cpu 30.1``, ``bit_exact 1``; 04:02 UTC ``26.9`` (ff 26.9, rec 32.3; 541 / 395,
   3,869 / 3,227, 14,577 / 12,764), ``_per_run 29.8``, ``_csr_vs_single 7.1``, ``_cpu 31.8``, ``bit_exact 1``; CPU
-  per sample-step of the batch 0.094-0.123 ms, of one network per sample 2.8-4.6 ms. Earlier (2026-12-03, CSR layout the default): ``lava_batch32_vs_single`` 8.3 at load 1.5-5,
+  per sample-step of the batch 0.094-0.123 ms, of one network per sample 2.8-4.6 ms. Earlier (2026-12-03, CSR
+  layout the default): ``lava_batch32_vs_single`` 8.3 at load 1.5-5,
   8.4 nearly idle; the ratio swings with the load, mostly up, because one network per sample's per-step
   synchronisation costs more CPU under contention (3.2 -> 6.6 ms per sample-step).
 

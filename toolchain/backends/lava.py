@@ -631,7 +631,6 @@ def build_batched_network(program: Program, inputs: Mapping[str, np.ndarray], st
     Records come from our recorders (:mod:`toolchain.backends.lava_procs.recorder`), one per pool and record
     kind, keeping the recorded groups' entries only.
     """
-    import scipy.sparse as sps
     L = _lava()
     pool = BATCH_POOL if pool is None else bool(pool)
     gemm = BATCH_GEMM if gemm is None else bool(gemm)

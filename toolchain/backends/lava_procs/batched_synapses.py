@@ -36,6 +36,8 @@ Integer semantics, following Lava 0.10.0's bit-accurate ``Sparse`` model line by
 
 Only absolute imports here: Lava's model search executes this file as a stand-alone module.
 """
+from typing import Any, Optional, Sequence, Tuple
+
 import numpy as np
 
 from lava.magma.core.decorator import implements, requires, tag
@@ -47,7 +49,7 @@ from lava.magma.core.process.process import AbstractProcess
 from lava.magma.core.process.variable import Var
 from lava.magma.core.resources import CPU
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
-from lava.utils.weightutils import clip_weights, truncate_weights
+from lava.utils.weightutils import SignMode, clip_weights, truncate_weights
 
 #: Largest row bound (sum of |w|·payload) for which float32 / float64 sums of integers are exact.
 FLOAT32_EXACT = 2 ** 24
@@ -86,9 +88,9 @@ class BatchedSynapses(AbstractProcess):
     "float64" (:func:`exact_float_dtype` of the row bound, which must be below 2^31). ``blas_threads``: the
     BLAS threads of the model's OS process (None: BLAS's default), set with ``threadpoolctl``."""
 
-    def __init__(self, *, n_in: int, n_out: int, batch: int, blocks, weight_exp: int = 0,
-                 num_weight_bits: int = 8, sign_mode=None, dtype: str = "float64", blas_threads=1,
-                 **kwargs) -> None:
+    def __init__(self, *, n_in: int, n_out: int, batch: int, blocks: Sequence[Tuple[int, int, Any, str]],
+                 weight_exp: int = 0, num_weight_bits: int = 8, sign_mode: Optional[SignMode] = None,
+                 dtype: str = "float64", blas_threads: Optional[int] = 1, **kwargs: Any) -> None:
         super().__init__(n_in=n_in, n_out=n_out, batch=batch, blocks=blocks, weight_exp=weight_exp,
                          num_weight_bits=num_weight_bits, sign_mode=sign_mode, dtype=dtype,
                          blas_threads=blas_threads, **kwargs)
@@ -135,6 +137,7 @@ class PyBatchedSynapsesModelBitAcc(PyLoihiProcessModel):
         self.weight_exp = int(p["weight_exp"])
 
     def run_spk(self) -> None:
+        """Send the last step's ``a_buff``, receive ``s_in``, form this step's shifted int32 sums."""
         if self._blocks is None:
             self._prepare()
         self.a_out.send(self.a_buff)
