@@ -68,12 +68,14 @@ model's spike phase, ``time.process_time`` inside Lava's ``PyLoihiProcessModel._
   of five processes — **now the largest share** — and the rest the LIF update and the products; rec 0.123 ms.
   The CPU ratio to one network per sample is ~30 (ff 30.1, rec 34.0 in the run below); the wall-clock ratio is
   that CPU ratio times (cores the batched network keeps busy) / (cores one network per sample keeps busy).
-* Measured with ``--quick`` (load 2-5 from other jobs, defaults as committed), two runs: 2026-12-04 03:58 UTC
+* Measured with ``--quick`` (load 1.6-5 from other jobs), three runs: 2026-12-04 03:58 UTC
   ``RESULT lava_batch32_vs_single 20.4`` (ff 29.9, rec 20.4; steady sample-steps/s ff / rec: one network per
   sample 454 / 419, CSR layout 3,763 / 2,505, BatchedSynapses 13,576 / 8,557), ``_per_run 24.2``,
   ``_csr_vs_single 6.0``, ``_cpu 30.1``, ``bit_exact 1``; 04:02 UTC ``26.9`` (ff 26.9, rec 32.3; 541 / 395,
-  3,869 / 3,227, 14,577 / 12,764), ``_per_run 29.8``, ``_csr_vs_single 7.1``, ``_cpu 31.8``, ``bit_exact 1``; CPU
-  per sample-step of the batch 0.094-0.123 ms, of one network per sample 2.8-4.6 ms. Earlier (2026-12-03, CSR
+  3,869 / 3,227, 14,577 / 12,764), ``_per_run 29.8``, ``_csr_vs_single 7.1``, ``_cpu 31.8``, ``bit_exact 1``; 04:08 UTC,
+  the defaults as committed, ``36.7`` (ff 36.7, rec 42.6; 369 / 245, 4,057 / 2,634, 13,565 / 10,440), ``_per_run
+  33.5``, ``_csr_vs_single 10.8``, ``_cpu 34.3``, ``bit_exact 1``; CPU per sample-step of the batch 0.094-0.123 ms,
+  of one network per sample 2.8-5.4 ms. Earlier (2026-12-03, CSR
   layout the default): ``lava_batch32_vs_single`` 8.3 at load 1.5-5,
   8.4 nearly idle; the ratio swings with the load, mostly up, because one network per sample's per-step
   synchronisation costs more CPU under contention (3.2 -> 6.6 ms per sample-step).
