@@ -32,7 +32,7 @@ on 784-256-256-10 (two shared cores): parallel per-sample process chains in one 
 sample-steps/s (a process per layer and sample), block-diagonal ``Dense`` costs B^2 in memory and time,
 block-diagonal ``Sparse`` grows linearly (Lava's CSR mat-vec, ~0.9 ns per stored synapse and copy: 7.5 ms per
 step at B = 32, ~8x one network per sample), ``BatchedSynapses`` multiplies one copy's weights by the (B, n)
-spike matrix (float32 BLAS GEMM: ~0.45 ms per step at B = 32; ~20-30x one network per sample,
+spike matrix (float32 BLAS GEMM: ~0.45 ms per step at B = 32; 20-37x one network per sample,
 ``benchmarks/sim_vs_lava.py``). Lava runs every process model in its own OS process and synchronises all of them
 every step at a fixed cost per process (~0.4 ms CPU), now the largest share of a batched step; pooling cuts the
 processes (8 -> 5 on 784-256-256-10). Not batched
