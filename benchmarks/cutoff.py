@@ -191,14 +191,18 @@ def run_rows(prog, steps: int, x_cal, y_cal, x_te, y_te, eps: Optional[float], m
     # split (cross-fitted), among ``rules``.
     cal_h = cal[:, :k_best]
     if eps is not None:
-        choice = {"target": rules[0][0], "sequential": rules[0][1], "eps": eps}
+        choice = {"target": rules[0][0], "sequential": rules[0][1], "eps": eps,
+                  **({"window": rules[0][2], "pooled": rules[0][3]} if len(rules[0]) == 4 else {})}
     else:
         choice = co.select_rule(cal_h, y_cal, kind="topk", max_drop=max_drop, rules=rules, confidence_level=level)[0]
     pol_h = co.calibrate(cal_h, y_cal, eps=choice["eps"], kind="topk", confidence_level=level,
-                         target=choice["target"], sequential=choice["sequential"])
+                         target=choice["target"], sequential=choice["sequential"],
+                         window=choice.get("window", 0), pooled=choice.get("pooled", False))
     policies["topk-horizon"] = pol_h
     ex = simulate(prog, x_te, steps=steps, record=True, early_exit=pol_h.hook())
-    tag = f"{choice['target'][0]}{'+' if choice['sequential'] else ''}{choice['eps']:g}"
+    tag = (f"{choice['target'][0]}{'+' if choice['sequential'] and not choice.get('pooled') else ''}"
+           f"{'w%d' % choice['window'] if choice.get('window') else ''}{'p' if choice.get('pooled') else ''}"
+           f"{choice['eps']:g}")
     row(f"Top-K horizon ({label})", float((np.argmax(ex.accumulated_output(), 1) == y_te).mean()),
         float(ex.steps_run.mean()), M.workload_program(prog, ex, x_te).as_dict(), tag)
     if with_baselines:
@@ -276,10 +280,12 @@ def main(argv: List[str] | None = None) -> int:
     ap.add_argument("--out", default=None, help="JSON path (default benchmarks/results/cutoff[_quick].json)")
     ap.add_argument("--from-json", default=None, help="Re-print a saved run (nothing is measured).")
     ap.add_argument("--mnist1d-steps", type=int, default=32, help="Input steps of the mnist1d rate code.")
-    ap.add_argument("--rules", choices=["published", "all"], default="all",
+    ap.add_argument("--rules", choices=["published", "all", "window"], default="window",
                     help="Calibration rules the Top-K horizon row chooses among on the calibration split: the "
-                         "published one (stably correct, every step on all samples) or also 'final' (agrees with "
-                         "the prediction at the horizon, each step on the samples still running).")
+                         "published one (stably correct, every step on all samples); 'all': also 'final' (agrees "
+                         "with the prediction at the horizon, each step on the samples still running); 'window' "
+                         "(default): also the window-margin score over the last 4 steps with one pooled threshold, "
+                         "for both targets (toolchain.runtime.cutoff.WINDOW_RULES).")
     args = ap.parse_args(argv)
     if args.from_json:
         import json
@@ -290,7 +296,7 @@ def main(argv: List[str] | None = None) -> int:
         report(saved, dict(saved.get("run", {}), _file=args.from_json))
         return 0
     level = None if str(args.confidence_level).lower() == "none" else float(args.confidence_level)
-    rules = co.DEFAULT_RULES if args.rules == "all" else (("stable", False),)
+    rules = {"window": co.WINDOW_RULES, "all": co.DEFAULT_RULES, "published": (("stable", False),)}[args.rules]
     torch.set_num_threads(1)
     OUT_DIR.mkdir(parents=True, exist_ok=True)
 
@@ -327,7 +333,9 @@ def main(argv: List[str] | None = None) -> int:
                 results[label] = (rows, raw, steps)
                 for k, r in rows.items():
                     per_seed.setdefault((name, k), []).append(r)
-                eps_txt = ", ".join(f"{k} {p.eps:g}" + (f" ({p.target}{', sequential' if p.sequential else ''})"
+                eps_txt = ", ".join(f"{k} {p.eps:g}" + (f" ({p.target}{', sequential' if p.sequential else ''}"
+                                                        f"{f', window {p.window}' if p.window else ''}"
+                                                        f"{', pooled' if p.pooled else ''})"
                                                         if k == "topk-horizon" else "")
                                     for k, p in raw["policies"].items())
                 print(f"   seed {seed} {label}: float test acc {100 * hist.test_acc[-1]:.2f}%, compiled output "

@@ -58,7 +58,7 @@ __all__ = [
     "predictions", "correct_matrix", "stably_correct", "calibrate", "fixed_policy", "exit_steps", "predictions_at_exit",
     "oracle_exit_steps", "evaluate", "accuracy_per_step", "attach_policy", "policy_from_program", "load_policy",
     "tradeoff_curves", "plot_tradeoff", "DEFAULT_EPS_SWEEP", "select_eps", "DEFAULT_RULES", "select_rule",
-    "clopper_pearson_lower",
+    "clopper_pearson_lower", "window_margin", "score_series", "WINDOW_RULES",
     "run_with_cutoff", "run_lava_with_cutoff", "simulate_with_cutoff",
 ]
 
@@ -112,6 +112,23 @@ def topk_gap(acc: Any) -> np.ndarray:
     return top2[..., 1] - top2[..., 0]
 
 
+def window_margin(acc: Any, acc_back: Any) -> np.ndarray:
+    """**(ours)** The margin of the current prediction in the recent evidence: with ``p = argmax Y(t)`` (first class
+    on a tie) and ``D = Y(t) - Y(t-W)`` (``acc`` and ``acc_back``, both ``(..., C)``), ``D_p - max_{c != p} D_c``.
+    Negative when the last W steps favour another class. With ``acc_back = 0`` (a window reaching back to the
+    start) it equals :func:`topk_gap` of ``Y(t)``."""
+    a = np.asarray(acc, dtype=np.float64)
+    d = a - np.asarray(acc_back, dtype=np.float64)
+    if a.shape[-1] < 2 or d.shape != a.shape:
+        raise InputError(f"needs matching (..., C>=2) shapes, got {a.shape} and {d.shape}",
+                         field="accumulated_output")
+    p = np.argmax(a, axis=-1)[..., None]
+    dp = np.take_along_axis(d, p, axis=-1)[..., 0]
+    rest = d.copy()
+    np.put_along_axis(rest, p, -np.inf, axis=-1)
+    return dp - rest.max(axis=-1)
+
+
 def softmax_confidence(acc: Any, temperature: float = 1.0) -> np.ndarray:
     """``max_c softmax(Y / temperature)_c`` over the last axis of accumulated outputs ``(..., C)`` -> ``(...)``,
     in (1/C, 1]."""
@@ -130,6 +147,19 @@ def confidence(acc: Any, kind: str, temperature: float = 1.0) -> np.ndarray:
     if kind == "fixed":
         return np.zeros(np.asarray(acc).shape[:-1])
     raise InputError(f"unknown cutoff kind {kind!r}; expected one of {KINDS}", field="kind")
+
+
+def score_series(acc: np.ndarray, kind: str, temperature: float = 1.0, window: int = 0) -> np.ndarray:
+    """The exit score at every step of accumulated outputs ``(N, T, C)`` -> ``(N, T)``: :func:`confidence` of
+    ``Y(t)``, or with ``window`` W > 0 (kind "topk" only) :func:`window_margin` of ``Y(t)`` against ``Y(t-W)``
+    (``Y(t-W) = 0`` for ``t <= W``)."""
+    if window <= 0:
+        return confidence(acc, kind, temperature)
+    if kind != "topk":
+        raise InputError(f"a window applies to kind 'topk' only, got {kind!r}", field="window")
+    back = np.zeros_like(acc)
+    back[:, window:] = acc[:, :-window]
+    return window_margin(acc, back)
 
 
 def predictions(outputs: Any) -> np.ndarray:
@@ -198,6 +228,38 @@ def _thresholds_for(scores: np.ndarray, stable: np.ndarray, eps: float, grid: in
     return betas
 
 
+def _pooled_thresholds(scores: np.ndarray, right: np.ndarray, eps: float, grid: int,
+                       confidence_level: Optional[float] = None) -> np.ndarray:
+    """**(ours)** One threshold shared by steps 1..T-1 (the last entry inf; every sample leaves at T): the smallest
+    candidate beta whose exits (each sample's first step t < T with score > beta) are right (``right[i, t]``) in
+    >= 1 - eps of the samples that exit before T (or, with ``confidence_level``, whose Clopper-Pearson lower bound
+    of that share is). Candidates: ``grid`` quantiles (0..1) of the positive scores of steps 1..T-1. Every sample
+    supports the one threshold, where a per-step threshold sees only the exits of its step."""
+    n, steps = scores.shape
+    betas = np.full(steps, np.inf)
+    s = scores[:, :steps - 1]
+    pos = s[np.isfinite(s) & (s > 0)]
+    if steps < 2 or pos.size == 0:
+        return betas
+    cand = np.unique(np.concatenate([[0.0], np.quantile(pos, np.linspace(0.0, 1.0, grid))]))
+    rows = np.arange(n)
+    for b in cand:
+        fire = s > b
+        leaves = fire.any(axis=1)
+        n_exit = int(leaves.sum())
+        if n_exit == 0:
+            break  # larger candidates let nobody out either
+        n_ok = int(right[rows, np.argmax(fire, axis=1)][leaves].sum())
+        if confidence_level is None:
+            ok = n_ok >= (1.0 - eps) * n_exit - 1e-9
+        else:
+            ok = float(clopper_pearson_lower(n_ok, n_exit, confidence_level)) >= 1.0 - eps - 1e-12
+        if ok:
+            betas[:steps - 1] = b
+            break
+    return betas
+
+
 @dataclass
 class CutoffPolicy:
     """Per-step exit thresholds for one confidence score.
@@ -208,7 +270,11 @@ class CutoffPolicy:
     number of grid values; ``temperature``: the softmax temperature (kind "softmax" only);
     ``confidence_level``: the calibration's Clopper-Pearson level, or None (see :func:`calibrate`);
     ``calibration``: figures measured on the calibration set (samples, accuracy at T, accuracy and mean steps
-    with this policy).
+    with this policy). ``target``, ``sequential``: the calibration rule (:func:`calibrate`). **(ours)**
+    ``window`` W (kind "topk"; 0 = the published score): the score is :func:`window_margin` of ``Y(t)`` against
+    ``Y(t-W)``, so the runtime keeps the accumulated readout of the last W steps of every running sample (a W x C
+    history; :meth:`hook` does this); ``pooled``: the thresholds were calibrated as one value shared by all steps
+    (:func:`calibrate`); the runtime still reads one threshold per step.
     """
 
     thresholds: np.ndarray
@@ -220,6 +286,8 @@ class CutoffPolicy:
     confidence_level: Optional[float] = None
     target: str = "stable"
     sequential: bool = False
+    window: int = 0
+    pooled: bool = False
 
     def __post_init__(self) -> None:
         th = np.asarray(self.thresholds, dtype=np.float64).reshape(-1)
@@ -240,6 +308,12 @@ class CutoffPolicy:
         if self.target not in TARGETS:
             raise InputError(f"unknown calibration target {self.target!r}; expected one of {TARGETS}", field="target")
         self.sequential = bool(self.sequential)
+        self.pooled = bool(self.pooled)
+        if int(self.window) != self.window or int(self.window) < 0:
+            raise InputError(f"must be a non-negative integer, got {self.window}", field="window")
+        self.window = int(self.window)
+        if self.window and self.kind != "topk":
+            raise InputError(f"a window applies to kind 'topk' only, got kind {self.kind!r}", field="window")
         if not (self.temperature > 0 and math.isfinite(self.temperature)):
             raise InputError(f"must be a positive number, got {self.temperature}", field="temperature")
 
@@ -248,12 +322,19 @@ class CutoffPolicy:
         """The time budget T the policy was calibrated for."""
         return int(self.thresholds.size)
 
-    def score(self, acc: Any) -> np.ndarray:
-        """This policy's confidence score of accumulated outputs ``(..., C)``."""
+    def score(self, acc: Any, acc_back: Any = None) -> np.ndarray:
+        """This policy's confidence score of accumulated outputs ``(..., C)``; with a ``window``, ``acc_back`` is
+        ``Y(t-W)`` (zeros for ``t < W``)."""
+        if self.window:
+            if acc_back is None:
+                raise InputError(f"a window-{self.window} policy needs Y(t-{self.window}); run it through hook()",
+                                 field="acc_back")
+            return window_margin(acc, acc_back)
         return confidence(acc, self.kind, self.temperature)
 
-    def should_exit(self, t: int, acc: Any) -> np.ndarray:
-        """Bool mask ``(B,)``: which samples leave after the 0-based step ``t`` given ``Y`` of shape ``(B, C)``.
+    def should_exit(self, t: int, acc: Any, acc_back: Any = None) -> np.ndarray:
+        """Bool mask ``(B,)``: which samples leave after the 0-based step ``t`` given ``Y`` of shape ``(B, C)``
+        (and, for a ``window`` policy, ``Y(t-W)`` as ``acc_back``, same shape).
 
         Every sample leaves at the last calibrated step (``t >= T - 1``)."""
         a = np.asarray(acc, dtype=np.float64)
@@ -263,11 +344,38 @@ class CutoffPolicy:
             return np.ones(a.shape[0], dtype=bool)
         if self.kind == "fixed" or not np.isfinite(self.thresholds[t]):
             return np.zeros(a.shape[0], dtype=bool)
-        return self.score(a) > self.thresholds[t]
+        return self.score(a, acc_back) > self.thresholds[t]
 
     def hook(self) -> Callable[[int, Any], np.ndarray]:
-        """The ``early_exit(t, accumulated_output) -> bool mask`` callable for the reference simulator."""
-        return self.should_exit
+        """The ``early_exit(t, accumulated_output) -> bool mask`` callable of one run (reference simulator, torch
+        backend, :func:`run_with_cutoff`; one per sample in :func:`run_lava_with_cutoff`).
+
+        Without a window it is :meth:`should_exit` (stateless). With a window W it keeps the last W accumulated
+        outputs of the running samples (rows in the order the caller passes them); it starts afresh at ``t == 0``
+        and drops the rows it tells to leave, as the callers do (a finished sample leaves the batch)."""
+        if not self.window:
+            return self.should_exit
+        w = self.window
+        hist: List[np.ndarray] = []  # Y(t-1), ..., Y(t-W) of the running samples, oldest first
+
+        def early_exit(t: int, acc: Any) -> np.ndarray:
+            a = np.array(acc, dtype=np.float64)
+            if t == 0:
+                hist.clear()
+            if a.ndim != 2 or (hist and hist[0].shape != a.shape):
+                raise InputError(f"got shape {a.shape} at step {t}, expected "
+                                 f"{hist[0].shape if hist else '(B, C)'} (the samples still running)",
+                                 field="accumulated_output")
+            back = hist[0] if len(hist) == w else np.zeros_like(a)
+            stop = np.asarray(self.should_exit(t, a, back), dtype=bool)
+            hist.append(a)
+            if len(hist) > w:
+                hist.pop(0)
+            if stop.any():
+                hist[:] = [h[~stop] for h in hist]
+            return stop
+
+        return early_exit
 
     # -- persistence ------------------------------------------------------------------------------------
     def to_dict(self) -> Dict[str, Any]:
@@ -275,7 +383,7 @@ class CutoffPolicy:
         return {
             "format": _FORMAT, "kind": self.kind, "eps": self.eps, "grid": self.grid,
             "temperature": self.temperature, "confidence_level": self.confidence_level,
-            "target": self.target, "sequential": self.sequential,
+            "target": self.target, "sequential": self.sequential, "window": self.window, "pooled": self.pooled,
             "thresholds": [None if not np.isfinite(b) else float(b) for b in self.thresholds],
             "calibration": _json_safe(self.calibration),
         }
@@ -291,7 +399,8 @@ class CutoffPolicy:
                        grid=int(d.get("grid", 100)), calibration=dict(d.get("calibration", {})),
                        temperature=float(d.get("temperature", 1.0)),
                        confidence_level=d.get("confidence_level"), target=str(d.get("target", "stable")),
-                       sequential=bool(d.get("sequential", False)))
+                       sequential=bool(d.get("sequential", False)), window=int(d.get("window", 0)),
+                       pooled=bool(d.get("pooled", False)))
         except KeyError as exc:
             raise ToolchainError("missing field", file=file, field=str(exc.args[0])) from exc
         except (TypeError, ValueError) as exc:
@@ -352,7 +461,8 @@ def exit_right(outputs: Any, labels: Any, target: str = "stable") -> np.ndarray:
 
 def calibrate(outputs: Any, labels: Any, eps: float = 0.01, grid: int = 100, kind: str = "topk",
               temperature: Optional[float] = None, confidence_level: Optional[float] = None,
-              target: str = "stable", sequential: bool = False) -> CutoffPolicy:
+              target: str = "stable", sequential: bool = False, window: int = 0,
+              pooled: bool = False) -> CutoffPolicy:
     """Calibrate one exit threshold per step from outputs ``(N, T, C)`` (per-step, not accumulated) and labels.
 
     See the module docstring for the rule. ``kind="fixed"`` gives the fixed-T baseline (all thresholds inf).
@@ -365,6 +475,11 @@ def calibrate(outputs: Any, labels: Any, eps: float = 0.01, grid: int = 100, kin
     ``target`` (**ours**, default "stable" = published): what counts as a right exit, see :func:`exit_right`.
     ``sequential`` (**ours**, default False = published): calibrate step t on the samples still running at t (those
     the thresholds of earlier steps keep), the population that threshold meets at inference, rather than on all.
+    ``window`` (**ours**, default 0 = published; kind "topk"): score each step by :func:`window_margin` over the
+    last ``window`` steps (the evidence that arrived recently) instead of the gap of ``Y(t)``.
+    ``pooled`` (**ours**, default False): one threshold for all steps (:func:`_pooled_thresholds`: the samples'
+    first exits pooled, so the threshold is supported by every sample, not by one step's exits); ``sequential``
+    is then implied (each sample counts once, at its first exit).
     """
     out = _check_outputs(outputs)
     lab = _check_labels(labels, out.shape[0], out.shape[2])
@@ -387,13 +502,21 @@ def calibrate(outputs: Any, labels: Any, eps: float = 0.01, grid: int = 100, kin
     else:
         spread = float(acc[:, -1].std(axis=-1).mean())
         temperature = spread if spread > 0 and math.isfinite(spread) else 1.0
+    if int(window) != window or window < 0:
+        raise InputError(f"must be a non-negative integer, got {window}", field="window")
+    if window and kind != "topk":
+        raise InputError(f"a window applies to kind 'topk' only, got kind {kind!r}", field="window")
     if kind == "fixed":
         betas = np.full(out.shape[1], np.inf)
+    elif pooled:
+        betas = _pooled_thresholds(score_series(acc, kind, temperature, int(window)), exit_right(out, lab, target),
+                                   float(eps), int(grid), confidence_level)
     else:
-        betas = _thresholds_for(confidence(acc, kind, temperature), exit_right(out, lab, target), float(eps),
-                                int(grid), confidence_level, sequential=bool(sequential))
+        betas = _thresholds_for(score_series(acc, kind, temperature, int(window)), exit_right(out, lab, target),
+                                float(eps), int(grid), confidence_level, sequential=bool(sequential))
     policy = CutoffPolicy(betas, kind=kind, eps=float(eps), grid=int(grid), temperature=temperature,
-                          confidence_level=confidence_level, target=target, sequential=bool(sequential))
+                          confidence_level=confidence_level, target=target, sequential=bool(sequential),
+                          window=int(window), pooled=bool(pooled))
     res = evaluate(policy, out, lab)
     policy.calibration = {"samples": int(out.shape[0]), "accuracy_full": float(correct[:, -1].mean()),
                           "accuracy": res["accuracy"], "mean_steps": res["mean_steps"]}
@@ -419,7 +542,7 @@ def exit_steps(policy: CutoffPolicy, outputs: Any) -> np.ndarray:
     if policy.kind == "fixed":
         fire = np.zeros((n, steps), dtype=bool)
     else:
-        fire = policy.score(acc) > th[None, :]
+        fire = score_series(acc, policy.kind, policy.temperature, policy.window) > th[None, :]
     fire[:, min(steps, policy.steps) - 1:] = True
     return np.argmax(fire, axis=1).astype(np.int64) + 1
 
@@ -496,7 +619,7 @@ DEFAULT_EPS_SWEEP = (0.0, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 
 
 def _crossfit(outputs: np.ndarray, labels: np.ndarray, eps: float, grid: int, kind: str,
               confidence_level: Optional[float] = None, folds: int = 5, target: str = "stable",
-              sequential: bool = False) -> Dict[str, Any]:
+              sequential: bool = False, window: int = 0, pooled: bool = False) -> Dict[str, Any]:
     """K-fold cross-fitting (sample i in fold i mod k): each fold is scored with thresholds calibrated on the
     other folds, so no sample is scored by thresholds calibrated on itself."""
     n = outputs.shape[0]
@@ -506,7 +629,7 @@ def _crossfit(outputs: np.ndarray, labels: np.ndarray, eps: float, grid: int, ki
     for f in np.unique(fold):
         ev, cal = fold == f, fold != f
         pol = calibrate(outputs[cal], labels[cal], eps=eps, grid=grid, kind=kind, confidence_level=confidence_level,
-                        target=target, sequential=sequential)
+                        target=target, sequential=sequential, window=window, pooled=pooled)
         r = evaluate(pol, outputs[ev], labels[ev])
         steps[ev], pred[ev] = r["steps"], r["predictions"]
     return {"accuracy": float((pred == labels).mean()), "mean_steps": float(steps.mean())}
@@ -533,30 +656,42 @@ def select_eps(outputs: Any, labels: Any, kind: str = "topk", max_drop: float = 
 
 #: the calibration rules :func:`select_rule` chooses among: (target, sequential)
 DEFAULT_RULES = (("stable", False), ("final", True))
+#: **(ours)** :data:`DEFAULT_RULES` and the window-margin score over W = 4 steps with one pooled threshold, for
+#: both targets: (target, sequential, window, pooled). W = 4 and pooling were chosen on the calibration splits of
+#: benchmarks/cutoff.py (seed 0; W = 2, 8, 16 and per-step thresholds for the window were no better there)
+WINDOW_RULES = (("stable", False, 0, False), ("final", True, 0, False), ("stable", False, 4, True),
+                ("final", True, 4, True))
 
 
 def select_rule(outputs: Any, labels: Any, kind: str = "topk", max_drop: float = 0.002,
-                rules: Sequence[Tuple[str, bool]] = DEFAULT_RULES, eps_values: Sequence[float] = DEFAULT_EPS_SWEEP,
+                rules: Sequence[Tuple[Any, ...]] = DEFAULT_RULES, eps_values: Sequence[float] = DEFAULT_EPS_SWEEP,
                 grid: int = 100, confidence_level: Optional[float] = None
                 ) -> Tuple[Dict[str, Any], List[Dict[str, Any]]]:
-    """Pick the calibration rule (``target``, ``sequential``) and ``eps`` together on held-out data, as
+    """Pick the calibration rule (``target``, ``sequential``[, ``window``, ``pooled``]) and ``eps`` together on
+    held-out data, as
     :func:`select_eps` picks ``eps``: fewest 5-fold cross-fitted mean steps among the (rule, eps) pairs whose
     cross-fitted accuracy is at most ``max_drop`` below the full run's (ties: the earlier rule, then the smaller
-    eps). **(ours)** Returns ``(best, sweep)``, each entry ``{"target", "sequential", "eps", "accuracy",
-    "mean_steps"}``; falls back to the first rule's smallest eps when no pair meets the bound."""
+    eps). **(ours)** Returns ``(best, sweep)``, each entry ``{"target", "sequential", "window", "pooled", "eps",
+    "accuracy", "mean_steps"}``; falls back to the first rule's smallest eps when no pair meets the bound. A rule is
+    ``(target, sequential)`` or ``(target, sequential, window, pooled)`` (see :func:`calibrate`)."""
     if not rules:
         raise InputError("needs at least one (target, sequential) rule", field="rules")
     out = _check_outputs(outputs)
     lab = _check_labels(labels, out.shape[0], out.shape[2])
     base = float(correct_matrix(out, lab)[:, -1].mean())
     sweep: List[Dict[str, Any]] = []
-    for i, (target, seq) in enumerate(rules):
+    for i, rule in enumerate(rules):
+        if len(rule) not in (2, 4):
+            raise InputError(f"a rule is (target, sequential[, window, pooled]), got {rule!r}", field="rules")
+        target, seq = rule[0], bool(rule[1])
+        window, pooled = (int(rule[2]), bool(rule[3])) if len(rule) == 4 else (0, False)
         if target not in TARGETS:
             raise InputError(f"unknown calibration target {target!r}; expected one of {TARGETS}", field="rules")
         for e in eps_values:
-            sweep.append({"rule": i, "target": target, "sequential": bool(seq), "eps": float(e),
-                          **_crossfit(out, lab, float(e), grid, kind, confidence_level, target=target,
-                                      sequential=bool(seq))})
+            sweep.append({"rule": i, "target": target, "sequential": seq, "window": window, "pooled": pooled,
+                          "eps": float(e), **_crossfit(out, lab, float(e), grid, kind, confidence_level,
+                                                       target=target, sequential=seq, window=window,
+                                                       pooled=pooled)})
     ok = [r for r in sweep if r["accuracy"] >= base - max_drop - 1e-12]
     pool = ok if ok else [r for r in sweep if r["rule"] == 0]
     key = (lambda r: (r["mean_steps"], r["rule"], r["eps"])) if ok else (lambda r: r["eps"])
@@ -673,6 +808,7 @@ def run_with_cutoff(model: Any, x: Any, policy: CutoffPolicy, *, return_outputs:
     exit_at = np.full(b, steps, dtype=np.int64)
     outs: Optional[np.ndarray] = None
     sample_steps = 0
+    early_exit = policy.hook()
     was_training = getattr(model, "training", False)
     if hasattr(model, "eval"):
         model.eval()
@@ -692,7 +828,7 @@ def run_with_cutoff(model: Any, x: Any, policy: CutoffPolicy, *, return_outputs:
                 acc = y if acc is None else acc + y
                 if outs is not None:
                     outs[active.numpy(), t] = y.numpy()
-                done = torch.as_tensor(np.asarray(policy.should_exit(t, acc.numpy())), dtype=torch.bool)
+                done = torch.as_tensor(np.asarray(early_exit(t, acc.numpy())), dtype=torch.bool)
                 if t == steps - 1:
                     done = torch.ones_like(done)
                 if bool(done.any()):
@@ -744,12 +880,13 @@ def run_lava_with_cutoff(program: Any, x: Any, policy: CutoffPolicy, steps: Opti
     exit_at = np.full(b, n_steps, dtype=np.int64)
     for i in tqdm(range(b), desc="lava+cutoff", unit="sample", disable=not progress, leave=False):
         acc = np.zeros((1, group.size), np.int64)
+        early_exit = policy.hook()  # a fresh history per sample
         with LavaStepper(program, {k: a[i:i + 1] for k, a in inputs.items()}, steps=n_steps) as run:
             for t in range(n_steps):
                 y = np.asarray(run.step()[var], dtype=np.int64).reshape(1, -1)
                 outs[i, t] = y[0]
                 acc += y
-                if t == n_steps - 1 or bool(np.asarray(policy.should_exit(t, acc.copy())).reshape(-1)[0]):
+                if t == n_steps - 1 or bool(np.asarray(early_exit(t, acc.copy())).reshape(-1)[0]):
                     exit_at[i] = t + 1
                     break
     spikes = {name: outs} if group.spiking else {}
