@@ -27,10 +27,14 @@ shortest T' whose accuracy on the *calibration* split is at most ``--max-drop`` 
 on the test set); Top-K horizon (ours: thresholds calibrated on the first T' steps of the calibration outputs only,
 every sample leaves by T'; the calibration rule is chosen together with eps on the calibration split by the same
 cross-fitting, ``toolchain.runtime.cutoff.select_rule``, among the published one, "stable" — an exit is right when
-the sample is correct at that step and every later one — and, with ``--rules all`` (default), "final" with
-sequential calibration — an exit is right when its prediction equals the one at T', so a sample that is wrong
-anyway may leave once its prediction has settled, and each step's threshold is calibrated on the samples still
-running there; the eps column shows the choice, e.g. ``s0.1`` / ``f+0.05``); OCT, the oracle (earliest step after
+the sample is correct at that step and every later one — and, with ``--rules all``, "final" with sequential
+calibration — an exit is right when its prediction equals the one at T', so a sample that is wrong anyway may
+leave once its prediction has settled, and each step's threshold is calibrated on the samples still running
+there; with ``--rules window`` (default, ``toolchain.runtime.cutoff.WINDOW_RULES``) also the window-margin score
+with one pooled threshold for both targets — the score is the margin of the current prediction ``argmax Y(t)``
+in the readout accumulated over the last 4 steps only, ``Y(t) - Y(t-4)``, and one threshold for all steps is
+calibrated on every sample's first exit; the eps column shows the choice, e.g. ``s0.1`` / ``f+0.05`` /
+``sw4p0.01``); OCT, the oracle (earliest step after
 which the prediction stays correct; samples wrong at T run to T). Columns: test accuracy, average steps, the step
 reduction against the full run, synaptic operations per sample (NeuroBench effective ACs/MACs counted on the
 simulator's spikes) and the share saved. Means over ``--seeds`` seeds (3; 1 with ``--quick``). Data:

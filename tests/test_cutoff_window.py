@@ -158,6 +158,10 @@ def test_reference_simulator_window_hook_equals_post_hoc(readout):
     ex = simulate(prog, x, record=True, early_exit=pol.hook())
     np.testing.assert_array_equal(ex.steps_run, post)
     np.testing.assert_array_equal(np.argmax(ex.accumulated_output(), axis=1), co.predictions_at_exit(outputs, post))
+    # the torch backend drives the same hook contract (rows of the running samples only)
+    ex_t = co.simulate_with_cutoff(prog, x, backend="torch", policy=pol)
+    np.testing.assert_array_equal(ex_t.steps_run, post)
+    np.testing.assert_array_equal(ex_t.output, ex.output)
     live = np.arange(full.steps)[None, :] < post[:, None]
     for fld in ("spikes", "u", "v"):
         for g, a in getattr(full, fld).items():

@@ -24,6 +24,18 @@ counts an exit as right when its prediction equals the one at ``T`` (the exit ca
 unused; a sample wrong anyway may leave once settled), ``sequential=True`` calibrates step t on the samples the
 earlier thresholds keep running, and :func:`select_rule` picks the rule together with ``eps`` on held-out data.
 
+Window-margin score and pooled thresholds (**ours**, off by default; ``window``, ``pooled`` of :func:`calibrate`):
+the gap of ``Y(t)`` mixes evidence from the whole run, so where the evidence arrives late (a class burst after
+noise, ``toolchain.data.onset``) noise accumulated before it already has gaps and the per-step thresholds must be
+high. The window margin scores only the last W steps: the margin of the current prediction ``argmax Y(t)`` in
+``Y(t) - Y(t-W)`` (:func:`window_margin`), stationary before the evidence arrives. With ``pooled``, one threshold
+serves every step and is calibrated on each sample's first exit (so all calibration samples support it, where a
+per-step threshold under a Clopper-Pearson bound needs hundreds of exits at its own step). At run time the
+policy is still a per-step threshold on a score of the readout up to step t; a window policy needs the
+accumulated readout of the last W steps of every running sample (a W x C integer history; :meth:`CutoffPolicy.hook`
+keeps it and drops the rows of finished samples). The score is a difference of integer sums, exact in float64
+while ``|Y|`` stays below 2**53.
+
 Conventions: steps are counted from 1: a sample with ``exit_step == k`` consumed steps ``1..k`` (array indices
 ``0..k-1``) and is predicted from ``Y(k)``. Online hooks receive the 0-based index of the step just simulated.
 
