@@ -10,18 +10,8 @@ import torch
 from toolchain.errors import InputError, ToolchainError
 from toolchain.runtime import cutoff as co
 
-# Four samples, three steps, two classes; per-step outputs (not accumulated).
-#   A (label 0): Y = [2,0] [3,0] [4,0]
-#   B (label 0): Y = [0,1] [2,1] [3,1]
-#   C (label 1): Y = [1,0] [1,0] [1,3]
-#   D (label 1): Y = [0,4] [0,4] [0,4]
-OUT = np.array([
-    [[2, 0], [1, 0], [1, 0]],
-    [[0, 1], [2, 0], [1, 0]],
-    [[1, 0], [0, 0], [0, 3]],
-    [[0, 4], [0, 0], [0, 0]],
-], dtype=float)
-LAB = np.array([0, 0, 1, 1])
+# the by-hand example of test_cutoff.py (four samples, three steps, two classes)
+from test_cutoff import LAB, OUT  # noqa: E402
 
 
 def test_window_margin_by_hand():
