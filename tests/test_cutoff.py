@@ -24,6 +24,17 @@ OUT = np.array([
 LAB = np.array([0, 0, 1, 1])
 
 
+def assert_equal_until_exit(full, ex, post) -> None:
+    """Every spike, u and v of the early-exit record ``ex`` equals the full run's before each sample's exit step
+    ``post``; nothing is recorded after it."""
+    live = np.arange(full.steps)[None, :] < post[:, None]
+    for fld in ("spikes", "u", "v"):
+        for g, a in getattr(full, fld).items():
+            b = getattr(ex, fld)[g]
+            np.testing.assert_array_equal(b[live], a[live], err_msg=f"{fld} of {g}")
+            assert not b[~live].any(), f"{fld} of {g} after exit"
+
+
 def test_accumulate_gap_and_stability_by_hand():
     acc = co.accumulate(OUT)
     np.testing.assert_array_equal(acc[1], [[0, 1], [2, 1], [3, 1]])
@@ -226,12 +237,7 @@ def test_reference_simulator_hook_equals_post_hoc_exit(kind):
     np.testing.assert_array_equal(ex.steps_run, post)
     np.testing.assert_array_equal(np.argmax(ex.accumulated_output(), axis=1), co.predictions_at_exit(outputs, post))
     # every spike, u and v before each sample's exit equals the full run's; nothing is computed after it
-    live = np.arange(full.steps)[None, :] < post[:, None]
-    for fld in ("spikes", "u", "v"):
-        for g, a in getattr(full, fld).items():
-            b = getattr(ex, fld)[g]
-            np.testing.assert_array_equal(b[live], a[live], err_msg=f"{fld} of {g}")
-            assert not b[~live].any(), f"{fld} of {g} after exit"
+    assert_equal_until_exit(full, ex, post)
     # the work counted on the early-exit record equals the full record's work cut at the exit steps
     w_ex = M.workload_program(prog, ex, x).as_dict()
     w_cut = M.workload_program(prog, full.spikes, x, steps=post).as_dict()

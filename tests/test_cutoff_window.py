@@ -11,7 +11,7 @@ from toolchain.errors import InputError, ToolchainError
 from toolchain.runtime import cutoff as co
 
 # the by-hand example of test_cutoff.py (four samples, three steps, two classes)
-from test_cutoff import LAB, OUT  # noqa: E402
+from test_cutoff import LAB, OUT, assert_equal_until_exit  # noqa: E402
 
 
 def test_window_margin_by_hand():
@@ -152,12 +152,7 @@ def test_reference_simulator_window_hook_equals_post_hoc(readout):
     ex_t = co.simulate_with_cutoff(prog, x, backend="torch", policy=pol)
     np.testing.assert_array_equal(ex_t.steps_run, post)
     np.testing.assert_array_equal(ex_t.output, ex.output)
-    live = np.arange(full.steps)[None, :] < post[:, None]
-    for fld in ("spikes", "u", "v"):
-        for g, a in getattr(full, fld).items():
-            b = getattr(ex, fld)[g]
-            np.testing.assert_array_equal(b[live], a[live], err_msg=f"{fld} of {g}")
-            assert not b[~live].any(), f"{fld} of {g} after exit"
+    assert_equal_until_exit(full, ex, post)
 
 
 def test_run_with_cutoff_window_policy():
