@@ -189,3 +189,58 @@ def test_lava_window_policy_agrees_with_reference():
     lava = co.run_lava_with_cutoff(prog, x, pol)
     np.testing.assert_array_equal(lava.steps_run, ref.steps_run)
     np.testing.assert_array_equal(lava.output, ref.output)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# CLI: snnc calibrate --window / --pooled / --select-rule
+# ---------------------------------------------------------------------------------------------------------
+
+def test_cli_calibrate_window_and_select_rule(tmp_path, capsys):
+    from test_cutoff import _labels_for
+    from toolchain.cli.main import main
+    from toolchain.program import Program
+    from toolchain.sim.reference import simulate
+    from toolchain.testing import int_inputs, int_program
+
+    prog = int_program((12, 16, 5), seed=3)
+    build = tmp_path / "build"
+    prog.save(build)
+    x = int_inputs(prog, 80, 20, rate=0.3, seed=5)
+    outputs = simulate(prog, x, steps=20).output
+    lab = _labels_for(outputs.astype(float), 8)
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "y.npy", lab)
+    args = ["--data", str(tmp_path / "x.npy"), "--labels", str(tmp_path / "y.npy"), "--steps", "20"]
+
+    # an explicit window rule: the stored policy is the library's calibrate() with the same settings
+    assert main(["calibrate", str(build), *args, "--eps", "0.1", "--window", "4", "--pooled", "--target", "final",
+                 "--sequential"]) == 0
+    assert "window=4, pooled" in capsys.readouterr().out
+    pol = co.load_policy(build)
+    ref = co.calibrate(outputs, lab, eps=0.1, window=4, pooled=True, target="final", sequential=True)
+    assert (pol.window, pol.pooled, pol.target, pol.sequential) == (4, True, "final", True)
+    np.testing.assert_array_equal(pol.thresholds, ref.thresholds)
+    # snnc simulate --cutoff runs the stored window policy online: its exits are the post-hoc ones
+    assert main(["simulate", str(build), "-i", str(tmp_path / "x.npy"), "--steps", "20", "--cutoff",
+                 "-o", str(tmp_path / "run.npz")]) == 0
+    capsys.readouterr()
+    with np.load(tmp_path / "run.npz") as z:
+        np.testing.assert_array_equal(z["steps_run"], co.exit_steps(pol, outputs))
+
+    # --select-rule: the (rule, eps) pair select_rule picks among WINDOW_RULES, recorded in the calibration
+    assert main(["calibrate", str(build), *args, "--select-rule", "--max-drop", "1"]) == 0
+    assert "chosen by 5-fold cross-fitting" in capsys.readouterr().out
+    best, _ = co.select_rule(outputs, lab, max_drop=0.01, rules=co.WINDOW_RULES)
+    pol = co.load_policy(build)
+    assert (pol.target, pol.sequential, pol.window, pol.pooled, pol.eps) == \
+        (best["target"], best["sequential"], best["window"], best["pooled"], best["eps"])
+    sel = Program.load(build).metadata["cutoff"]["calibration"]["selected"]
+    assert sel["max_drop_points"] == 1 and sel["crossfit_mean_steps"] == pytest.approx(best["mean_steps"])
+
+    # bad settings: exit status 1, the option named, the build untouched
+    before = (build / "program.json").read_text()
+    assert main(["calibrate", str(build), *args, "--kind", "softmax", "--window", "4"]) == 1
+    assert "window" in capsys.readouterr().err
+    assert main(["calibrate", str(build), *args, "--kind", "softmax", "--select-rule"]) == 1
+    assert "--select-rule" in capsys.readouterr().err
+    assert (build / "program.json").read_text() == before

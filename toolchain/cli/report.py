@@ -95,13 +95,33 @@ def _check_classes(program: Any, y: np.ndarray, file: str) -> None:
 @click.option("--confidence-level", type=float, default=None,
               help="Require the Clopper-Pearson lower bound (at this level, e.g. 0.9) of the stably-correct share "
                    "to reach 1 - eps (default: the share itself, as published).")
+@click.option("--target", type=click.Choice(["stable", "final"]), default="stable", show_default=True,
+              help="What counts as a right exit: correct from the exit step on (published) or the full run's "
+                   "prediction.")
+@click.option("--sequential", is_flag=True,
+              help="Calibrate each step on the samples still running there (ours; default: on all samples).")
+@click.option("--window", type=int, default=0, show_default=True,
+              help="Top-K only: score by the margin added over the last W steps (ours; 0 = the published gap).")
+@click.option("--pooled", is_flag=True,
+              help="One threshold for all steps, calibrated on every sample's first exit (ours).")
+@click.option("--select-rule", is_flag=True,
+              help="Choose the rule (target, sequential, window, pooled) and eps together by 5-fold cross-fitting "
+                   "on this data, among toolchain.runtime.cutoff.WINDOW_RULES; overrides --eps/--target/"
+                   "--sequential/--window/--pooled.")
+@click.option("--max-drop", type=float, default=0.2, show_default=True,
+              help="With --select-rule: tolerated cross-fitted accuracy drop below the full run, in points.")
 def calibrate_cmd(build: str, data: str, labels: str, steps: Optional[int], eps: float, kind: str,
-                  grid: int, confidence_level: Optional[float]) -> None:
+                  grid: int, confidence_level: Optional[float], target: str, sequential: bool, window: int,
+                  pooled: bool, select_rule: bool, max_drop: float) -> None:
     """Calibrate per-step early-exit thresholds on the reference simulator and store them in BUILD."""
     from ..program import Program
     from ..runtime import cutoff as co
     from ..sim.reference import simulate
 
+    if select_rule and kind != "topk":
+        raise InputError(f"--select-rule chooses among Top-K rules, got --kind {kind}", field="kind")
+    if not 0.0 <= max_drop < 100.0:
+        raise InputError(f"must be in [0, 100) points, got {max_drop}", field="max_drop")
     prog = Program.load(build)
     x, y = load_arrays(data, labels)
     assert y is not None
@@ -109,12 +129,28 @@ def calibrate_cmd(build: str, data: str, labels: str, steps: Optional[int], eps:
     steps = default_steps(prog, x) if steps is None else int(steps)
     _check_steps(prog, x, steps)
     res = simulate(prog, x, steps=steps)
-    policy = co.calibrate(res.output, y, eps=eps, grid=grid, kind=kind, confidence_level=confidence_level)
+    chosen = None
+    if select_rule:
+        chosen, _ = co.select_rule(res.output, y, kind=kind, max_drop=max_drop / 100.0, rules=co.WINDOW_RULES,
+                                   grid=grid, confidence_level=confidence_level)
+        eps, target, sequential = chosen["eps"], chosen["target"], chosen["sequential"]
+        window, pooled = chosen["window"], chosen["pooled"]
+    policy = co.calibrate(res.output, y, eps=eps, grid=grid, kind=kind, confidence_level=confidence_level,
+                          target=target, sequential=sequential, window=window, pooled=pooled)
     policy.calibration.update({"data": str(data), "steps_simulated": steps})
+    if chosen is not None:
+        policy.calibration["selected"] = {"rules": "WINDOW_RULES", "max_drop_points": max_drop,
+                                          "crossfit_accuracy": chosen["accuracy"],
+                                          "crossfit_mean_steps": chosen["mean_steps"]}
     co.attach_policy(prog, policy)
     prog.save(build)
     c = policy.calibration
-    click.echo(f"calibrated {kind} cutoff on {c['samples']} samples, {steps} steps, eps={eps}")
+    rule = f"target={target}" + (", sequential" if sequential else "") + (f", window={window}" if window else "") \
+        + (", pooled" if pooled else "")
+    click.echo(f"calibrated {kind} cutoff on {c['samples']} samples, {steps} steps, eps={eps:g} ({rule})")
+    if chosen is not None:
+        click.echo(f"  rule and eps chosen by 5-fold cross-fitting (accuracy {100 * chosen['accuracy']:.2f}% at "
+                   f"{chosen['mean_steps']:.2f} steps, at most {max_drop:g} points below the full run)")
     click.echo(f"  full run: accuracy {100 * c['accuracy_full']:.2f}% at {steps} steps")
     click.echo(f"  cutoff:   accuracy {100 * c['accuracy']:.2f}% at {c['mean_steps']:.2f} steps on average "
                f"({steps / c['mean_steps']:.2f}x fewer)")
