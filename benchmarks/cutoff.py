@@ -229,12 +229,44 @@ def run_rows(prog, steps: int, x_cal, y_cal, x_te, y_te, eps: Optional[float], m
            f"{choice['eps']:g}")
     row(f"Top-K horizon ({label})", float((np.argmax(ex.accumulated_output(), 1) == y_te).mean()),
         float(ex.steps_run.mean()), M.workload_program(prog, ex, x_te).as_dict(), tag)
+    if "mean_steps" in choice:  # the cross-fitted calibration-split figures the model choice reads
+        rows[f"Top-K horizon ({label})"].update(cal_mean_steps=choice["mean_steps"], cal_accuracy=choice["accuracy"])
     if with_baselines:
         oct_steps = co.oracle_exit_steps(out_te, y_te)
         w_oct = M.workload_program(prog, full.spikes, x_te, steps=oct_steps).as_dict()
         row(f"OCT oracle ({label})", float((co.predictions_at_exit(out_te, oct_steps) == y_te).mean()),
             float(oct_steps.mean()), w_oct)
-    return rows, {"cal": cal, "test": out_te, "policies": policies}
+    return rows, {"cal": cal, "test": out_te, "policies": policies, "acc_cal": acc_cal, "y_test": y_te}
+
+
+def matched_choice(results: Dict[str, Tuple[Dict[str, Dict[str, Any]], Dict[str, Any], int]], max_drop: float
+                   ) -> Tuple[Dict[str, Any], Dict[str, Any], str, str]:
+    """Both systems at matched accuracy, each choosing its model on the calibration split only.
+
+    The reference accuracy is the best full-run calibration accuracy of the trained models; the models that reach
+    it within ``max_drop`` (a fraction) on the calibration split are the candidates. Fixed T': each candidate's
+    shortest budget whose calibration accuracy is within ``max_drop`` of the reference, the fewest steps (ties:
+    higher calibration accuracy). Cutoff: the candidate whose Top-K horizon rule has the fewest cross-fitted mean
+    steps on the calibration split (ties: the RCS model, the method as published). Returns (fixed row, cutoff row,
+    fixed model, cutoff model), rows scored on the test set."""
+    ref = max(float(raw["acc_cal"][-1]) for _, raw, _ in results.values())
+    cands = [lab for lab, (_, raw, _) in results.items() if raw["acc_cal"][-1] >= ref - max_drop - 1e-12]
+    fixed = []
+    for lab in cands:
+        acc_cal = results[lab][1]["acc_cal"]
+        k = int(np.argmax(acc_cal >= ref - max_drop - 1e-12)) + 1
+        fixed.append((k, -float(acc_cal[k - 1]), lab))
+    _, _, fix_lab = min(fixed)
+    k = min(fixed)[0]
+    rows_fix, raw_fix, _ = results[fix_lab]
+    out_te = raw_fix["test"]
+    y_te = raw_fix["y_test"]
+    from toolchain.runtime import cutoff as co
+    fixed_row = {"accuracy": float((co.predictions_at_exit(out_te, np.full(len(y_te), k)) == y_te).mean()),
+                 "mean_steps": float(k)}
+    exit_lab = min(cands, key=lambda lab: (results[lab][0][f"Top-K horizon ({lab})"].get("cal_mean_steps", np.inf),
+                                           lab != "RCS"))
+    return fixed_row, results[exit_lab][0][f"Top-K horizon ({exit_lab})"], fix_lab, exit_lab
 
 
 def report(data: Dict[str, Any], reprint: Optional[Dict[str, Any]]) -> None:
@@ -249,28 +281,50 @@ def report(data: Dict[str, Any], reprint: Optional[Dict[str, Any]]) -> None:
         data_name, method, rs = entry["data"], entry["method"], entry["per_seed"]
         eps = "-" if rs[0]["eps"] is None else "/".join(r["eps"] if isinstance(r["eps"], str) else f"{r['eps']:g}"
                                                          for r in rs)
-        mean = {k: float(np.mean([r[k] for r in rs])) for k in ("accuracy", "mean_steps", "synops", "synops_saved")}
+        mean = {k: float(np.mean([r[k] for r in rs])) if rs[0][k] is not None else None
+                for k in ("accuracy", "mean_steps", "synops", "synops_saved")}
         steps_full = rs[0]["reduction"] * rs[0]["mean_steps"]
+        ops = "-" if mean["synops"] is None else f"{mean['synops']:.0f}"
+        saved = "-" if mean["synops_saved"] is None else f"{100 * mean['synops_saved']:.1f}%"
         print(f"{data_name:<9} {method:<26} {eps:>14} {100 * mean['accuracy']:>7.2f} {mean['mean_steps']:>10.2f} "
-              f"{steps_full / mean['mean_steps']:>9.2f}x {mean['synops']:>14.0f} {100 * mean['synops_saved']:>12.1f}%")
-    print("best fixed T': the shortest budget whose calibration-split accuracy is within --max-drop of the full "
-          "run's, the better of the two models; 'vs best fixed T' = its steps / the exit rule's mean steps, drop in "
-          "test points against it (mean and min..max over seeds)")
+              f"{steps_full / mean['mean_steps']:>9.2f}x {ops:>14} {saved:>13}")
+    matched = all("vs_fewest" in v for v in summary.values())
+    if matched:
+        print("at matched accuracy (chosen on the calibration split only): the reference is the better model's "
+              "full-run calibration accuracy; the models within --max-drop of it are candidates; best fixed T' = "
+              "the fewest steps any candidate needs to come within --max-drop of the reference; Top-K horizon "
+              "(chosen) = the candidate whose exit rule needs the fewest cross-fitted steps. 'x' = fixed steps / "
+              "exit mean steps, drop = test points lost against the fixed budget (mean [min, max] over seeds). "
+              "Control 'vs fewest': the fewest-step fixed T' of either model whatever its accuracy.")
+        keys = (("vs_best", "Top-K horizon (chosen)"), ("rcs_vs_best", "Top-K horizon (RCS)"),
+                ("topk_vs_best", "Top-K (RCS)"), ("vs_fewest", "horizon (RCS) vs fewest"))
+    else:  # a run saved before the matched-accuracy choice (2026-12-04 and earlier)
+        print("best fixed T': the shortest budget whose calibration-split accuracy is within --max-drop of the full "
+              "run's, the fewer steps of the two models (whatever its accuracy); 'vs best fixed T' = its steps / "
+              "the exit rule's mean steps, drop in test points against it (mean and min..max over seeds)")
+        keys = (("vs_best", "Top-K horizon (RCS)"), ("topk_vs_best", "Top-K (RCS)"))
     for d, v in summary.items():
-        for key, rname in (("vs_best", "Top-K horizon (RCS)"), ("topk_vs_best", "Top-K (RCS)")):
-            print(f"  {d:<9} {rname:<22} {np.mean(v[key]):.3f}x [{min(v[key]):.3f}, {max(v[key]):.3f}], drop "
+        for key, rname in keys:
+            print(f"  {d:<12} {rname:<24} {np.mean(v[key]):.3f}x [{min(v[key]):.3f}, {max(v[key]):.3f}], drop "
                   f"{np.mean(v[key + '_drop']):+.2f} points [{min(v[key + '_drop']):+.2f}, "
-                  f"{max(v[key + '_drop']):+.2f}]"
-                  f", best fixed T' {v['best_fixed_steps']}")
+                  f"{max(v[key + '_drop']):+.2f}]")
+        print(f"  {d:<12} fixed T' per seed {v['best_fixed_steps']}"
+              + (f" (fewest of either model: {v['fewest_fixed_steps']}); models (fixed, exit): "
+                 + ", ".join(f"{m['fixed']}/{m['exit']}" for m in v["models"]) if matched else ""))
     worst_red = min(float(np.mean(v["reduction"])) for v in summary.values())
     worst_drop = max(float(np.mean(v["drop"])) for v in summary.values())
     worst_vs = min(float(np.mean(v["vs_best"])) for v in summary.values())
     worst_vs_drop = max(float(np.mean(v["vs_best_drop"])) for v in summary.values())
     worst_tk = min(float(np.mean(v["topk_vs_best"])) for v in summary.values())
-    for name, value in (("cutoff_step_reduction", f"{worst_red:.3f}"), ("cutoff_acc_drop_points", f"{worst_drop:.3f}"),
-                        ("cutoff_vs_best_fixed_T", f"{worst_vs:.3f}"),
-                        ("cutoff_vs_best_fixed_T_drop_points", f"{worst_vs_drop:.3f}"),
-                        ("cutoff_topk_no_horizon_vs_best_fixed_T", f"{worst_tk:.3f}")):
+    lines = [("cutoff_step_reduction", f"{worst_red:.3f}"), ("cutoff_acc_drop_points", f"{worst_drop:.3f}"),
+             ("cutoff_vs_best_fixed_T", f"{worst_vs:.3f}"),
+             ("cutoff_vs_best_fixed_T_drop_points", f"{worst_vs_drop:.3f}"),
+             ("cutoff_topk_no_horizon_vs_best_fixed_T", f"{worst_tk:.3f}")]
+    if matched:
+        lines += [("cutoff_rcs_horizon_vs_best_fixed_T", f"{min(float(np.mean(v['rcs_vs_best'])) for v in summary.values()):.3f}"),
+                  ("cutoff_vs_fewest_fixed_T_any_accuracy",
+                   f"{min(float(np.mean(v['vs_fewest'])) for v in summary.values()):.3f}")]
+    for name, value in lines:
         print(result_line(name, value, reprint))
 
 
@@ -369,17 +423,30 @@ def main(argv: List[str] | None = None) -> int:
             drop = 100 * (rows_rcs["fixed T (RCS)"]["accuracy"] - topk["accuracy"])
             summary[name]["reduction"].append(topk["reduction"])
             summary[name]["drop"].append(drop)
-            # against the strongest fixed budget of either model (fewest steps; ties: higher accuracy)
-            best = min((results[lab][0][f"best fixed T' ({lab})"] for lab in results),
-                       key=lambda r: (r["mean_steps"], -r["accuracy"]))
-            for key, rname in (("vs_best", "Top-K horizon (RCS)"), ("topk_vs_best", "Top-K (RCS)")):
-                r = rows_rcs[rname]
-                summary[name].setdefault(key, []).append(best["mean_steps"] / r["mean_steps"])
-                summary[name].setdefault(key + "_drop", []).append(100 * (best["accuracy"] - r["accuracy"]))
+            # at matched accuracy: each system picks its model on the calibration split (matched_choice)
+            best, chosen, fix_lab, exit_lab = matched_choice(results, args.max_drop / 100.0)
+            # control: the fewest-step fixed budget of either model, whatever its accuracy (a model 3 points less
+            # accurate may win it by one step)
+            fewest = min((results[lab][0][f"best fixed T' ({lab})"] for lab in results),
+                         key=lambda r: (r["mean_steps"], -r["accuracy"]))
+            for key, base, r in (("vs_best", best, chosen), ("topk_vs_best", best, rows_rcs["Top-K (RCS)"]),
+                                 ("rcs_vs_best", best, rows_rcs["Top-K horizon (RCS)"]),
+                                 ("vs_fewest", fewest, rows_rcs["Top-K horizon (RCS)"])):
+                summary[name].setdefault(key, []).append(base["mean_steps"] / r["mean_steps"])
+                summary[name].setdefault(key + "_drop", []).append(100 * (base["accuracy"] - r["accuracy"]))
             summary[name].setdefault("best_fixed_steps", []).append(best["mean_steps"])
+            summary[name].setdefault("fewest_fixed_steps", []).append(fewest["mean_steps"])
+            summary[name].setdefault("models", []).append({"fixed": fix_lab, "exit": exit_lab})
+            per_seed.setdefault((name, "best fixed T' (matched)"), []).append({
+                **best, "reduction": steps / best["mean_steps"], "synops": None, "synops_saved": None,
+                "eps": fix_lab})
+            per_seed.setdefault((name, "Top-K horizon (chosen)"), []).append({**chosen, "eps": f"{exit_lab}:"
+                                                                                                 f"{chosen['eps']}"})
             print(f"   seed {seed}: Top-K (RCS) {topk['reduction']:.2f}x fewer steps than T, accuracy drop {drop:.2f} "
-                  f"points; best fixed T' {best['mean_steps']:.0f} (chosen on the calibration split): Top-K horizon "
-                  f"{summary[name]['vs_best'][-1]:.2f}x fewer steps, {summary[name]['vs_best_drop'][-1]:.2f} points")
+                  f"points; at matched accuracy (chosen on the calibration split) fixed T' {best['mean_steps']:.0f} "
+                  f"({fix_lab}), Top-K horizon ({exit_lab}) {summary[name]['vs_best'][-1]:.2f}x fewer steps, "
+                  f"{summary[name]['vs_best_drop'][-1]:.2f} points; control: fewest-step fixed T' of either model "
+                  f"{fewest['mean_steps']:.0f}, Top-K horizon (RCS) {summary[name]['vs_fewest'][-1]:.2f}x")
             if seed == seeds[0]:
                 rows0, raw0, _ = results["no RCS"]
                 curves = co.tradeoff_curves(raw_rcs["cal"], y_cal, raw_rcs["test"], y_te, confidence_level=level)
