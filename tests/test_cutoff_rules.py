@@ -129,3 +129,38 @@ def test_policy_target_roundtrip_and_validation(tmp_path):
     d["target"] = "nonsense"
     with pytest.raises(ToolchainError, match="target"):
         co.CutoffPolicy.from_dict(d, file="p.json")
+
+
+def test_benchmark_matched_choice_compares_models_at_the_reference_accuracy():
+    """benchmarks/cutoff.py's matched comparison: only models within max_drop of the better model's full-run
+    calibration accuracy compete; fixed T' is the fewest steps any of them needs to reach that reference, the exit
+    row is the candidate with the fewest cross-fitted calibration steps."""
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from cutoff import matched_choice
+
+    y = np.array([0, 1, 0, 1])
+    test = np.zeros((4, 6, 2))
+    test[np.arange(4), 2:, y] = 1.0  # right from step 3 on
+    test[0, :, 1] += 0.5 * (np.arange(6) < 4)  # sample 0 right only from step 5: accuracy 0.75 at 3, 4
+    rows = lambda lab, cal_steps: {f"Top-K horizon ({lab})": {"accuracy": 1.0, "mean_steps": cal_steps,  # noqa: E731
+                                                              "cal_mean_steps": cal_steps}}
+    raw = lambda acc: {"acc_cal": np.array(acc), "test": test, "y_test": y}  # noqa: E731
+    # the no-RCS model reaches its own (lower) full-run accuracy at step 2 but is 10 points below the reference:
+    # it is no candidate, although its own fixed budget and exit are shorter
+    results = {"no RCS": (rows("no RCS", 2.0), raw([0.6, 0.8, 0.8, 0.8, 0.8, 0.8]), 6),
+               "RCS": (rows("RCS", 3.5), raw([0.2, 0.4, 0.6, 0.85, 0.9, 0.9]), 6)}
+    fixed, exit_row, fix_lab, exit_lab = matched_choice(results, 0.002)
+    assert (fix_lab, exit_lab) == ("RCS", "RCS")
+    assert fixed == {"accuracy": 1.0, "mean_steps": 5.0}  # step 5: the first within 0.2 points of 0.9
+    assert exit_row["cal_mean_steps"] == 3.5
+    # within max_drop of the reference (10 points), both compete: fixed T' takes the shorter budget (step 2, where
+    # the no-RCS model reaches 0.8; scored on the test outputs: only sample 2 is right there), the exit the fewer
+    # cross-fitted steps
+    fixed, exit_row, fix_lab, exit_lab = matched_choice(results, 0.1)
+    assert (fix_lab, exit_lab) == ("no RCS", "no RCS")
+    assert fixed == {"accuracy": 0.25, "mean_steps": 2.0}
+    # a tie in cross-fitted steps goes to the RCS model (the method as published)
+    results["RCS"][0]["Top-K horizon (RCS)"]["cal_mean_steps"] = 2.0
+    assert matched_choice(results, 0.1)[3] == "RCS"
