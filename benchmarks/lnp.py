@@ -375,6 +375,9 @@ def run_ablate_case(cfg: Dict[str, Any]) -> Dict[str, Any]:
     torch.manual_seed(seed)
     d = _task_data(task, seed, s)
     epochs = s["epochs"] if task in REGRESSION else s["mnist_epochs"]
+    # --equal-total: the methods trained from their initialisation (dense, LNP, random) get 2 x epochs, the total
+    # AP gets (epochs of dense training, then epochs of fine-tuning); magnitude pruning is left out
+    scratch_epochs = 2 * epochs if cfg.get("equal_total") else epochs
     dense = HRSNN(d["n_in"], s["n_rec"], d["n_out"], rec_gain=0.5, tau_out=d["tau_out"], seed=seed)
     inits: Dict[str, Any] = {}
     reports: Dict[str, Any] = {}
@@ -410,12 +413,13 @@ def run_ablate_case(cfg: Dict[str, Any]) -> Dict[str, Any]:
     for name, init in inits.items():
         if name == "dense" and not cfg.get("with_dense", True):
             continue
-        record(name, {lr: fit(init, lr, epochs) for lr in s["lrs"]})
+        record(name, {lr: fit(init, lr, scratch_epochs) for lr in s["lrs"]})
+    out["epochs"] = {"from_initialisation": scratch_epochs, "dense_before_pruning": epochs, "fine_tuning": epochs}
     if cfg.get("with_dense", True):
         trained_dense = fit(dense, out["methods"]["dense"]["lr"], epochs)
-        for name, prune in (("ap", lambda: activity_prune(trained_dense, d["x_act"], lnp0.n_rec,
-                                                          lnp0.n_synapses).model),
-                            ("magnitude", lambda: _magnitude_prune(trained_dense, lnp0.n_rec, lnp0.n_synapses))):
+        after = (("ap", lambda: activity_prune(trained_dense, d["x_act"], lnp0.n_rec, lnp0.n_synapses).model),
+                 ("magnitude", lambda: _magnitude_prune(trained_dense, lnp0.n_rec, lnp0.n_synapses)))
+        for name, prune in after[:1] if cfg.get("equal_total") else after:
             p = prune()
             record(name, {lr: fit(p, lr, epochs) for lr in s["lrs"]})
     out["seconds"] = time.perf_counter() - t0
@@ -491,18 +495,25 @@ def ablate_report(data: Dict[str, Any], reprint: Optional[Dict[str, Any]]) -> No
                     np.mean([r["methods"]["dense"]["error"] for r in results if r["task"] == t]) - 1)
            for t in tasks}
     worst = max(rel, key=rel.get)
-    steps_help = {n: sum(1 for t in tasks if paired[t].get(n, {"lo": 0})["lo"] > 0) for n in ABLATIONS if n != "lnp"}
-    print("ablation: a step helps on a task when switching it off makes the error significantly larger "
-          "(paired interval of err(LNP) - err(ablated) entirely below 0 means LNP better)")
-    for n in ABLATIONS:
-        if n == "lnp":
-            continue
+    present = [n for n in ABLATIONS if n != "lnp" and any(n in paired[t] for t in tasks)]
+    steps_help = {n: sum(1 for t in tasks if paired[t].get(n, {"lo": 0})["lo"] > 0) for n in present}
+    if present:
+        print("ablation: a step helps on a task when switching it off makes the error significantly larger "
+              "(paired interval of err(LNP) - err(ablated) entirely below 0 means LNP better)")
+    for n in present:
         print(f"  {n:<20} LNP better on {sum(1 for t in tasks if paired[t].get(n, {'hi': 0})['hi'] < 0)} of "
               f"{len(tasks)} tasks, worse on {steps_help[n]}")
-    res = [("lnp_beats_random_tasks", f"{beats('random')}"), ("lnp_beats_ap_tasks", f"{beats('ap')}"),
-           ("lnp_beats_magnitude_tasks", f"{beats('magnitude')}"), ("dense_tuned", "1"),
-           ("lnp_rel_error_vs_dense", f"{rel[worst]:.3f}"), ("lnp_rel_error_vs_dense_task", worst),
-           ("ablate_tasks", f"{len(tasks)}"), ("ablate_seeds", f"{len({r['seed'] for r in results})}")]
+    equal_total = bool(data["run"].get("settings", {}).get("equal_total"))
+    pre = "equal_total_" if equal_total else ""  # --equal-total: its own RESULT names, not the --ablate ones
+    if equal_total:
+        print("equal total training: dense, LNP and random trained for twice the epochs; AP = the dense network "
+              "trained for the epochs, pruned, fine-tuned for as many")
+    res = [(pre + "lnp_beats_random_tasks", f"{beats('random')}"), (pre + "lnp_beats_ap_tasks", f"{beats('ap')}")]
+    if any("magnitude" in paired[t] for t in tasks):
+        res.append((pre + "lnp_beats_magnitude_tasks", f"{beats('magnitude')}"))
+    res += [(pre + "dense_tuned", "1"), (pre + "lnp_rel_error_vs_dense", f"{rel[worst]:.3f}"),
+            (pre + "lnp_rel_error_vs_dense_task", worst), ("ablate_tasks", f"{len(tasks)}"),
+            ("ablate_seeds", f"{len({r['seed'] for r in results})}")]
     for name, value in res:
         print(result_line(name, value, reprint))
     _sweep_report(data)
@@ -565,15 +576,21 @@ def ablate_main(args: Any) -> int:
     s = _ablate_settings(args.quick)
     tasks = args.tasks or (["lorenz63", "rossler", "mackey_glass", "mnist1d"])
     seeds = list(range(args.seeds))
-    jobs = [] if args.sweep_only else [dict(task=t, seed=k, settings=s, variants=args.variants,
-                                            with_dense=not args.variants)
+    if args.equal_total and (args.sweep or args.sweep_only):
+        raise SystemExit("--equal-total runs no sweep")
+    jobs = [] if args.sweep_only else [dict(task=t, seed=k, settings=s,
+                                            variants=args.variants or (["lnp"] if args.equal_total else None),
+                                            with_dense=args.equal_total or not args.variants,
+                                            equal_total=args.equal_total)
                                        for t in tasks for k in seeds]
     for keep in args.sweep or []:
         jobs += [dict(task=t, seed=k, settings=s, neuron_keep=keep, variants=["lnp"], with_dense=False)
                  for t in (args.sweep_tasks or tasks[:1]) for k in seeds]
-    out = Path(args.out_json) if args.out_json else RESULTS_DIR / f"lnp_ablate{'_quick' if args.quick else ''}.json"
+    stem = "lnp_ablate" + ("_equal_total" if args.equal_total else "") + ("_quick" if args.quick else "")
+    out = Path(args.out_json) if args.out_json else RESULTS_DIR / f"{stem}.json"
     data: Dict[str, Any] = {"run": run_info({"settings": s, "tasks": tasks, "seeds": seeds, "sweep": args.sweep,
                                              "sweep_tasks": args.sweep_tasks, "quick": bool(args.quick),
+                                             "equal_total": bool(args.equal_total),
                                              "ablations": ABLATIONS}), "results": []}
     out.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -627,6 +644,10 @@ def main(argv: List[str] = None) -> int:
                     help="with --ablate: only these LNP variants (first = reference) plus random pruning, no dense/AP/"
                          "magnitude, e.g. 'lnp lnp-edge'")
     ap.add_argument("--sweep-only", action="store_true", help="with --ablate --sweep: only the sweep jobs")
+    ap.add_argument("--equal-total", action="store_true",
+                    help="with --ablate: equal total training epochs - dense, LNP and random train for twice the "
+                         "epochs, AP gets its dense training plus as many fine-tuning epochs (magnitude and the "
+                         "ablations are left out); JSON lnp_ablate_equal_total[_quick].json")
     ap.add_argument("--sweep-tasks", nargs="+", default=None, help="tasks of the sweep (default: the first task)")
     ap.add_argument("--out-json", default=None, help="with --ablate: JSON path (default benchmarks/results/)")
     ap.add_argument("--from-json", default=None, help="re-print a saved --ablate run (nothing is measured)")
