@@ -58,6 +58,20 @@ timescale validation: see ``toolchain/prune/lnp.py`` and the README): ``lnp_beat
 The tuned timescales are now accepted in 4 of 5 networks and help in two (seeds 1 and 3). They hurt one badly:
 seed 0, with a wide τ spread and λ_max ≈ −2 1/s. Memory capacity is not a task-aligned objective for
 next-step prediction.
+
+**``--ablate --equal-total``** (a control of the budget): in ``--ablate`` AP and magnitude pruning get twice the
+training (the dense network's epochs, then as many fine-tuning epochs). With ``--equal-total`` the methods trained
+from their initialisation (dense, LNP, random) get twice the epochs, AP its dense training plus fine-tuning as
+before, so every method has the same total; magnitude pruning and the ablations are left out. RESULT lines carry
+the prefix ``equal_total_``; JSON ``benchmarks/results/lnp_ablate_equal_total[_quick].json``. Outcome (``--ablate
+--quick --equal-total --seeds 5``, 2026-12-04 11:10 UTC, 6 min on one shared core), test error mean ± 95%
+half-width, LNP / random / AP / dense: Lorenz63 0.231 ± 0.049 / 0.219 ± 0.014 / 0.219 ± 0.022 / 0.215 ± 0.023,
+Rössler 0.283 ± 0.065 / 0.258 ± 0.021 / 0.257 ± 0.011 / 0.259 ± 0.028, Mackey-Glass 0.258 ± 0.037 / 0.253 ±
+0.038 / 0.262 ± 0.036 / 0.274 ± 0.055, mnist1d (1 − accuracy) 0.597 ± 0.035 / 0.595 ± 0.025 / 0.641 ± 0.028 /
+0.654 ± 0.031 -> ``equal_total_lnp_beats_random_tasks 0``, ``equal_total_lnp_beats_ap_tasks 1`` (mnist1d: paired
+−0.044 [−0.079, −0.009]), ``equal_total_lnp_rel_error_vs_dense 0.095`` (Rössler). AP's significant lead on the
+three series in the ``--ablate`` run was its extra training: at an equal total no interval on the series excludes
+0. LNP stays indistinguishable from random pruning at the same counts.
 """
 from __future__ import annotations
 
