@@ -257,6 +257,8 @@ def matched_choice(results: Dict[str, Tuple[Dict[str, Dict[str, Any]], Dict[str,
     higher calibration accuracy). Cutoff: the candidate whose Top-K horizon rule has the fewest cross-fitted mean
     steps on the calibration split (ties: the RCS model, the method as published). Returns (fixed row, cutoff row,
     fixed model, cutoff model), rows scored on the test set."""
+    from toolchain.runtime import cutoff as co
+
     ref = max(float(raw["acc_cal"][-1]) for _, raw, _ in results.values())
     cands = [lab for lab, (_, raw, _) in results.items() if raw["acc_cal"][-1] >= ref - max_drop - 1e-12]
     fixed = []
@@ -264,12 +266,8 @@ def matched_choice(results: Dict[str, Tuple[Dict[str, Dict[str, Any]], Dict[str,
         acc_cal = results[lab][1]["acc_cal"]
         k = int(np.argmax(acc_cal >= ref - max_drop - 1e-12)) + 1
         fixed.append((k, -float(acc_cal[k - 1]), lab))
-    _, _, fix_lab = min(fixed)
-    k = min(fixed)[0]
-    rows_fix, raw_fix, _ = results[fix_lab]
-    out_te = raw_fix["test"]
-    y_te = raw_fix["y_test"]
-    from toolchain.runtime import cutoff as co
+    k, _, fix_lab = min(fixed)
+    out_te, y_te = results[fix_lab][1]["test"], results[fix_lab][1]["y_test"]
     fixed_row = {"accuracy": float((co.predictions_at_exit(out_te, np.full(len(y_te), k)) == y_te).mean()),
                  "mean_steps": float(k)}
     exit_lab = min(cands, key=lambda lab: (results[lab][0][f"Top-K horizon ({lab})"].get("cal_mean_steps", np.inf),
