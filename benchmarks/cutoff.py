@@ -70,7 +70,7 @@ samples and epochs, one seed (a smoke run, figures not converged). Writes ``benc
 offline.
 
 Last full run (``nice -n 5 env OMP_NUM_THREADS=1 python benchmarks/cutoff.py --datasets digits mnist1d
-mnist1d-slow onset --dump``, 3 seeds, 2026-12-04 11:00 UTC, 12 min on 1 of 2 shared cores;
+mnist1d-slow onset --dump``, 3 seeds, 2026-12-04, finished 10:58 UTC, 12 min on 1 of 2 shared cores;
 ``benchmarks/results/cutoff.json``). Every model, exit and fixed-budget row is identical to the run of 04:35 UTC
 the same day (the training is deterministic); only the comparison changed. At matched accuracy, mean over seeds
 [min, max]: digits 2.67x [2.41,
