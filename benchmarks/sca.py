@@ -3,6 +3,7 @@
     python benchmarks/sca.py [--quick] [--size {8,16}] [--channels C1 C2 C3] [--seeds N] [--epochs E]
                              [--ramp-end R | --select-ramp] [--level-seeds K] [--out DIR] [--lava-samples K]
                              [--qat-epochs Q] [--from-models DIR] [--from-json FILE] [--resume JSON]
+                             [--merge JSON [JSON ...]]
 
 **Task and network.** scikit-learn's 8x8 digits, enlarged by nearest-neighbour repetition to 16x16 (``--size 16``,
 the default; ``--size 8`` keeps 8x8) and rate-coded deterministically into T binary spike frames
@@ -71,7 +72,11 @@ before ``loihi2.toml`` was calibrated) is not evidence any more: no figure of it
 ``--from-json`` prints ``PARTIAL RUN`` for a partial file. ``--resume JSON`` continues a stopped run with its saved
 settings and ramp selection, skips the models it has (a model whose compile failed is trained and measured
 again) and keeps the earlier run's provenance
-(``config.resumed_from``). The models of the claims (dense, SCA-0.75, magnitude) train first, seed by seed, then
+(``config.resumed_from``). To use more cores, start further processes with ``--resume`` from copies of the
+JSON whose ``config.seeds`` (and ``level_seeds``) name the models each should train, in separate checkouts (each
+writes its own ``benchmarks/results/sca.json``), and combine them with ``--merge FIRST.json OTHER.json ...``:
+every finished model is kept, the first file's seeds and levels are the plan, each file's provenance goes into
+``config.merged_from``. The models of the claims (dense, SCA-0.75, magnitude) train first, seed by seed, then
 the extra sparsity levels. Runs write ``benchmarks/results/sca[_quick].json`` with their provenance
 (``benchmarks/common/provenance.py``).
 
@@ -522,6 +527,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--resume", default=None, metavar="JSON",
                     help="continue a stopped run from its JSON (benchmarks/results/sca.json or <out>/"
                          "sca_benchmark.json) with its saved settings, skipping the models it has")
+    ap.add_argument("--merge", nargs="+", default=None, metavar="JSON",
+                    help="combine runs of the same settings made in parallel processes (e.g. one per seed, each "
+                         "started with --resume from a copy of the JSON with its own config.seeds) into one result; "
+                         "the first file's seeds and levels define what is planned")
     ap.add_argument("--qat-epochs", type=int, default=None,
                     help="hardware-aware fine-tuning epochs before compiling (default 0; 1 at --size 8 without "
                          "--quick); at size 16 one epoch costs ~13 min per dense or magnitude model")
@@ -537,6 +546,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             return 1
         return _report(blob["rows"], blob["config"], blob["config"]["seeds"], Path(args.out), float("nan"),
                        reprint=dict(blob.get("run") or {}, _file=args.from_json), partial=blob.get("partial"))
+    if args.merge:
+        return _merge([Path(p) for p in args.merge], Path(args.out))
     try:  # Lava sets the multiprocessing start method on import; a tqdm bar created first fixes it (and Lava's
         import lava.magma.runtime.runtime  # noqa: F401  import then fails), so import Lava before any bar
     except ImportError:
@@ -628,6 +639,70 @@ def _resume(path: Path) -> Tuple[Dict[str, Any], List[int], List[Dict[str, Any]]
     print(f"resuming {path}: {len(rows)} model(s) done ({blob.get('partial')}; {len(blob['rows']) - len(rows)} "
           f"failed compile(s) to redo), run {run.get('date_utc')}")
     return cfg, seeds, rows, before
+
+
+#: config keys that may differ between the runs :func:`_merge` combines
+_MERGE_FREE = ("seeds", "level_seeds", "resumed_from", "merged_from")
+
+
+def _merge(paths: List[Path], out: Path) -> int:
+    """``--merge``: one result from runs of the same settings made in parallel processes. Every finished model of
+    every file is kept (a model in two files must be the same measurement); the first file's seeds and
+    ``level_seeds`` define the planned models, so the result is marked partial while any is missing. Each file's
+    provenance goes into ``config.merged_from``; ``seconds`` is the longest file's (each counts the runs it resumed
+    from, which parallel runs started from a copy share)."""
+    blobs = []
+    for p in paths:
+        try:
+            with open(p) as f:
+                blobs.append((p, json.load(f)))
+        except (OSError, ValueError) as e:
+            raise SystemExit(f"{p}: cannot read a saved run ({e})")
+    first = {k: v for k, v in blobs[0][1]["config"].items() if k not in _MERGE_FREE}
+    rows: Dict[Tuple[str, float, int], Dict[str, Any]] = {}
+    seeds: set = set()
+    merged_from = []
+    seconds = 0.0
+    for p, blob in blobs:
+        other = {k: v for k, v in blob["config"].items() if k not in _MERGE_FREE}
+        diff = sorted(k for k in set(first) | set(other) if first.get(k) != other.get(k))
+        if diff:
+            raise SystemExit(f"{p}: settings differ from {paths[0]} in {', '.join(diff)}; only runs of the same "
+                             "settings can be merged")
+        seeds |= {int(s) for s in blob["config"]["seeds"]}
+        run = blob.get("run") or {}
+        sec = float((run.get("settings") or {}).get("seconds") or 0.0)
+        seconds = max(seconds, sec)
+        mine = []
+        for r in blob["rows"]:
+            if r.get("compile") != "ok":
+                continue
+            key = (r["kind"], float(r["level"]), int(r["seed"]))
+            if key in rows and rows[key] != r:
+                raise SystemExit(f"{p}: {model_name(key[0], key[1])} seed {key[2]} differs from the same model in "
+                                 "an earlier file; merge runs that trained different models")
+            rows.setdefault(key, r)
+            mine.append(f"{model_name(key[0], key[1])}_seed{key[2]}")
+        merged_from.append({"file": str(p), "date_utc": run.get("date_utc"), "git_commit": run.get("git_commit"),
+                            "git_dirty": run.get("git_dirty"), "argv": run.get("argv"), "partial": blob.get("partial"),
+                            "seconds": sec, "seeds": blob["config"]["seeds"],
+                            "resumed_from": blob["config"].get("resumed_from"), "models": mine})
+    cfg = dict(blobs[0][1]["config"])
+    cfg.pop("seeds")
+    cfg["in_shape"], cfg["channels"] = tuple(cfg["in_shape"]), tuple(cfg["channels"])
+    cfg["merged_from"] = merged_from
+    plan_seeds = [int(s) for s in blobs[0][1]["config"]["seeds"]]
+    jobs = _jobs(cfg, plan_seeds)
+    order = {j: i for i, j in enumerate((k, float(lv), sd) for k, lv, sd in jobs)}
+    done = sorted(rows, key=lambda k: order.get(k, len(order)))
+    merged = [rows[k] for k in done]
+    missing = [j for j in order if j not in rows]
+    print(f"merged {len(paths)} run(s): {len(merged)} model(s), {len(missing)} of the {len(jobs)} planned missing"
+          + ("" if not missing else ": " + ", ".join(f"{model_name(k, lv)} seed {sd}" for k, lv, sd in missing)))
+    if not any(r["kind"] == "dense" for r in merged):
+        raise SystemExit("no dense model in the merged runs: nothing to compare against")
+    partial = {"models_done": len(jobs) - len(missing), "models_planned": len(jobs)} if missing else None
+    return _report(merged, cfg, sorted(seeds), out, seconds, partial=partial)
 
 
 def _shipped_path(cfg: Dict[str, Any]) -> Path:
@@ -756,7 +831,8 @@ def _report(rows: List[Dict[str, Any]], cfg: Dict[str, Any], seeds: List[int], o
     out.mkdir(parents=True, exist_ok=True)
     _plot(summary, rows, out / "sca_benchmark.png", cfg)
     if reprint is None:
-        shipped = _save(rows, cfg, seeds, out, seconds)
+        shipped = _save(rows, cfg, seeds, out, seconds,
+                        partial=(partial["models_done"], partial["models_planned"]) if partial else None)
         print(f"wrote {out / 'sca_benchmark.png'}, {out / 'sca_benchmark.json'} and {shipped}")
 
     missing = {k: float("nan") for k in ("channels_kept", "channels_total", "acc", "synapses_placed_rel",
