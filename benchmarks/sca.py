@@ -57,15 +57,12 @@ integer accuracy stayed within 0.4 points of the float accuracy in the shipped `
 (``sca_quick.json``, 3 seeds, 2026-12-03; mean float/integer: dense 97.56/97.78, SCA-0.75 91.85/91.48, magnitude
 76.15/76.00).
 
-**Full run: partial only.** ``benchmarks/results/sca.json`` (``--select-ramp``, started 2026-12-03 22:14 UTC, 3
-seeds planned) is marked ``"partial": {"models_done": 1, "models_planned": 11}``: it holds the ramp selection above
-and the dense network of seed 0 (98.44% float test accuracy), whose compile for loihi2 failed in the partitioner's
-placement check (``ResourceError``: core 1's recorded ``output_axons`` 4162 against 3970 in the placement; with
-``weight_split`` off as well), so it has no core counts; the run was stopped there. The cause (two consecutive
-chunks of one layer placed on one core, each priced alone) was fixed in the partitioner on 2026-12-04: the same
-network now partitions onto 132 cores and passes the recount (6-7 min); the run has not been resumed since. An older full run (2026-11-23,
-no JSON kept, magnitude on SCA's ramp end — the same 0.6 that magnitude pruning's own selection now picks; cores
-before ``loihi2.toml`` was calibrated) is not evidence any more: no figure of it is quoted.
+**Full run: finished.** ``benchmarks/results/sca.json`` (``--select-ramp``, started 2026-12-03 22:14 UTC, stopped
+after a failed dense compile, resumed with ``--resume`` after the partitioner fix of 2026-12-04 and finished at
+12:59 UTC; ``config.resumed_from`` records both runs): all 11 models, 3 seeds for dense, SCA-0.75 and magnitude.
+Means: dense 98.15±0.28% on 132 cores, SCA-0.75 97.19±0.38% on 10 cores, magnitude at equal weights 95.56±1.10%
+on 25.7 cores; SCA-0.5 98.00% / 37 cores and SCA-0.85 96.89% / 4 cores (seed 0). The older full run (2026-11-23,
+no JSON kept) is not evidence any more: no figure of it is quoted.
 
 **Progress and resuming.** After the ramp selection and after every model the JSON is rewritten (atomically) with
 ``"partial": {"models_done", "models_planned"}`` (also in ``run.settings``); a finished run has ``"partial": null``;
