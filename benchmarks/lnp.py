@@ -317,6 +317,19 @@ ABLATIONS = {"lnp": {}, "lnp-no-lyapunov": {"lyapunov_gamma": 0.0},
 CANDIDATES = {"lnp-edge": {"stability_reference": "zero"}, "lnp-mc0": {"mc_min_delay": 0},
               "lnp-mc0-narrow": {"mc_min_delay": 0, "tau_range": 1.5, "max_spread": 1.0}}
 BASELINES = ("dense", "random", "ap", "magnitude")
+#: --equal-tuning's grid of (recurrent gain, input gain) of the dense HRSNN (``HRSNN(rec_gain=, in_gain=)``)
+EQUAL_TUNING_GAINS = ("0.5:1", "1:1", "0.5:2", "1:2")
+
+
+def _parse_gain(text: str) -> List[float]:
+    """``"REC:IN"`` -> [rec_gain, in_gain] (both > 0); a bad pair stops with the option named."""
+    try:
+        rec, inp = (float(v) for v in text.split(":"))
+    except ValueError:
+        raise SystemExit(f"--gains: expected REC:IN such as 0.5:1, got {text!r}") from None
+    if not (rec > 0 and inp > 0 and np.isfinite(rec) and np.isfinite(inp)):
+        raise SystemExit(f"--gains: both gains must be finite and > 0, got {text!r}")
+    return [rec, inp]
 
 
 def _ablate_settings(quick: bool) -> Dict[str, Any]:
@@ -371,6 +384,18 @@ def _magnitude_prune(model: Any, n_neurons: int, n_synapses: int) -> Any:
     return model.pruned(net.subset(keep).with_weights(w), keep)
 
 
+def _bo_summary(info: Dict[str, Any]) -> Dict[str, Any]:
+    """What the timescale step did to a baseline (no per-trial list: it is in the LNP reports for LNP)."""
+    return {k: info[k] for k in ("accepted", "mc_untuned", "mc_best_trial", "mc_final", "lambda_tuned")
+            if k in info}
+
+
+def _trial_key(key: Any, n_gains: int) -> str:
+    """JSON key of a (gains, lr) trial: the learning rate alone when the gains are not searched."""
+    (rec, inp), lr = key
+    return str(lr) if n_gains == 1 else f"{rec:g}:{inp:g}@{lr}"
+
+
 def run_ablate_case(cfg: Dict[str, Any]) -> Dict[str, Any]:
     """One (task, seed) of ``--ablate``: every method and ablation trained at every learning rate of the grid,
     the rate chosen on the validation split, the test error at that rate reported (equal budget: the same grid
@@ -380,7 +405,7 @@ def run_ablate_case(cfg: Dict[str, Any]) -> Dict[str, Any]:
     torch.set_num_threads(1)
     from toolchain.nn.hrsnn import HRSNN
     from toolchain.prune.activity import activity_prune
-    from toolchain.prune.lnp import LNPConfig, lnp_prune
+    from toolchain.prune.lnp import LNPConfig, lnp_prune, tune_like_lnp
     from toolchain.prune.tasks import synaptic_ops
 
     task, seed, s = cfg["task"], cfg["seed"], cfg["settings"]
@@ -392,19 +417,37 @@ def run_ablate_case(cfg: Dict[str, Any]) -> Dict[str, Any]:
     # --equal-total: the methods trained from their initialisation (dense, LNP, random) get 2 x epochs, the total
     # AP gets (epochs of dense training, then epochs of fine-tuning); magnitude pruning is left out
     scratch_epochs = 2 * epochs if cfg.get("equal_total") else epochs
-    dense = HRSNN(d["n_in"], s["n_rec"], d["n_out"], rec_gain=0.5, tau_out=d["tau_out"], seed=seed)
-    inits: Dict[str, Any] = {}
-    reports: Dict[str, Any] = {}
+    # --equal-tuning: every (recurrent gain, input gain) of the grid builds its own dense network (and its own LNP
+    # pruning of it); the pair is chosen per method on the validation split together with the learning rate, and
+    # the dense and randomly pruned networks get LNP's timescale step (tune_like_lnp) before training
+    gains = [tuple(g) for g in (cfg.get("gains") or [(0.5, 1.0)])]
     variants = cfg.get("variants") or list(ABLATIONS)
-    for name in variants:
-        over = dict(s["lnp"], **{**ABLATIONS, **CANDIDATES}[name])
-        if keep_frac is not None:
-            over["neuron_keep"] = keep_frac
-        res = lnp_prune(dense, LNPConfig(seed=seed, **over), progress=False)
-        inits[name], reports[name] = res.model, res.report.to_dict()
-    lnp0 = inits[variants[0]]
-    inits["random"] = _random_prune(dense, lnp0.n_rec, lnp0.n_synapses, seed)
-    inits["dense"] = dense
+    lnp_cfg = LNPConfig(seed=seed, **s["lnp"])
+    inits: Dict[str, Dict[Any, Any]] = {}
+    reports: Dict[str, Any] = {}
+    dense_by_gain: Dict[Any, Any] = {}
+    counts: Dict[Any, Any] = {}
+    bo_info: Dict[str, Any] = {}
+    for g in gains:
+        dense = HRSNN(d["n_in"], s["n_rec"], d["n_out"], rec_gain=g[0], in_gain=g[1], tau_out=d["tau_out"],
+                      seed=seed)
+        for name in variants:
+            over = dict(s["lnp"], **{**ABLATIONS, **CANDIDATES}[name])
+            if keep_frac is not None:
+                over["neuron_keep"] = keep_frac
+            res = lnp_prune(dense, LNPConfig(seed=seed, **over), progress=False)
+            inits.setdefault(name, {})[g] = res.model
+            reports[name if len(gains) == 1 else f"{name}@{g[0]:g}:{g[1]:g}"] = res.report.to_dict()
+        lnp0 = inits[variants[0]][g]
+        counts[g] = (lnp0.n_rec, lnp0.n_synapses)
+        rnd = _random_prune(dense, lnp0.n_rec, lnp0.n_synapses, seed)
+        if cfg.get("equal_bo"):  # the stability reference of both is the untuned dense network, as for LNP
+            rnd, info_r = tune_like_lnp(rnd, dense, lnp_cfg)
+            dense, info_d = tune_like_lnp(dense, dense, lnp_cfg)
+            bo_info[f"{g[0]:g}:{g[1]:g}"] = {"dense": _bo_summary(info_d), "random": _bo_summary(info_r)}
+        inits.setdefault("random", {})[g] = rnd
+        inits.setdefault("dense", {})[g] = dense
+        dense_by_gain[g] = dense
 
     def fit(init: Any, lr: float, ep: int) -> Any:
         m = copy.deepcopy(init)
@@ -413,29 +456,35 @@ def run_ablate_case(cfg: Dict[str, Any]) -> Dict[str, Any]:
 
     out: Dict[str, Any] = {"task": task, "seed": seed, "neuron_keep": keep_frac, "lnp_reports": reports,
                            "methods": {}}
+    if bo_info:
+        out["timescale_step"] = bo_info
 
-    def record(name: str, trials: Dict[float, Any]) -> Any:
-        val = {lr: d["error"](m, d["val"]) for lr, m in trials.items()}
-        lr = min(val, key=lambda k: (val[k], k))
-        m = trials[lr]
-        out["methods"][name] = {"lr": lr, "val_error": val[lr], "val_by_lr": {str(k): v for k, v in val.items()},
+    def record(name: str, trials: Dict[Any, Any]) -> Any:
+        """``trials``: (gains, lr) -> trained model; the pair with the lowest validation error is reported."""
+        val = {k: d["error"](m, d["val"]) for k, m in trials.items()}
+        key = min(val, key=lambda k: (val[k], k[1], k[0]))
+        m = trials[key]
+        out["methods"][name] = {"lr": key[1], "gains": list(key[0]), "val_error": val[key],
+                                "val_by_lr": {_trial_key(k, len(gains)): v for k, v in val.items()},
                                 "error": d["error"](m, d["test"]), "neurons": m.n_rec,
                                 "synapses": m.synapse_counts()["total"], "recurrent_synapses": m.n_synapses,
                                 "synops": synaptic_ops(m, d["x_eval"])}
-        return m
+        return key
 
-    for name, init in inits.items():
+    for name, by_gain in inits.items():
         if name == "dense" and not cfg.get("with_dense", True):
             continue
-        record(name, {lr: fit(init, lr, scratch_epochs) for lr in s["lrs"]})
+        record(name, {(g, lr): fit(init, lr, scratch_epochs) for g, init in by_gain.items() for lr in s["lrs"]})
     out["epochs"] = {"from_initialisation": scratch_epochs, "dense_before_pruning": epochs, "fine_tuning": epochs}
     if cfg.get("with_dense", True):
-        trained_dense = fit(dense, out["methods"]["dense"]["lr"], epochs)
-        after = (("ap", lambda: activity_prune(trained_dense, d["x_act"], lnp0.n_rec, lnp0.n_synapses).model),
-                 ("magnitude", lambda: _magnitude_prune(trained_dense, lnp0.n_rec, lnp0.n_synapses)))
+        gd, lrd = tuple(out["methods"]["dense"]["gains"]), out["methods"]["dense"]["lr"]
+        trained_dense = fit(dense_by_gain[gd], lrd, epochs)
+        n_keep, n_syn = counts[gd]
+        after = (("ap", lambda: activity_prune(trained_dense, d["x_act"], n_keep, n_syn).model),
+                 ("magnitude", lambda: _magnitude_prune(trained_dense, n_keep, n_syn)))
         for name, prune in after[:1] if cfg.get("equal_total") else after:
             p = prune()
-            record(name, {lr: fit(p, lr, epochs) for lr in s["lrs"]})
+            record(name, {(gd, lr): fit(p, lr, epochs) for lr in s["lrs"]})
     out["seconds"] = time.perf_counter() - t0
     return out
 
@@ -483,7 +532,9 @@ def ablate_report(data: Dict[str, Any], reprint: Optional[Dict[str, Any]]) -> No
             pr = _paired([r["methods"]["lnp"]["error"] for r in rs], err) if n != "lnp" else None
             if pr:
                 paired[t][n] = pr
-            lrs = "/".join(f"{c['lr']:g}" for c in col)
+            lrs = "/".join(f"{c['lr']:g}" + (f"@{c['gains'][0]:g}:{c['gains'][1]:g}" if "gains" in c and
+                                              len(data["run"]["settings"].get("gains") or [0]) > 1 else "")
+                           for c in col)
             rows.append((t, n, f"{np.mean([c['neurons'] for c in col]):.1f}",
                          f"{np.mean([c['recurrent_synapses'] for c in col]):.0f}",
                          f"{np.mean([c['synapses'] for c in col]):.0f}", _ci(err), lrs,
@@ -518,7 +569,12 @@ def ablate_report(data: Dict[str, Any], reprint: Optional[Dict[str, Any]]) -> No
         print(f"  {n:<20} LNP better on {sum(1 for t in tasks if paired[t].get(n, {'hi': 0})['hi'] < 0)} of "
               f"{len(tasks)} tasks, worse on {steps_help[n]}")
     equal_total = bool(data["run"].get("settings", {}).get("equal_total"))
-    pre = "equal_total_" if equal_total else ""  # --equal-total: its own RESULT names, not the --ablate ones
+    equal_tuning = bool(data["run"].get("settings", {}).get("equal_tuning"))
+    # --equal-total / --equal-tuning: their own RESULT names, not the --ablate ones
+    pre = ("equal_tuning_" if equal_tuning else "") + ("equal_total_" if equal_total else "")
+    if equal_tuning:
+        print("equal tuning: every method's (recurrent gain, input gain) chosen on the validation split from "
+              f"{data['run']['settings'].get('gains')}; dense and random pruning got LNP's timescale step")
     if equal_total:
         print("equal total training: dense, LNP and random trained for twice the epochs; AP = the dense network "
               "trained for the epochs, pruned, fine-tuned for as many")
@@ -592,19 +648,26 @@ def ablate_main(args: Any) -> int:
     seeds = list(range(args.seeds))
     if args.equal_total and (args.sweep or args.sweep_only):
         raise SystemExit("--equal-total runs no sweep")
+    if args.equal_tuning and (args.sweep or args.sweep_only):
+        raise SystemExit("--equal-tuning runs no sweep")
+    gains = [_parse_gain(g) for g in (args.gains or (EQUAL_TUNING_GAINS if args.equal_tuning else ["0.5:1"]))]
+    equal = args.equal_total or args.equal_tuning
     jobs = [] if args.sweep_only else [dict(task=t, seed=k, settings=s,
-                                            variants=args.variants or (["lnp"] if args.equal_total else None),
-                                            with_dense=args.equal_total or not args.variants,
-                                            equal_total=args.equal_total)
+                                            variants=args.variants or (["lnp"] if equal else None),
+                                            with_dense=equal or not args.variants,
+                                            equal_total=args.equal_total, equal_bo=args.equal_tuning,
+                                            gains=gains)
                                        for t in tasks for k in seeds]
     for keep in args.sweep or []:
         jobs += [dict(task=t, seed=k, settings=s, neuron_keep=keep, variants=["lnp"], with_dense=False)
                  for t in (args.sweep_tasks or tasks[:1]) for k in seeds]
-    stem = "lnp_ablate" + ("_equal_total" if args.equal_total else "") + ("_quick" if args.quick else "")
+    stem = ("lnp_ablate" + ("_equal_tuning" if args.equal_tuning else "") + ("_equal_total" if args.equal_total
+                                                                             else "") + ("_quick" if args.quick else ""))
     out = Path(args.out_json) if args.out_json else RESULTS_DIR / f"{stem}.json"
     data: Dict[str, Any] = {"run": run_info({"settings": s, "tasks": tasks, "seeds": seeds, "sweep": args.sweep,
                                              "sweep_tasks": args.sweep_tasks, "quick": bool(args.quick),
                                              "equal_total": bool(args.equal_total),
+                                             "equal_tuning": bool(args.equal_tuning), "gains": gains,
                                              "ablations": ABLATIONS}), "results": []}
     out.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -662,6 +725,14 @@ def main(argv: List[str] = None) -> int:
                     help="with --ablate: equal total training epochs - dense, LNP and random train for twice the "
                          "epochs, AP gets its dense training plus as many fine-tuning epochs (magnitude and the "
                          "ablations are left out); JSON lnp_ablate_equal_total[_quick].json")
+    ap.add_argument("--equal-tuning", action="store_true",
+                    help="with --ablate: the input/recurrent weight scaling is searched for every method (grid "
+                         "--gains, chosen on the validation split with the learning rate) and the dense and "
+                         "randomly pruned networks get LNP's timescale step before training; combine with "
+                         "--equal-total; JSON lnp_ablate_equal_tuning[_equal_total][_quick].json")
+    ap.add_argument("--gains", nargs="+", default=None, metavar="REC:IN",
+                    help="with --ablate: grid of (recurrent gain, input gain) pairs of the dense HRSNN (default "
+                         "0.5:1; with --equal-tuning " + " ".join(EQUAL_TUNING_GAINS) + ")")
     ap.add_argument("--sweep-tasks", nargs="+", default=None, help="tasks of the sweep (default: the first task)")
     ap.add_argument("--out-json", default=None, help="with --ablate: JSON path (default benchmarks/results/)")
     ap.add_argument("--from-json", default=None, help="re-print a saved --ablate run (nothing is measured)")

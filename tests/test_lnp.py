@@ -9,7 +9,7 @@ from toolchain.prune import graph_ops as G
 from toolchain.prune.activity import activity_prune_weights, magnitude_prune_weights
 from toolchain.prune.bayesopt import GaussianProcess, bayes_opt, expected_improvement, latin_hypercube
 from toolchain.prune.lnp import (LNPConfig, lnp_prune, memory_capacity, quantile_timescales, stabilise,
-                                 tune_timescales)
+                                 stability_limits, tune_like_lnp, tune_timescales)
 from toolchain.prune.lyapunov import (RecurrentNet, filter_gains, largest_lyapunov, linearise, local_exponents,
                                       lyapunov_spectrum, network_lyapunov, noise_drive, rate_gain, simulate)
 from toolchain.testing import lnp_random_net
@@ -534,6 +534,40 @@ def test_lnp_stability_reference_zero_sets_the_limit_at_zero():
     dense = lnp_random_net(30, seed=17, rec_gain=0.5)
     rep = lnp_prune(dense, _small_config(stability_reference="zero", bo_init=0, bo_iter=0), progress=False).report
     assert rep.steps["stability"]["limit"] == pytest.approx(0.5)
+
+
+def test_tune_like_lnp_applies_step_7_to_a_baseline():
+    """The equal-budget baselines get LNP's step 7 alone: the same BO, fresh-draw validation and stability test
+    against the dense network. On the network LNP's step 6 produced it takes the same decision (and taus) as the
+    full pipeline; a rejected tuning returns the input unchanged; an HRSNN keeps its weights and gets the taus."""
+    import torch
+
+    from toolchain.nn.hrsnn import HRSNN
+    dense = lnp_random_net(40, seed=15, rec_gain=0.5)
+    cfg = _small_config()
+    full = lnp_prune(dense, cfg, progress=False)
+    untuned = lnp_prune(dense, _small_config(bo_init=0, bo_iter=0), progress=False).net
+    limit, ex = stability_limits(dense, cfg)
+    st = full.report.steps["stability"]
+    assert limit == pytest.approx(st["limit"]) and ex == pytest.approx(st["excess_limit"])
+    tuned, info = tune_like_lnp(untuned, dense, cfg)
+    assert info["accepted"] == full.report.steps["timescales"]["accepted"]
+    np.testing.assert_array_equal(tuned.tau_mem, full.net.tau_mem)
+    np.testing.assert_array_equal(tuned.w_rec, untuned.w_rec)
+    assert info["accepted"]  # seed 15: the tuned taus pass validation and the stability test
+    assert len(info["trials"]) == 5 and info["limit"] == pytest.approx(limit)
+    # an HRSNN (a randomly pruned baseline in benchmarks/lnp.py): same weights, the taus step 7 chose
+    model = HRSNN(3, 24, 2, rec_gain=0.5, seed=3)
+    out, inf = tune_like_lnp(model, model, _small_config(bo_init=3, bo_iter=2, mc_validation_draws=0))
+    net0, net1 = model.recurrent_net(), out.recurrent_net()
+    np.testing.assert_allclose(net1.w_rec, net0.w_rec)
+    torch.testing.assert_close(out.inp.weight, model.inp.weight)
+    if inf["accepted"]:
+        assert out is not model and not np.allclose(net1.tau_mem, net0.tau_mem)
+        assert np.all(np.diff(net1.tau_mem[np.argsort(net0.tau_mem)]) >= 0)  # the neurons keep their rank order
+    else:
+        assert out is model
+    assert inf["accepted"] is True  # seed 3 without validation draws: the BO's best beats the untuned taus
 
 
 # ------------------------------------------------------------------------------------ activity baseline

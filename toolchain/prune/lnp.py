@@ -64,7 +64,7 @@ from .lyapunov import (RecurrentNet, filter_gains, largest_lyapunov, linearise, 
                        rate_gain, simulate)
 
 __all__ = ["LNPConfig", "LNPReport", "LNPResult", "memory_capacity", "quantile_timescales", "tune_timescales",
-           "stabilise", "lnp_prune"]
+           "stabilise", "stability_limits", "tune_like_lnp", "lnp_prune"]
 
 
 @dataclass(frozen=True)
@@ -359,6 +359,92 @@ def stabilise(net: RecurrentNet, lam_limit: float, *, excess_limit: Optional[flo
     return cur, removed, history
 
 
+def _timescale_step(net: RecurrentNet, cfg: LNPConfig, limit: float, ex_limit: Optional[float],
+                    lyap_kw: Dict[str, Any], mc_kw: Dict[str, Any], progress: Any = None
+                    ) -> Tuple[RecurrentNet, Dict[str, Any], List[Dict[str, float]]]:
+    """Step 7 on ``net``: BO of the time-constant distribution on the memory capacity; the best candidates (at
+    most five, best first) are re-measured on ``cfg.mc_validation_draws`` fresh draws and the first whose mean
+    gain exceeds twice its standard error and that passes the stability test (``λ_max ≤ limit`` and, when given,
+    ``excess ≤ ex_limit``, 1/s) is taken, else ``net`` is returned unchanged. Returns ``(net', info, trials)``."""
+    final = net
+    trials: List[Dict[str, float]] = []
+    ts_info: Dict[str, Any] = {"accepted": False}
+    if cfg.bo_init + cfg.bo_iter <= 0:
+        return final, ts_info, trials
+    ranked, bo, mc_untuned = tune_timescales(net, n_init=cfg.bo_init, n_iter=cfg.bo_iter, tau_range=cfg.tau_range,
+                                             max_spread=cfg.max_spread, mc_kwargs=mc_kw, seed=cfg.seed,
+                                             progress=progress)
+    names = ["log_median_tau_mem", "spread_tau_mem", "log_median_tau_syn", "spread_tau_syn"]
+    trials = [{**{names[j]: float(x[j]) for j in range(x.size)}, "memory_capacity": float(y)}
+              for x, y in zip(bo.x, bo.y)]
+    ts_info.update(mc_untuned=mc_untuned, mc_best_trial=float(bo.y_best))
+    val_seeds = [cfg.seed + 1000 + k for k in range(cfg.mc_validation_draws)]
+    mc_val0 = [memory_capacity(net, **dict(mc_kw, seed=v)) for v in val_seeds]
+    for cand, mc in ranked[:5]:
+        if mc <= mc_untuned:
+            break
+        entry: Dict[str, Any] = {"memory_capacity": float(mc)}
+        ts_info.setdefault("checked", []).append(entry)
+        if val_seeds:  # the BO's best of noisy evaluations is biased upwards: re-measure on fresh draws
+            vg = np.array([memory_capacity(cand, **dict(mc_kw, seed=v)) for v in val_seeds]) - mc_val0
+            se = float(vg.std(ddof=1) / np.sqrt(vg.size)) if vg.size > 1 else 0.0
+            entry.update(validation_gain=float(vg.mean()), validation_se=se,
+                         validated=bool(vg.mean() > 2.0 * se and vg.mean() > 0))
+            if not entry["validated"]:
+                continue
+        sp_c = largest_lyapunov(cand, **lyap_kw)
+        entry.update(lambda_max=sp_c.max, excess=sp_c.excess)
+        if sp_c.max <= limit and (ex_limit is None or sp_c.excess <= ex_limit):
+            final = cand
+            ts_info.update(accepted=True, lambda_tuned=sp_c.max, excess_tuned=sp_c.excess)
+            break
+    ts_info["mc_final"] = float(mc_untuned if final is net else next(mc for c, mc in ranked if c is final))
+    return final, ts_info, trials
+
+
+def _kwargs(cfg: LNPConfig) -> Tuple[Dict[str, Any], Dict[str, Any]]:
+    """Lyapunov and memory-capacity keyword arguments of a configuration."""
+    noise = dict(noise_mean=cfg.noise_mean, noise_std=cfg.noise_std)
+    lyap_kw = dict(steps=cfg.lyap_steps, transient=cfg.lyap_transient, smoothing=cfg.smoothing, seed=cfg.seed,
+                   **noise)
+    mc_kw = dict(steps=cfg.mc_steps, max_delay=cfg.mc_delays, min_delay=cfg.mc_min_delay, seed=cfg.seed,
+                 noise_mean=cfg.noise_mean, noise_std=cfg.mc_noise_std, input_scale=cfg.mc_input_scale)
+    return lyap_kw, mc_kw
+
+
+def stability_limits(dense: RecurrentNet, config: LNPConfig) -> Tuple[float, Optional[float]]:
+    """The stability test of steps 6 and 7 for networks derived from ``dense``: ``(λ_max limit, excess limit or
+    None)`` in 1/s, from the dense network's Lyapunov spectrum measured as step 2 of :func:`lnp_prune` measures it
+    (``config.lyap_k`` exponents; ``config.stability_reference`` says which test)."""
+    lyap_kw, _ = _kwargs(config)
+    n_state = 2 * dense.n if dense.cuba else dense.n
+    sp = network_lyapunov(dense, k=None if config.lyap_k is None else min(config.lyap_k, n_state), **lyap_kw)
+    limit = (min(float(sp.max), 0.0) if config.stability_reference == "dense" else 0.0) + config.stability_tol
+    ex = (max(float(sp.excess), 0.0) + config.stability_tol) if config.stability_reference == "excess" else None
+    return limit, ex
+
+
+def tune_like_lnp(net_or_model: Any, dense: Any, config: Optional[LNPConfig] = None,
+                  keep: Optional[np.ndarray] = None) -> Tuple[Any, Dict[str, Any]]:
+    """LNP's step 7 alone, for a network that did not come out of :func:`lnp_prune` (an equal-budget baseline:
+    the dense network itself or a randomly pruned one): the same BO, validation re-measurement and stability test
+    against ``dense`` (an HRSNN or :class:`RecurrentNet`) as :func:`lnp_prune` would apply. ``keep``: for an HRSNN
+    input, the original indices its neurons came from (default: all, in order; only the time constants change).
+    Returns ``(tuned network or HRSNN, info)``; ``info["accepted"]`` says whether the tuned taus were taken."""
+    cfg = config or LNPConfig()
+    net, model = _as_net(net_or_model)
+    dense_net, _ = _as_net(dense)
+    limit, ex_limit = stability_limits(dense_net, cfg)
+    lyap_kw, mc_kw = _kwargs(cfg)
+    final, info, trials = _timescale_step(net, cfg, limit, ex_limit, lyap_kw, mc_kw)
+    info = dict(info, limit=limit, excess_limit=ex_limit, trials=trials)
+    if model is None:
+        return final, info
+    if final is net:
+        return model, info
+    return model.pruned(final, np.arange(net.n) if keep is None else keep), info
+
+
 # --------------------------------------------------------------------------------------------------- driver
 def _as_net(obj: Any) -> Tuple[RecurrentNet, Any]:
     if isinstance(obj, RecurrentNet):
@@ -383,11 +469,7 @@ def lnp_prune(hrsnn_or_weights: Any, config: Optional[LNPConfig] = None, *, prog
         raise InputError(f"needs at least 4 neurons, got {dense.n}", field="w_rec")
     rng = np.random.default_rng(cfg.seed)
     noise = dict(noise_mean=cfg.noise_mean, noise_std=cfg.noise_std)
-    lyap_kw = dict(steps=cfg.lyap_steps, transient=cfg.lyap_transient, smoothing=cfg.smoothing, seed=cfg.seed,
-                   **noise)
-    mc_kw = dict(steps=cfg.mc_steps, max_delay=cfg.mc_delays, min_delay=cfg.mc_min_delay, seed=cfg.seed,
-                 noise_mean=cfg.noise_mean,
-                 noise_std=cfg.mc_noise_std, input_scale=cfg.mc_input_scale)
+    lyap_kw, mc_kw = _kwargs(cfg)
     rep = LNPReport(dense.n, dense.n_synapses)
     bar = tqdm(total=7, desc="LNP", disable=not progress, leave=True)
     t_all = time.perf_counter()
@@ -489,42 +571,11 @@ def lnp_prune(hrsnn_or_weights: Any, config: Optional[LNPConfig] = None, *, prog
 
     # 7. timescale optimisation ---------------------------------------------------------------------------
     t0 = time.perf_counter()
-    final = net4
-    trials: List[Dict[str, float]] = []
-    ts_info: Dict[str, Any] = {"accepted": False}
-    if cfg.bo_init + cfg.bo_iter > 0:
-        def on_eval(i: int, y: float, best: float) -> None:
-            bar.set_postfix(step="timescales", trial=i, mc=f"{y:.2f}", best=f"{best:.2f}")
 
-        ranked, bo, mc_untuned = tune_timescales(net4, n_init=cfg.bo_init, n_iter=cfg.bo_iter,
-                                                 tau_range=cfg.tau_range, max_spread=cfg.max_spread,
-                                                 mc_kwargs=mc_kw, seed=cfg.seed, progress=on_eval)
-        names = ["log_median_tau_mem", "spread_tau_mem", "log_median_tau_syn", "spread_tau_syn"]
-        trials = [{**{names[j]: float(x[j]) for j in range(x.size)}, "memory_capacity": float(y)}
-                  for x, y in zip(bo.x, bo.y)]
-        ts_info.update(mc_untuned=mc_untuned, mc_best_trial=float(bo.y_best))
-        val_seeds = [cfg.seed + 1000 + k for k in range(cfg.mc_validation_draws)]
-        mc_val0 = [memory_capacity(net4, **dict(mc_kw, seed=v)) for v in val_seeds]
-        for cand, mc in ranked[:5]:
-            if mc <= mc_untuned:
-                break
-            entry: Dict[str, Any] = {"memory_capacity": float(mc)}
-            ts_info.setdefault("checked", []).append(entry)
-            if val_seeds:  # the BO's best of noisy evaluations is biased upwards: re-measure on fresh draws
-                vg = np.array([memory_capacity(cand, **dict(mc_kw, seed=v)) for v in val_seeds]) - mc_val0
-                se = float(vg.std(ddof=1) / np.sqrt(vg.size)) if vg.size > 1 else 0.0
-                entry.update(validation_gain=float(vg.mean()), validation_se=se,
-                             validated=bool(vg.mean() > 2.0 * se and vg.mean() > 0))
-                if not entry["validated"]:
-                    continue
-            sp_c = largest_lyapunov(cand, **lyap_kw)
-            entry.update(lambda_max=sp_c.max, excess=sp_c.excess)
-            if sp_c.max <= limit and (ex_limit is None or sp_c.excess <= ex_limit):
-                final = cand
-                ts_info.update(accepted=True, lambda_tuned=sp_c.max, excess_tuned=sp_c.excess)
-                break
-        ts_info["mc_final"] = float(mc_untuned if final is net4 else
-                                    next(mc for c, mc in ranked if c is final))
+    def on_eval(i: int, y: float, best: float) -> None:
+        bar.set_postfix(step="timescales", trial=i, mc=f"{y:.2f}", best=f"{best:.2f}")
+
+    final, ts_info, trials = _timescale_step(net4, cfg, limit, ex_limit, lyap_kw, mc_kw, on_eval)
     rep.bo_trials = trials
     rep.steps["timescales"] = ts_info
     done("timescales", t0, mc=f"{ts_info.get('mc_final', float('nan')):.2f}")

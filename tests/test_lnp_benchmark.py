@@ -1,0 +1,62 @@
+"""benchmarks/lnp.py --ablate --equal-tuning: the (recurrent gain, input gain) grid is searched for every method on
+the validation split, and the dense and randomly pruned networks get LNP's timescale step."""
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+import lnp as bench  # noqa: E402
+
+TINY = dict(n_rec=16, epochs=1, n_train=4, n_val=2, n_test=2, window=20, n_per_dim=4, mnist_train=20, mnist_val=10,
+            mnist_test=10, mnist_epochs=1, lrs=[3e-3, 1e-2],
+            lnp=dict(bo_init=2, bo_iter=1, gain_steps=300, lyap_steps=150, lyap_transient=30, mc_steps=400,
+                     mc_delays=4, mc_validation_draws=2, betweenness_k=None))
+
+
+def test_equal_tuning_chooses_gains_and_lr_on_validation_for_every_method():
+    gains = [[0.5, 1.0], [1.0, 2.0]]
+    r = bench.run_ablate_case(dict(task="lorenz63", seed=0, settings=TINY, variants=["lnp"], with_dense=True,
+                                   equal_bo=True, gains=gains))
+    assert set(r["methods"]) == {"lnp", "random", "dense", "ap", "magnitude"}
+    for name, m in r["methods"].items():
+        grid = m["val_by_lr"]
+        expect = 2 if name in ("ap", "magnitude") else 4  # AP/magnitude prune the dense network at its gains
+        assert len(grid) == expect, (name, grid)
+        assert m["val_error"] == min(grid.values())  # the reported trial is the validation-best one
+        assert grid[f"{m['gains'][0]:g}:{m['gains'][1]:g}@{m['lr']}"] == m["val_error"]
+        assert m["gains"] in gains
+    for name in ("ap", "magnitude"):
+        assert r["methods"][name]["gains"] == r["methods"]["dense"]["gains"]
+    # the random baseline has LNP's counts at its own chosen gains; LNP's reports are kept per gain pair
+    assert set(r["lnp_reports"]) == {"lnp@0.5:1", "lnp@1:2"}
+    g = r["methods"]["random"]["gains"]
+    rep = r["lnp_reports"][f"lnp@{g[0]:g}:{g[1]:g}"]
+    assert r["methods"]["random"]["neurons"] == rep["n_neurons_after"]
+    assert r["methods"]["random"]["recurrent_synapses"] == rep["n_synapses_after"]
+    # the timescale step ran on the baselines of each gain pair and says whether it was taken
+    assert set(r["timescale_step"]) == {"0.5:1", "1:2"}
+    for v in r["timescale_step"].values():
+        assert set(v) == {"dense", "random"} and all("accepted" in x for x in v.values())
+
+
+def test_gains_option_is_checked(capsys):
+    with pytest.raises(SystemExit, match="REC:IN"):
+        bench._parse_gain("0.5")
+    with pytest.raises(SystemExit, match="> 0"):
+        bench._parse_gain("0:1")
+    assert bench._parse_gain("1:2") == [1.0, 2.0]
+
+
+def test_report_names_equal_tuning_results(tmp_path, capsys):
+    r = bench.run_ablate_case(dict(task="lorenz63", seed=0, settings=TINY, variants=["lnp"], with_dense=True,
+                                   equal_bo=True, equal_total=True, gains=[[0.5, 1.0]]))
+    data = {"run": {"settings": {"equal_total": True, "equal_tuning": True, "gains": [[0.5, 1.0]]}},
+            "results": [dict(r, seed=k) for k in range(3)]}
+    bench.ablate_report(json.loads(json.dumps(data)), None)
+    out = capsys.readouterr().out
+    assert "RESULT equal_tuning_equal_total_lnp_beats_random_tasks 0" in out  # identical seeds: no interval < 0
+    assert "RESULT equal_tuning_equal_total_dense_tuned 1" in out
+    assert "magnitude" not in r["methods"]  # --equal-total leaves magnitude pruning out
