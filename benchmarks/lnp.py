@@ -72,6 +72,17 @@ Rössler 0.283 ± 0.065 / 0.258 ± 0.021 / 0.257 ± 0.011 / 0.259 ± 0.028, Mack
 −0.044 [−0.079, −0.009]), ``equal_total_lnp_rel_error_vs_dense 0.095`` (Rössler). AP's significant lead on the
 three series in the ``--ablate`` run was its extra training: at an equal total no interval on the series excludes
 0. LNP stays indistinguishable from random pruning at the same counts.
+
+**``--ablate --equal-tuning``** (the rest of issue 17's equal budget: "input/recurrent scaling" and "timescale
+optimisation" for every method): every (recurrent gain, input gain) pair of ``--gains`` (default
+``EQUAL_TUNING_GAINS``: 0.5:1, 1:1, 0.5:2, 1:2; ``HRSNN(rec_gain=, in_gain=)``) builds its own dense network and
+its own LNP pruning of it; each method's pair is chosen on the validation split together with its learning rate
+(random pruning uses LNP's counts at the same pair; AP prunes the dense network trained at *its* chosen pair and
+rate). The dense and randomly pruned networks get LNP's step 7 alone before training
+(:func:`toolchain.prune.lnp.tune_like_lnp`: the same BO on the memory capacity, fresh-draw validation and
+stability test against the dense network; the JSON records per pair whether it was taken). Combine with
+``--equal-total``. RESULT prefix ``equal_tuning_`` (``equal_tuning_equal_total_`` combined); JSON
+``benchmarks/results/lnp_ablate_equal_tuning[_equal_total][_quick].json``.
 """
 from __future__ import annotations
 

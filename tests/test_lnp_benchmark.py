@@ -4,6 +4,7 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
@@ -60,3 +61,26 @@ def test_report_names_equal_tuning_results(tmp_path, capsys):
     assert "RESULT equal_tuning_equal_total_lnp_beats_random_tasks 0" in out  # identical seeds: no interval < 0
     assert "RESULT equal_tuning_equal_total_dense_tuned 1" in out
     assert "magnitude" not in r["methods"]  # --equal-total leaves magnitude pruning out
+
+
+def test_drift_measures_what_training_changed():
+    import copy
+
+    import lnp_drift
+    from toolchain.nn.hrsnn import HRSNN
+    from toolchain.prune.lnp import LNPConfig, measurement_kwargs
+    kw = measurement_kwargs(LNPConfig(lyap_steps=150, lyap_transient=30))[0]
+    m = HRSNN(3, 12, 2, rec_gain=0.5, seed=1)
+    same = lnp_drift.drift(m, copy.deepcopy(m), kw)
+    assert same["rec_change"] == 0 and same["in_change"] == 0 and same["rec_corr"] == pytest.approx(1.0)
+    assert same["excess_init"] == same["excess_trained"] and same["lambda_init"] == same["lambda_trained"]
+    moved = copy.deepcopy(m)
+    net = moved.recurrent_net()
+    moved.set_recurrent(2.0 * net.w_rec)
+    d = lnp_drift.drift(m, moved, kw)
+    assert d["rec_change"] == pytest.approx(1.0) and d["rec_corr"] == pytest.approx(1.0) and d["in_change"] == 0
+    r = lnp_drift.run_case(dict(task="rossler", seed=0, settings=TINY))
+    assert set(r["methods"]) == {"dense", "lnp", "random"}
+    for v in r["methods"].values():
+        assert v["rec_change"] > 0 and v["lr"] in TINY["lrs"] and np.isfinite(v["excess_trained"])
+    assert r["methods"]["random"]["recurrent_synapses"] == r["methods"]["lnp"]["recurrent_synapses"]

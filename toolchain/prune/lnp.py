@@ -64,7 +64,7 @@ from .lyapunov import (RecurrentNet, filter_gains, largest_lyapunov, linearise, 
                        rate_gain, simulate)
 
 __all__ = ["LNPConfig", "LNPReport", "LNPResult", "memory_capacity", "quantile_timescales", "tune_timescales",
-           "stabilise", "stability_limits", "tune_like_lnp", "lnp_prune"]
+           "stabilise", "stability_limits", "tune_like_lnp", "measurement_kwargs", "lnp_prune"]
 
 
 @dataclass(frozen=True)
@@ -402,8 +402,9 @@ def _timescale_step(net: RecurrentNet, cfg: LNPConfig, limit: float, ex_limit: O
     return final, ts_info, trials
 
 
-def _kwargs(cfg: LNPConfig) -> Tuple[Dict[str, Any], Dict[str, Any]]:
-    """Lyapunov and memory-capacity keyword arguments of a configuration."""
+def measurement_kwargs(cfg: LNPConfig) -> Tuple[Dict[str, Any], Dict[str, Any]]:
+    """``(lyapunov_kwargs, memory_capacity_kwargs)``: how LNP measures Lyapunov exponents and memory capacity
+    under ``cfg`` (for :func:`~toolchain.prune.lyapunov.network_lyapunov` and :func:`memory_capacity`)."""
     noise = dict(noise_mean=cfg.noise_mean, noise_std=cfg.noise_std)
     lyap_kw = dict(steps=cfg.lyap_steps, transient=cfg.lyap_transient, smoothing=cfg.smoothing, seed=cfg.seed,
                    **noise)
@@ -416,7 +417,7 @@ def stability_limits(dense: RecurrentNet, config: LNPConfig) -> Tuple[float, Opt
     """The stability test of steps 6 and 7 for networks derived from ``dense``: ``(λ_max limit, excess limit or
     None)`` in 1/s, from the dense network's Lyapunov spectrum measured as step 2 of :func:`lnp_prune` measures it
     (``config.lyap_k`` exponents; ``config.stability_reference`` says which test)."""
-    lyap_kw, _ = _kwargs(config)
+    lyap_kw, _ = measurement_kwargs(config)
     n_state = 2 * dense.n if dense.cuba else dense.n
     sp = network_lyapunov(dense, k=None if config.lyap_k is None else min(config.lyap_k, n_state), **lyap_kw)
     limit = (min(float(sp.max), 0.0) if config.stability_reference == "dense" else 0.0) + config.stability_tol
@@ -435,7 +436,7 @@ def tune_like_lnp(net_or_model: Any, dense: Any, config: Optional[LNPConfig] = N
     net, model = _as_net(net_or_model)
     dense_net, _ = _as_net(dense)
     limit, ex_limit = stability_limits(dense_net, cfg)
-    lyap_kw, mc_kw = _kwargs(cfg)
+    lyap_kw, mc_kw = measurement_kwargs(cfg)
     final, info, trials = _timescale_step(net, cfg, limit, ex_limit, lyap_kw, mc_kw)
     info = dict(info, limit=limit, excess_limit=ex_limit, trials=trials)
     if model is None:
@@ -469,7 +470,7 @@ def lnp_prune(hrsnn_or_weights: Any, config: Optional[LNPConfig] = None, *, prog
         raise InputError(f"needs at least 4 neurons, got {dense.n}", field="w_rec")
     rng = np.random.default_rng(cfg.seed)
     noise = dict(noise_mean=cfg.noise_mean, noise_std=cfg.noise_std)
-    lyap_kw, mc_kw = _kwargs(cfg)
+    lyap_kw, mc_kw = measurement_kwargs(cfg)
     rep = LNPReport(dense.n, dense.n_synapses)
     bar = tqdm(total=7, desc="LNP", disable=not progress, leave=True)
     t_all = time.perf_counter()
