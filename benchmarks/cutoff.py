@@ -372,12 +372,8 @@ def main(argv: List[str] | None = None) -> int:
                          "for both targets (toolchain.runtime.cutoff.WINDOW_RULES).")
     args = ap.parse_args(argv)
     if args.from_json:
-        import json
-
-        from common.provenance import reprint_banner
-        saved = json.loads(Path(args.from_json).read_text())
-        print(reprint_banner(Path(args.from_json), saved.get("run")))
-        report(saved, dict(saved.get("run", {}), _file=args.from_json))
+        from common.provenance import load_saved_run
+        report(*load_saved_run(args.from_json))
         return 0
     level = None if str(args.confidence_level).lower() == "none" else float(args.confidence_level)
     rules = {"window": co.WINDOW_RULES, "all": co.DEFAULT_RULES, "published": (("stable", False),)}[args.rules]

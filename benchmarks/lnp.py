@@ -769,10 +769,8 @@ def main(argv: List[str] = None) -> int:
     ap.add_argument("--from-json", default=None, help="re-print a saved --ablate run (nothing is measured)")
     args = ap.parse_args(argv)
     if args.from_json:
-        from common.provenance import reprint_banner
-        saved = json.loads(Path(args.from_json).read_text())
-        print(reprint_banner(Path(args.from_json), saved.get("run")))
-        ablate_report(saved, dict(saved.get("run", {}), _file=args.from_json))
+        from common.provenance import load_saved_run
+        ablate_report(*load_saved_run(args.from_json))
         return 0
     if args.ablate:
         if "--seeds" not in (argv if argv is not None else sys.argv):

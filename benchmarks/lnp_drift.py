@@ -144,11 +144,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--out-json", default=None, help="JSON path (default benchmarks/results/lnp_drift[_quick].json)")
     ap.add_argument("--from-json", default=None, help="re-print a saved run (nothing is measured)")
     args = ap.parse_args(argv)
-    from common.provenance import RESULTS_DIR, reprint_banner, run_info
+    from common.provenance import RESULTS_DIR, load_saved_run, run_info
     if args.from_json:
-        saved = json.loads(Path(args.from_json).read_text())
-        print(reprint_banner(Path(args.from_json), saved.get("run")))
-        report(saved, dict(saved.get("run", {}), _file=args.from_json))
+        report(*load_saved_run(args.from_json))
         return 0
     s = _ablate_settings(args.quick)
     jobs = [dict(task=t, seed=k, settings=s) for t in args.tasks for k in range(args.seeds)]

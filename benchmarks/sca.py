@@ -534,15 +534,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = ap.parse_args(argv)
 
     if args.from_json:
-        from common.provenance import reprint_banner
-        with open(args.from_json) as f:
-            blob = json.load(f)
-        print(reprint_banner(Path(args.from_json), blob.get("run")))
+        from common.provenance import load_saved_run
+        blob, reprint = load_saved_run(args.from_json)
         if not any(r["kind"] == "dense" for r in blob["rows"]):
             print(f"{args.from_json}: no model finished yet (partial: {blob.get('partial')})")
             return 1
         return _report(blob["rows"], blob["config"], blob["config"]["seeds"], Path(args.out), float("nan"),
-                       reprint=dict(blob.get("run") or {}, _file=args.from_json), partial=blob.get("partial"))
+                       reprint=reprint, partial=blob.get("partial"))
     if args.merge:
         return _merge([Path(p) for p in args.merge], Path(args.out))
     try:  # Lava sets the multiprocessing start method on import; a tqdm bar created first fixes it (and Lava's

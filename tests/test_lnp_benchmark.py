@@ -84,3 +84,22 @@ def test_drift_measures_what_training_changed():
     for v in r["methods"].values():
         assert v["rec_change"] > 0 and v["lr"] in TINY["lrs"] and np.isfinite(v["excess_trained"])
     assert r["methods"]["random"]["recurrent_synapses"] == r["methods"]["lnp"]["recurrent_synapses"]
+
+
+def test_from_json_marks_every_result_as_re_printed(tmp_path, capsys):
+    """--from-json re-prints a saved run: the banner names file, date and commit, and every RESULT line is marked."""
+    import lnp_drift
+    from common.provenance import run_info
+    meth = {"error": 0.3, "rec_change": 1.5, "rec_corr": 0.6, "in_change": 0.8, "excess_init": 1.0,
+            "excess_trained": -0.5, "lambda_init": -30.0, "lambda_trained": -31.0}
+    saved = {"run": run_info({"quick": True}),
+             "results": [{"task": "lorenz63", "seed": k, "methods": {n: dict(meth) for n in lnp_drift.METHODS}}
+                         for k in range(2)]}
+    path = tmp_path / "drift.json"
+    path.write_text(json.dumps(saved))
+    assert lnp_drift.main(["--from-json", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"RE-PRINTED from {path} — run {saved['run']['date_utc']}")
+    results = [ln for ln in out.splitlines() if ln.startswith("RESULT")]
+    assert "RESULT lnp_drift_rec_change_lnp 1.500" in out and len(results) == 7
+    assert all(ln.endswith(f"(re-printed from {path}, run {saved['run']['date_utc']})") for ln in results)

@@ -13,9 +13,9 @@ import platform
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Tuple
 
-__all__ = ["run_info", "reprint_banner", "result_line", "RESULTS_DIR"]
+__all__ = ["run_info", "reprint_banner", "result_line", "load_saved_run", "RESULTS_DIR"]
 
 RESULTS_DIR = Path(__file__).resolve().parent.parent / "results"
 
@@ -48,6 +48,16 @@ def reprint_banner(path: Path, run: Optional[Dict[str, Any]]) -> str:
     commit = str(run.get("git_commit", "?"))[:12]
     return (f"RE-PRINTED from {path} — run {run.get('date_utc', '?')} at commit {commit}"
             f"{' (uncommitted changes)' if run.get('git_dirty') else ''}; nothing was re-measured")
+
+
+def load_saved_run(path: Any) -> Tuple[Dict[str, Any], Dict[str, Any]]:
+    """Read a saved benchmark JSON for ``--from-json``, print :func:`reprint_banner` and return ``(saved,
+    reprint)``: the stored data and the ``reprint`` record :func:`result_line` marks re-printed lines with."""
+    import json
+    path = Path(path)
+    saved = json.loads(path.read_text())
+    print(reprint_banner(path, saved.get("run")))
+    return saved, dict(saved.get("run") or {}, _file=str(path))
 
 
 def result_line(name: str, value: str, reprint: Optional[Dict[str, Any]] = None) -> str:
