@@ -462,7 +462,6 @@ def run_ablate_case(cfg: Dict[str, Any]) -> Dict[str, Any]:
     lnp_cfg = LNPConfig(seed=seed, **s["lnp"])
     inits: Dict[str, Dict[Any, Any]] = {}
     reports: Dict[str, Any] = {}
-    dense_by_gain: Dict[Any, Any] = {}
     counts: Dict[Any, Any] = {}
     bo_info: Dict[str, Any] = {}
     for g in gains:
@@ -484,7 +483,6 @@ def run_ablate_case(cfg: Dict[str, Any]) -> Dict[str, Any]:
             bo_info[f"{g[0]:g}:{g[1]:g}"] = {"dense": _bo_summary(info_d), "random": _bo_summary(info_r)}
         inits.setdefault("random", {})[g] = rnd
         inits.setdefault("dense", {})[g] = dense
-        dense_by_gain[g] = dense
 
     def fit(init: Any, lr: float, ep: int) -> Any:
         m = copy.deepcopy(init)
@@ -496,7 +494,7 @@ def run_ablate_case(cfg: Dict[str, Any]) -> Dict[str, Any]:
     if bo_info:
         out["timescale_step"] = bo_info
 
-    def record(name: str, trials: Dict[Any, Any]) -> Any:
+    def record(name: str, trials: Dict[Any, Any]) -> None:
         """``trials``: (gains, lr) -> trained model; the pair with the lowest validation error is reported."""
         val = {k: d["error"](m, d["val"]) for k, m in trials.items()}
         key = min(val, key=lambda k: (val[k], k[1], k[0]))
@@ -506,7 +504,6 @@ def run_ablate_case(cfg: Dict[str, Any]) -> Dict[str, Any]:
                                 "error": d["error"](m, d["test"]), "neurons": m.n_rec,
                                 "synapses": m.synapse_counts()["total"], "recurrent_synapses": m.n_synapses,
                                 "synops": synaptic_ops(m, d["x_eval"])}
-        return key
 
     for name, by_gain in inits.items():
         if name == "dense" and not cfg.get("with_dense", True):
@@ -515,7 +512,7 @@ def run_ablate_case(cfg: Dict[str, Any]) -> Dict[str, Any]:
     out["epochs"] = {"from_initialisation": scratch_epochs, "dense_before_pruning": epochs, "fine_tuning": epochs}
     if cfg.get("with_dense", True):
         gd, lrd = tuple(out["methods"]["dense"]["gains"]), out["methods"]["dense"]["lr"]
-        trained_dense = fit(dense_by_gain[gd], lrd, epochs)
+        trained_dense = fit(inits["dense"][gd], lrd, epochs)
         n_keep, n_syn = counts[gd]
         after = (("ap", lambda: activity_prune(trained_dense, d["x_act"], n_keep, n_syn).model),
                  ("magnitude", lambda: _magnitude_prune(trained_dense, n_keep, n_syn)))
